@@ -1,0 +1,1 @@
+"""OCI Distribution client and copy engine. Plain Python: no Airflow import here."""

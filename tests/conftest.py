@@ -1,0 +1,103 @@
+"""Fixtures that start real services on free loopback ports. A test never skips for a missing
+service: if one cannot start, the fixture fails with its log."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.rig.client import RigClient
+from tests.rig.images import ImageFactory
+from tests.rig.proxy import Proxy
+from tests.rig.registry import Registry
+from tests.rig.services import Dockerd, EcrStandIn
+
+HUB_USER = ("hubuser", "hub-secret-pass")
+BASIC_USER = ("mirror", "basic-secret-pass")
+
+_repo_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def rig_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rig")
+
+
+@pytest.fixture(scope="session")
+def open_registry(rig_root: Path) -> Iterator[Registry]:
+    registry = Registry("open", rig_root / "open").start()
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="session")
+def basic_registry(rig_root: Path) -> Iterator[Registry]:
+    registry = Registry("basic", rig_root / "basic", auth="htpasswd", users=dict([BASIC_USER])).start()
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="session")
+def hub_registry(rig_root: Path) -> Iterator[Registry]:
+    """Docker Hub's stand-in: token auth (anonymous pull tokens) behind `hub` below."""
+    registry = Registry("hub", rig_root / "hub", auth="token", users=dict([HUB_USER])).start()
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture
+def hub(hub_registry: Registry) -> Iterator[Proxy]:
+    """The front door of the Docker Hub stand-in: counts requests and sends rate-limit headers."""
+    proxy = Proxy(hub_registry.url, ratelimit=100).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def proxy_factory() -> Iterator[Callable[..., Proxy]]:
+    started: list[Proxy] = []
+
+    def make(registry: Registry, **kw: object) -> Proxy:
+        proxy = Proxy(registry.url, **kw).start()  # type: ignore[arg-type]
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def ecr(rig_root: Path) -> Iterator[EcrStandIn]:
+    stand_in = EcrStandIn.start(rig_root / "ecr")
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[Dockerd]:
+    daemon = Dockerd.start()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def factory(request: pytest.FixtureRequest) -> ImageFactory:
+    return ImageFactory(seed=hash(request.node.nodeid) & 0xFFFFFFF)
+
+
+@pytest.fixture
+def repo_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Unique repository names per test, so session-wide registries need no cleaning."""
+
+    def make(base: str = "img") -> str:
+        return f"t{next(_repo_numbers)}/{base}"
+
+    return make
+
+
+def rig_client(registry: Registry | Proxy, credentials: tuple[str, str] | None = None) -> RigClient:
+    return RigClient(registry.url, credentials)

@@ -1,0 +1,230 @@
+"""An HTTP proxy in front of a registry that counts requests and injects faults.
+
+It also plays Docker Hub's rate limit when asked: `ratelimit-limit` / `ratelimit-remaining` on
+manifest responses, a manifest GET spends one pull (a HEAD spends none), and 429 TOOMANYREQUESTS
+when the pulls run out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import httpx
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from tests.rig.process import free_port
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
+              "proxy-authenticate", "host"}
+_KIND = [
+    ("manifest", re.compile(r"^/v2/.+/manifests/[^/]+$")),
+    ("upload", re.compile(r"^/v2/.+/blobs/uploads/.*$")),
+    ("blob", re.compile(r"^/v2/.+/blobs/[^/]+$")),
+    ("base", re.compile(r"^/v2/?$")),
+]
+
+
+def kind_of(path: str) -> str:
+    for name, pattern in _KIND:
+        if pattern.match(path):
+            return name
+    return "other"
+
+
+@dataclass(frozen=True)
+class Hit:
+    method: str
+    path: str
+    kind: str
+    status: int
+
+
+@dataclass
+class Fault:
+    """What to do to requests that match: answer with `status`, reset the connection after
+    `after_bytes` of the body, or corrupt the body. Applies `times` times (None: always)."""
+
+    method: str | None = None
+    path: str = ".*"  # regex searched in the path
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    reset_after: int | None = None
+    corrupt: bool = False
+    times: int | None = 1
+    hits: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.times is not None and self.hits >= self.times:
+            return False
+        return (self.method is None or self.method == method) and re.search(self.path, path) is not None
+
+
+class Proxy:
+    def __init__(self, upstream: str, ratelimit: int | None = None, window: int = 21600):
+        self.upstream = upstream.rstrip("/")
+        self.port = free_port()
+        self.hits: list[Hit] = []
+        self.faults: list[Fault] = []
+        self.ratelimit = ratelimit
+        self.remaining = ratelimit
+        self.window = window
+        self.bytes_out = 0
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    # -- what the tests read -------------------------------------------------------------------
+    def count(self, method: str | None = None, kind: str | None = None, status: int | None = None) -> int:
+        with self._lock:
+            return sum(
+                1 for h in self.hits
+                if (method is None or h.method == method) and (kind is None or h.kind == kind)
+                and (status is None or h.status == status)
+            )
+
+    def summary(self) -> Counter[str]:
+        with self._lock:
+            return Counter(f"{h.method} {h.kind}" for h in self.hits)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.hits.clear()
+            self.faults.clear()
+            self.bytes_out = 0
+            self.remaining = self.ratelimit
+
+    def inject(self, fault: Fault) -> Fault:
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    # -- the proxy ------------------------------------------------------------------------------
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.matches(method, path):
+                    fault.hits += 1
+                    return fault
+        return None
+
+    def _record(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.hits.append(Hit(method, path, kind_of(path), status))
+
+    def _ratelimit_headers(self) -> dict[str, str]:
+        if self.ratelimit is None:
+            return {}
+        return {"ratelimit-limit": f"{self.ratelimit};w={self.window}",
+                "ratelimit-remaining": f"{max(self.remaining or 0, 0)};w={self.window}",
+                "docker-ratelimit-source": "127.0.0.1"}
+
+    async def app(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        method, path = request.method, request.url.path
+        kind = kind_of(path)
+        fault = self._take_fault(method, path)
+        if fault is not None and fault.status is not None:
+            self._record(method, path, fault.status)
+            await Response(fault.body, fault.status, headers=fault.headers)(scope, receive, send)
+            return
+        spends_pull = kind == "manifest" and self.ratelimit is not None and method == "GET"
+        if spends_pull:
+            with self._lock:
+                exhausted = (self.remaining or 0) <= 0
+            if exhausted:
+                body = json.dumps({"errors": [{"code": "TOOMANYREQUESTS", "message": "You have reached your pull "
+                                               "rate limit. (rig stand-in for Docker Hub)"}]}).encode()
+                self._record(method, path, 429)
+                headers = {**self._ratelimit_headers(), "Retry-After": "60", "Content-Type": "application/json"}
+                await Response(body, 429, headers=headers)(scope, receive, send)
+                return
+
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        headers.append(("host", self.host))  # the registry builds Location URLs from it
+        url = f"{self.upstream}{path}" + (f"?{request.url.query}" if request.url.query else "")
+        assert self._client is not None
+        has_body = method in ("POST", "PUT", "PATCH")
+        upstream = await self._client.send(
+            self._client.build_request(method, url, headers=headers,
+                                       content=request.stream() if has_body else None),
+            stream=True,
+        )
+        self._record(method, path, upstream.status_code)
+        out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+        if spends_pull and upstream.status_code == 200:  # a refused or failed GET is no pull
+            with self._lock:
+                self.remaining = (self.remaining or 0) - 1
+        if kind == "manifest":
+            out_headers.update(self._ratelimit_headers())
+
+        async def body() -> AsyncIterator[bytes]:
+            sent = 0
+            try:
+                async for chunk in upstream.aiter_raw():
+                    if fault is not None and fault.corrupt and chunk:
+                        chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                        fault.corrupt = False
+                    if fault is not None and fault.reset_after is not None and sent + len(chunk) > fault.reset_after:
+                        yield chunk[: max(fault.reset_after - sent, 0)]
+                        raise ConnectionResetError("rig proxy: injected reset")
+                    sent += len(chunk)
+                    with self._lock:
+                        self.bytes_out += len(chunk)
+                    yield chunk
+            finally:
+                await upstream.aclose()
+
+        response = StreamingResponse(body(), status_code=upstream.status_code, headers=out_headers)
+        await response(scope, receive, send)
+
+    def start(self) -> Proxy:
+        async def lifespan_app(scope: dict, receive: Callable, send: Callable) -> None:
+            await self.app(scope, receive, send)
+
+        config = uvicorn.Config(lifespan_app, host="127.0.0.1", port=self.port, log_level="error",
+                                lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+
+        def run() -> None:
+            async def main() -> None:
+                self._client = httpx.AsyncClient(timeout=None, follow_redirects=False)
+                try:
+                    await self._server.serve()  # type: ignore[union-attr]
+                finally:
+                    await self._client.aclose()
+
+            asyncio.run(main())
+
+        self._thread = threading.Thread(target=run, daemon=True, name=f"rig-proxy-{self.port}")
+        self._thread.start()
+        for _ in range(200):
+            if self._server.started:
+                return self
+            threading.Event().wait(0.05)
+        raise RuntimeError("rig proxy did not start")
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)

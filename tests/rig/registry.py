@@ -1,0 +1,95 @@
+"""docker-registry (CNCF distribution 2.8) processes: open, htpasswd (basic auth) or token auth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.rig.process import Service, free_port
+from tests.rig.token_server import ISSUER, TokenServer
+
+
+@dataclass
+class Registry:
+    """A running registry. `host` is what goes in image references (127.0.0.1:PORT)."""
+
+    name: str
+    root: Path
+    auth: str = "open"  # open | htpasswd | token
+    users: dict[str, str] = field(default_factory=dict)
+    token_expires_in: int = 300
+    port: int = 0
+    token_server: TokenServer | None = None
+    service: Service | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        return next(iter(self.users.items()), None)
+
+    def _config(self) -> dict:
+        config: dict = {
+            "version": 0.1,
+            "log": {"level": "info", "accesslog": {"disabled": True}},
+            "storage": {
+                "filesystem": {"rootdirectory": str(self.root / "data")},
+                "delete": {"enabled": True},
+                "cache": {"blobdescriptor": "inmemory"},
+            },
+            # A fixed secret keeps upload state valid across restarts.
+            "http": {"addr": self.host, "secret": f"dmi-test-{self.name}", "headers": {}},
+        }
+        if self.auth == "htpasswd":
+            htpasswd = self.root / "htpasswd"
+            lines = [
+                subprocess.run(["htpasswd", "-Bbn", user, password], check=True, capture_output=True, text=True)
+                .stdout.strip()
+                for user, password in self.users.items()
+            ]
+            htpasswd.write_text("\n".join(lines) + "\n")
+            config["auth"] = {"htpasswd": {"realm": f"dmi-{self.name}", "path": str(htpasswd)}}
+        elif self.auth == "token":
+            self.token_server = TokenServer(service=f"registry.{self.name}.test", users=dict(self.users),
+                                            expires_in=self.token_expires_in)
+            realm = self.token_server.start()
+            config["auth"] = {
+                "token": {
+                    "realm": realm, "service": self.token_server.service, "issuer": ISSUER,
+                    "rootcertbundle": str(self.token_server.write_cert(self.root / "token-ca.pem")),
+                }
+            }
+        elif self.auth != "open":
+            raise ValueError(f"unknown auth {self.auth!r}")
+        return config
+
+    def start(self) -> Registry:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        config_path = self.root / "config.yml"
+        config_path.write_text(json.dumps(self._config(), indent=2))  # JSON is YAML
+        self.service = Service(f"docker-registry {self.name}", ["docker-registry", "serve", str(config_path)],
+                               self.root / "registry.log")
+        self.service.start(lambda: httpx.get(f"{self.url}/v2/", timeout=1).status_code in (200, 401))
+        return self
+
+    def stop(self) -> None:
+        if self.service:
+            self.service.stop()
+        if self.token_server:
+            self.token_server.stop()
+
+    def restart(self) -> None:
+        assert self.service is not None
+        self.service.stop()
+        self.service.start(lambda: httpx.get(f"{self.url}/v2/", timeout=1).status_code in (200, 401))
