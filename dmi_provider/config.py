@@ -7,6 +7,7 @@ allowed.
 
 from __future__ import annotations
 
+import ast
 import configparser
 import difflib
 import json
@@ -279,7 +280,7 @@ def read_environment(environ: Mapping[str, str], issues: list[ConfigIssue]) -> E
     def bad(key: str, value: str, message: str) -> None:
         issues.append(ConfigIssue("environment", message, None, key, value))
 
-    cloud = environ.get("CLOUD", "AWS").strip()
+    cloud = environ.get("CLOUD", "").strip() or "AWS"  # empty means unset, as in compose files
     if cloud.upper() != "AWS":
         bad("CLOUD", cloud, "only AWS is supported today")
     account = environ.get("AWS_ACCOUNT", "").strip() or None
@@ -323,7 +324,8 @@ def parse_config(text: str, path: str = "config.ini", environ: Mapping[str, str]
         ) from None
     except configparser.ParsingError as exc:
         raise ConfigError(
-            [ConfigIssue(path, f"not an ini line: {line!r}", line=n) for n, line in exc.errors]
+            [ConfigIssue(path, f"not an ini line: {ast.literal_eval(line).strip()!r}", line=n)
+             for n, line in exc.errors]  # configparser keeps repr()s of the lines
         ) from None
 
     env = read_environment(environ, reader.issues)
@@ -458,7 +460,7 @@ def _read_section(
             bad("target-repository", str(exc))
     elif get("project") is None:
         reader.add(section, "project", None, "missing: set project (the target repository is project/image)")
-    elif image is not None:
+    elif image is not None and _path_ok(image):
         try:
             target_repository = check_path(f"{(get('project') or '').strip('/')}/{image.strip('/')}")
         except InvalidReference as exc:

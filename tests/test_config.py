@@ -1,0 +1,368 @@
+from __future__ import annotations
+
+import json
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from dmi_provider.config import ConfigError, EcrSettings, MirrorSpec, Refresh, load_config, parse_config
+
+SEED = """\
+[DEFAULT]
+refresh = 1w
+
+[aws/proxyv2]
+image = proxyv2
+tag = 1.7.0
+source-repository = istio
+project = istio
+
+[aws/pilot]
+image = pilot
+tag = 1.7.0
+source-repository = istio
+project = istio
+"""
+
+
+def parse(text: str, env: dict[str, str] | None = None, path: str = "config.ini"):
+    return parse_config(textwrap.dedent(text), path, env or {})
+
+
+def errors(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        parse(text, env)
+    return [str(i) for i in exc.value.issues]
+
+
+WEEKLY = Refresh("1w", timedelta(weeks=1))
+
+
+def test_original_seed_format():
+    config = parse(SEED)
+    assert config.default_refresh == Refresh("1w", timedelta(weeks=1))
+    assert config.sections == (
+        MirrorSpec(
+            section="aws/proxyv2", group_id="aws_proxyv2", dag_id="dmi_mirror", refresh=WEEKLY,
+            source_registry="docker.io", source_repository="istio/proxyv2", tags=("1.7.0",), target="ecr",
+            target_registry=None, target_repository="istio/proxyv2", target_tag=None,
+        ),
+        MirrorSpec(
+            section="aws/pilot", group_id="aws_pilot", dag_id="dmi_mirror", refresh=WEEKLY,
+            source_registry="docker.io", source_repository="istio/pilot", tags=("1.7.0",), target="ecr",
+            target_registry=None, target_repository="istio/pilot", target_tag=None,
+        ),
+    )
+    assert list(config.dags()) == ["dmi_mirror"]
+    assert config.section("aws/pilot").source == "docker.io/istio/pilot"
+    assert config.section("aws/pilot").pairs() == (("1.7.0", "1.7.0"),)
+
+
+@pytest.mark.parametrize(
+    ("value", "text", "interval"),
+    [("0", "0", None), ("30m", "30m", timedelta(minutes=30)), ("60m", "1h", timedelta(hours=1)),
+     ("6h", "6h", timedelta(hours=6)), ("48h", "2d", timedelta(days=2)), ("7d", "1w", timedelta(weeks=1)),
+     ("2W", "2w", timedelta(weeks=2)), (" 90m ", "90m", timedelta(minutes=90))],
+)
+def test_refresh_values(value, text, interval):
+    config = parse(f"[DEFAULT]\nrefresh = {value}\n[a]\nimage = a\ntag = 1\nproject = p\n")
+    assert config.default_refresh == Refresh(text, interval)
+    assert config.sections[0].refresh.once is (interval is None)
+
+
+def test_sections_override_refresh_and_land_in_their_own_dag():
+    config = parse("""
+        [DEFAULT]
+        refresh = 1w
+        project = p
+        tag = 1
+        [weekly]
+        image = a
+        [also-weekly]
+        image = b
+        refresh = 7d
+        [daily]
+        image = c
+        refresh = 24h
+        [once]
+        image = d
+        refresh = 0
+    """)
+    assert {name: [s.section for s in specs] for name, specs in config.dags().items()} == {
+        "dmi_mirror": ["weekly", "also-weekly"],
+        "dmi_mirror_1d": ["daily"],
+        "dmi_mirror_once": ["once"],
+    }
+    assert config.section("once").refresh.schedule == "@once"
+
+
+def test_every_extension_key(tmp_path):
+    policy = {"rules": [{"rulePriority": 1, "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan",
+                                                          "countNumber": 5}, "action": {"type": "expire"}}]}
+    (tmp_path / "policy.json").write_text(json.dumps(policy))
+    (tmp_path / "config.ini").write_text(textwrap.dedent("""
+        [DEFAULT]
+        refresh = 1d
+        insecure-registries = 127.0.0.1:5000
+
+        [ecr-full]
+        image = proxyv2
+        source-repository = istio
+        source-registry = quay.io
+        tags = 1.7.0, 1.8.0
+          1.9.0
+        platforms = linux/amd64,linux/arm64/v8
+        project = mirror
+        target-registry = vpce-1.dkr.ecr.eu-west-1.vpce.amazonaws.com
+        target-repository = team/istio-proxy
+        source-conn-id = quay_creds
+        aws-conn-id = aws_mirror
+        engine = docker
+        scan-on-push = yes
+        tag-mutability = immutable
+        encryption = KMS
+        kms-key = alias/mirror
+        lifecycle-policy = policy.json
+        repository-tags = team=platform, cost-center = 42
+
+        [generic]
+        image = alpine
+        tag = 3.20
+        target-tag = stable
+        target = registry
+        target-registry = registry.internal:5443
+        target-conn-id = internal_registry
+        project = base
+    """))
+    config = load_config(tmp_path / "config.ini", {})
+    full = config.section("ecr-full")
+    assert full.source == "quay.io/istio/proxyv2"
+    assert full.tags == ("1.7.0", "1.8.0", "1.9.0")
+    assert full.platforms == ("linux/amd64", "linux/arm64/v8")
+    assert full.target == "ecr"
+    assert full.target_registry == "vpce-1.dkr.ecr.eu-west-1.vpce.amazonaws.com"
+    assert full.target_repository == "team/istio-proxy"
+    assert full.insecure_registries == ("127.0.0.1:5000",)
+    assert (full.source_conn_id, full.target_conn_id, full.aws_conn_id) == ("quay_creds", None, "aws_mirror")
+    assert full.engine == "docker"
+    assert full.ecr == EcrSettings(
+        scan_on_push=True, tag_mutability="IMMUTABLE", encryption="KMS", kms_key="alias/mirror",
+        lifecycle_policy=json.dumps(policy), lifecycle_policy_path=str(tmp_path / "policy.json"),
+        repository_tags=(("team", "platform"), ("cost-center", "42")),
+    )
+    generic = config.section("generic")
+    assert generic.source == "docker.io/library/alpine"
+    assert generic.target == "registry"
+    assert generic.target_name() == "registry.internal:5443/base/alpine"
+    assert generic.pairs() == (("3.20", "stable"),)
+    assert generic.target_conn_id == "internal_registry"
+    assert generic.aws_conn_id == "aws_default"
+    assert generic.engine == "registry"
+    assert generic.ecr == EcrSettings()
+
+
+def test_defaults_for_every_optional_key():
+    spec = parse("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\ntag = 1\nproject = p\n").sections[0]
+    assert (spec.source_registry, spec.target, spec.engine, spec.platforms, spec.insecure_registries) == (
+        "docker.io", "ecr", "registry", (), ())
+    assert (spec.target_registry, spec.target_tag, spec.source_conn_id, spec.target_conn_id) == (None,) * 4
+    assert spec.aws_conn_id == "aws_default"
+    assert spec.ecr == EcrSettings(False, "MUTABLE", "AES256", None, None, None, ())
+
+
+def test_section_tags_replace_default_tags():
+    config = parse("[DEFAULT]\nrefresh = 1w\ntag = latest\nproject = p\n[a]\nimage = a\ntags = 1 2\n[b]\nimage = b\n")
+    assert config.section("a").tags == ("1", "2")
+    assert config.section("b").tags == ("latest",)
+
+
+def test_legacy_environment():
+    config = parse(SEED, {"AWS_ACCOUNT": "123456789012", "AWS_DEFAULT_REGION": "eu-west-1", "CLOUD": "aws",
+                          "DB_PATH": "/data/mirror.db"})
+    assert config.env.cloud == "AWS"
+    assert config.env.ecr_host() == "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    assert config.env.db_path == "/data/mirror.db"
+    assert config.sections[0].target_name(config.env.ecr_host()) == (
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/istio/proxyv2")
+
+
+# -- bad input: each names file:line, section, key, value and what is allowed ----------------------
+
+def test_bad_refresh():
+    assert errors("[DEFAULT]\nrefresh = 3x\n[a]\nimage = a\ntag = 1\nproject = p\n") == [
+        "config.ini:2: [DEFAULT] refresh = '3x': 0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"
+    ]
+    assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\ntag = 1\nproject = p\nrefresh = -1d\n") == [
+        "config.ini:7: [a] refresh = '-1d': 0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"
+    ]
+    for bad in ("0m", "1.5h", "1y", "h", "01d"):
+        assert errors(f"[DEFAULT]\nrefresh = {bad}\n[a]\nimage = a\ntag = 1\nproject = p\n")
+
+
+def test_missing_refresh():
+    assert errors("[a]\nimage = a\ntag = 1\nproject = p\n") == [
+        "config.ini:1: [a] refresh: missing: set refresh in [DEFAULT] or here "
+        "(0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w)"
+    ]
+
+
+def test_missing_image_tag_project():
+    assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nsource-repository = x\n") == [
+        "config.ini:3: [a] image: missing: every section needs image (the name on the source registry)",
+        "config.ini:3: [a] tag: missing: set tag (or tags) to the tag(s) to mirror",
+        "config.ini:3: [a] project: missing: set project (the target repository is project/image)",
+    ]
+
+
+def test_bad_references():
+    found = errors("""
+        [DEFAULT]
+        refresh = 1w
+        [a]
+        image = Proxy V2
+        tag = 1.7.0
+        project = istio
+        [b]
+        image = proxyv2
+        source-repository = Istio
+        tag = .bad
+        project = istio
+        [c]
+        image = x
+        tag = 1
+        project = p
+        source-registry = http://docker.io
+        platforms = amd64
+    """)
+    assert found == [
+        "config.ini:5: [a] image = 'Proxy V2': 'Proxy V2' is not a repository path: lowercase letters, digits "
+        "and separators (. _ __ -) in components joined by /",
+        "config.ini:10: [b] source-repository = 'Istio': 'Istio/proxyv2' is not a repository path: lowercase "
+        "letters, digits and separators (. _ __ -) in components joined by /",
+        "config.ini:11: [b] tag = '.bad': '.bad' is not a tag: up to 128 characters of letters, digits, _ . -, "
+        "not starting with . or -",
+        "config.ini:17: [c] source-registry = 'http://docker.io': 'http://docker.io' is not a registry host "
+        "(expected host or host:port)",
+        "config.ini:18: [c] platforms = 'amd64': 'amd64' is not os/arch[/variant], e.g. linux/amd64 or linux/arm/v7",
+    ]
+
+
+def test_unknown_keys_are_errors_with_a_suggestion():
+    found = errors("[DEFAULT]\nrefresh = 1w\nrefesh_all = 1\n[a]\nimage = a\ntag = 1\nproject = p\nsource-repo = x\n")
+    assert found[0].startswith("config.ini:3: [DEFAULT] refesh_all = '1': unknown key; ")
+    assert found[1] == "config.ini:8: [a] source-repo = 'x': unknown key; did you mean 'source-repository'?"
+
+
+@pytest.mark.parametrize("cloud", ["GCP", "azure", "aws2"])
+def test_bad_cloud(cloud):
+    assert errors(SEED, {"CLOUD": cloud}) == [f"environment: CLOUD = {cloud!r}: only AWS is supported today"]
+
+
+def test_empty_cloud_means_unset():
+    assert parse(SEED, {"CLOUD": " "}).env.cloud == "AWS"
+
+
+def test_bad_account_and_region():
+    assert errors(SEED, {"AWS_ACCOUNT": "12345", "AWS_DEFAULT_REGION": "Europe"}) == [
+        "environment: AWS_ACCOUNT = '12345': expected a 12-digit AWS account id",
+        "environment: AWS_DEFAULT_REGION = 'Europe': expected an AWS region such as us-east-1",
+    ]
+
+
+def test_duplicate_target():
+    found = errors(SEED + "\n[copy]\nimage = proxyv2\nsource-repository = istio\nproject = istio\ntag = 1.7.0\n")
+    assert found == [
+        "config.ini:16: [copy]: duplicate target <ecr>/istio/proxyv2:1.7.0: section [aws/proxyv2] writes it too"
+    ]
+
+
+def test_retagging_onto_the_same_target_is_a_duplicate():
+    found = errors("""
+        [DEFAULT]
+        refresh = 1w
+        project = p
+        image = a
+        target-tag = stable
+        [one]
+        tag = 1
+        [two]
+        tag = 2
+    """)
+    assert found == ["config.ini:9: [two]: duplicate target <ecr>/p/a:stable: section [one] writes it too"]
+
+
+def test_group_id_collision():
+    found = errors("[DEFAULT]\nrefresh = 1w\nproject = p\ntag = 1\n[a/b]\nimage = x\n[a_b]\nimage = y\n")
+    assert found == ["config.ini:7: [a_b]: section name becomes task group id 'a_b' in DAG dmi_mirror, as [a/b] "
+                     "does: rename one of them"]
+
+
+def test_target_key_rules():
+    found = errors("""
+        [DEFAULT]
+        refresh = 1w
+        [generic]
+        image = a
+        tags = 1, 2
+        target-tag = stable
+        project = p
+        target = registry
+        scan-on-push = maybe
+        [ecr]
+        image = b
+        tag = 1
+        project = p
+        target = s3
+        encryption = AES256
+        kms-key = alias/x
+        tag-mutability = sometimes
+        lifecycle-policy = nowhere.json
+        repository-tags = novalue
+    """)
+    assert found == [
+        "config.ini:4: [generic] target-registry: missing: target = registry needs target-registry (host[:port])",
+        "config.ini:10: [generic] scan-on-push = 'maybe': applies only to target = ecr",
+        "config.ini:7: [generic] target-tag = 'stable': needs exactly one source tag, this section mirrors 2: 1, 2",
+        "config.ini:10: [generic] scan-on-push = 'maybe': expected true or false",
+        "config.ini:15: [ecr] target = 's3': expected one of: ecr, registry",
+        "config.ini:18: [ecr] tag-mutability = 'sometimes': expected one of: MUTABLE, IMMUTABLE",
+        "config.ini:17: [ecr] kms-key = 'alias/x': needs encryption = KMS",
+        f"config.ini:19: [ecr] lifecycle-policy = 'nowhere.json': no such file: {Path.cwd() / 'nowhere.json'}",
+        "config.ini:20: [ecr] repository-tags = 'novalue': 'novalue': expected key=value (key 1-128, value up to "
+        "256 characters)",
+    ]
+
+
+def test_lifecycle_policy_must_be_json_with_rules(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "norules.json").write_text('{"x": 1}')
+    (tmp_path / "config.ini").write_text(
+        "[DEFAULT]\nrefresh = 1w\nproject = p\ntag = 1\n"
+        "[a]\nimage = a\nlifecycle-policy = bad.json\n[b]\nimage = b\nlifecycle-policy = norules.json\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path / "config.ini", {})
+    a, b = (str(i) for i in exc.value.issues)
+    assert a.startswith(f"{tmp_path}/config.ini:7: [a] lifecycle-policy = 'bad.json': {tmp_path}/bad.json is not JSON")
+    assert b == (f"{tmp_path}/config.ini:10: [b] lifecycle-policy = 'norules.json': {tmp_path}/norules.json: "
+                 "expected a JSON object with a \"rules\" list")
+
+
+def test_all_errors_of_a_file_are_reported_together():
+    with pytest.raises(ConfigError) as exc:
+        parse("[DEFAULT]\nrefresh = soon\n[a]\ntag = 1\nproject = p\n[b]\nimage = B\ntag = 1\nproject = p\n",
+              {"CLOUD": "gcp"})
+    assert len(exc.value.issues) == 4
+    assert str(exc.value).startswith("4 problems in the mirror configuration:\n  environment: CLOUD = 'gcp'")
+
+
+def test_file_level_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"missing.ini: no such file"):
+        load_config(tmp_path / "missing.ini", {})
+    assert errors("") == ["config.ini: no image sections: nothing to mirror (see README, 'config.ini')"]
+    assert errors("image = a\n") == ["config.ini:1: text before the first [section] header"]
+    assert errors("[a]\nimage = a\n[a]\nimage = b\n") == ["config.ini:3: [a]: section appears twice"]
+    assert errors("[a]\nimage = a\nimage = b\n") == ["config.ini:3: [a] image: key appears twice in the section"]
+    assert errors("[DEFAULT]\nrefresh = 1w\n[a]\njust words\n") == ["config.ini:4: not an ini line: 'just words'"]
