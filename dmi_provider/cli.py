@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from dmi_provider import __version__
 from dmi_provider.config import KEYS, ConfigError, MirrorConfig, load_config
+from dmi_provider.registry.auth import Credentials
 
 EXIT_BAD_INPUT = 2
 
@@ -60,6 +62,63 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _credentials(value: str | None, what: str) -> Credentials | None:
+    if value is None:
+        return None
+    if ":" not in value:  # USER alone: the password comes from the environment, not the command line
+        env = f"DMI_{what.upper()}_PASSWORD"
+        if env not in os.environ:
+            raise ValueError(f"--{what}-creds {value!r}: give USER:PASSWORD, or USER with the password in ${env}")
+        return Credentials(value, os.environ[env])
+    return Credentials.parse(value)
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    import logging
+
+    from dmi_provider.registry.copy import ClientPool, Copier
+    from dmi_provider.registry.errors import RegistryError
+    from dmi_provider.registry.reference import InvalidReference, check_host, parse_reference
+
+    try:
+        src, dst = parse_reference(args.src), parse_reference(args.dst)
+        insecure = [check_host(h) for h in args.insecure]
+        creds = {}
+        for ref, value, what in ((src, args.src_creds, "src"), (dst, args.dst_creds, "dst")):
+            found = _credentials(value, what)
+            if found:
+                creds[ref.registry] = found
+    except (InvalidReference, ValueError) as exc:
+        print(f"dmi copy: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("dmi_provider")
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    pool = ClientPool(creds, insecure)
+    try:
+        result = Copier(pool, workers=args.jobs).copy(src, dst, platforms=tuple(args.platform), force=args.force,
+                                                      dry_run=args.dry_run)
+    except RegistryError as exc:
+        print(f"dmi copy: failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        pool.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        requests = ", ".join(f"{k}: {sum(v.values())}" for k, v in result.requests.items())
+        limit = (f"; rate limit {result.ratelimit_remaining}/{result.ratelimit_limit} left"
+                 if result.ratelimit_limit is not None else "")
+        print(f"{result.status}: {result.source} -> {result.target} {result.target_digest or result.source_digest}"
+              f"{' (platform-filtered index)' if result.filtered else ''}\n"
+              f"  blobs: {result.blobs_copied} copied ({result.bytes_transferred} bytes), {result.blobs_mounted} "
+              f"mounted, {result.blobs_skipped} skipped; manifests written: {result.manifests_copied}; "
+              f"requests {requests}{limit}; {result.duration:.2f}s")
+    return 0
+
+
 def cmd_keys(_args: argparse.Namespace) -> int:
     width = max(map(len, KEYS))
     for key, text in KEYS.items():
@@ -78,6 +137,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG", help="path to config.ini")
     p.add_argument("--json", action="store_true", help="print the parsed sections as JSON")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("copy", help="copy one image registry to registry, without a Docker daemon")
+    p.add_argument("src", metavar="SRC", help="source reference, e.g. istio/proxyv2:1.7.0")
+    p.add_argument("dst", metavar="DST", help="target reference, e.g. registry.example.com/istio/proxyv2:1.7.0")
+    p.add_argument("--platform", action="append", default=[], metavar="OS/ARCH[/VARIANT]",
+                   help="copy only this platform of a multi-arch image (repeatable); writes a new index")
+    p.add_argument("--insecure", action="append", default=[], metavar="HOST[:PORT]",
+                   help="allow plain HTTP to this registry (repeatable)")
+    p.add_argument("--src-creds", metavar="USER[:PASSWORD]",
+                   help="source credentials (default: docker config.json; USER alone reads $DMI_SRC_PASSWORD)")
+    p.add_argument("--dst-creds", metavar="USER[:PASSWORD]",
+                   help="target credentials (default: docker config.json; USER alone reads $DMI_DST_PASSWORD)")
+    p.add_argument("--dry-run", action="store_true", help="compare digests with HEADs only; write nothing")
+    p.add_argument("--force", action="store_true", help="copy even when the target holds the source digest")
+    p.add_argument("--jobs", type=int, default=4, help="blobs transferred at once (default 4)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_copy)
 
     p = sub.add_parser("keys", help="list every config.ini key and what it accepts")
     p.set_defaults(func=cmd_keys)

@@ -179,11 +179,12 @@ class Proxy:
 
         async def body() -> AsyncIterator[bytes]:
             sent = 0
+            corrupt = fault is not None and fault.corrupt
             try:
                 async for chunk in upstream.aiter_raw():
-                    if fault is not None and fault.corrupt and chunk:
+                    if corrupt and chunk:  # flip one byte of the first chunk: same size, wrong digest
                         chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
-                        fault.corrupt = False
+                        corrupt = False
                     if fault is not None and fault.reset_after is not None and sent + len(chunk) > fault.reset_after:
                         yield chunk[: max(fault.reset_after - sent, 0)]
                         raise ConnectionResetError("rig proxy: injected reset")

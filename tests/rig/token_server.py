@@ -43,6 +43,8 @@ class TokenServer:
     users: dict[str, str] = field(default_factory=dict)
     expires_in: int = 300
     allow_anonymous: bool = True
+    # What clients are told, when a test wants them to hold on to tokens that already died.
+    claimed_expires_in: int | None = None
     issued: list[dict] = field(default_factory=list)
     refused: int = 0
 
@@ -90,7 +92,8 @@ class TokenServer:
         with self._lock:
             self.issued.append({"user": user, "scopes": scopes, "access": access})
         issued_at = dt.datetime.fromtimestamp(now, dt.UTC).isoformat().replace("+00:00", "Z")
-        return {"token": signed, "access_token": signed, "expires_in": self.expires_in, "issued_at": issued_at}
+        told = self.claimed_expires_in or self.expires_in
+        return {"token": signed, "access_token": signed, "expires_in": told, "issued_at": issued_at}
 
     def check_basic(self, header: str | None) -> tuple[bool, str | None]:
         if not header:

@@ -1,0 +1,396 @@
+"""An OCI Distribution client for one registry host, on httpx.
+
+- Auth: bearer tokens from WWW-Authenticate challenges (cached by scope, fetched ahead once the realm
+  is known), basic auth; one re-auth on a 401, then a clear error.
+- Redirects are followed by hand: Authorization never goes to another host, https never downgrades.
+- Retries with exponential backoff and jitter on network errors, 408, 429 and 5xx, honouring
+  Retry-After, bounded in count and total time; 4xx fail fast with the registry's code and message.
+- Every request is counted by kind ("HEAD manifest", "GET blob", ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from dmi_provider.registry.auth import Challenge, Credentials, TokenCache, parse_challenge
+from dmi_provider.registry.errors import (
+    AuthError,
+    DigestMismatch,
+    InsecureRedirect,
+    ManifestTooLarge,
+    NotFound,
+    RegistryError,
+    registry_error_text,
+)
+from dmi_provider.registry.manifest import MANIFEST_TYPES, Descriptor, Manifest
+from dmi_provider.registry.reference import DOCKER_HUB, DOCKER_HUB_API
+
+log = logging.getLogger(__name__)
+
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution's own limit
+RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 0.2
+    max_delay: float = 30.0
+    total: float = 300.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_delay)
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # full jitter
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    limit: int | None = None
+    remaining: int | None = None
+
+    @classmethod
+    def from_headers(cls, headers: httpx.Headers) -> RateLimit | None:
+        def number(name: str) -> int | None:
+            value = headers.get(name)
+            if not value:
+                return None
+            try:
+                return int(value.split(";", 1)[0].strip())
+            except ValueError:
+                return None
+
+        limit, remaining = number("ratelimit-limit"), number("ratelimit-remaining")
+        return None if limit is None and remaining is None else cls(limit, remaining)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _kind(path: str) -> str:
+    if "/manifests/" in path:
+        return "manifest"
+    if "/blobs/uploads" in path:
+        return "upload"
+    if "/blobs/" in path:
+        return "blob"
+    return "other"
+
+
+def pull_scope(repo: str) -> str:
+    return f"repository:{repo}:pull"
+
+
+def push_scope(repo: str) -> str:
+    return f"repository:{repo}:pull,push"
+
+
+class RegistryClient:
+    """Talks to one registry host. Thread-safe: copies share one client per host."""
+
+    def __init__(self, registry: str, *, credentials: Credentials | None = None, insecure: bool = False,
+                 retry: RetryPolicy | None = None, timeout: float = 60.0, http: httpx.Client | None = None):
+        self.registry = registry
+        host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+        self.base_url = f"{'http' if insecure else 'https'}://{host}"
+        self.credentials = credentials
+        self.retry = retry or RetryPolicy()
+        self.http = http or httpx.Client(timeout=httpx.Timeout(timeout, connect=15.0), follow_redirects=False,
+                                         limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
+        self.tokens = TokenCache()
+        self.counts: Counter[str] = Counter()
+        self.ratelimit: RateLimit | None = None
+        self._challenge: Challenge | None = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- auth -------------------------------------------------------------------------------------
+    def _token_key(self, scope: str) -> tuple[str, str, str] | None:
+        challenge = self._challenge
+        if challenge is None or challenge.scheme != "bearer":
+            return None
+        return (challenge.realm, challenge.service, scope)
+
+    def _auth_header(self, scope: str) -> str | None:
+        challenge = self._challenge
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            return self.credentials.basic_header() if self.credentials else None
+        key = self._token_key(scope)
+        assert key is not None
+        token = self.tokens.get(key) or self._fetch_token(challenge, scope)
+        return f"Bearer {token}"
+
+    def _fetch_token(self, challenge: Challenge, scope: str) -> str:
+        if not challenge.realm.startswith(("https://", "http://")):
+            raise AuthError(f"{self.registry}: token realm {challenge.realm!r} is not a URL")
+        if self.base_url.startswith("https://") and challenge.realm.startswith("http://"):
+            raise InsecureRedirect(f"{self.registry}: refusing a plain-HTTP token realm for an HTTPS registry")
+        params: list[tuple[str, str]] = [("service", challenge.service)] if challenge.service else []
+        params += [("scope", s) for s in scope.split(" ") if s]
+        headers = {"Authorization": self.credentials.basic_header()} if self.credentials else {}
+        for attempt in range(self.retry.attempts):
+            try:
+                response = self.http.get(challenge.realm, params=params, headers=headers)
+            except httpx.TransportError as exc:
+                if attempt + 1 >= self.retry.attempts:
+                    raise RegistryError(f"{self.registry}: token service unreachable: {exc}", retryable=True) from None
+                time.sleep(self.retry.delay(attempt, None))
+                continue
+            self.counts["GET token"] += 1
+            if response.status_code in RETRYABLE_STATUS and attempt + 1 < self.retry.attempts:
+                time.sleep(self.retry.delay(attempt, _retry_after(response)))
+                continue
+            break
+        if response.status_code != 200:
+            who = f"as {self.credentials.username}" if self.credentials else "anonymously"
+            code, message = registry_error_text(response.content)
+            raise AuthError(f"{self.registry}: token service refused {who} for {scope}: HTTP {response.status_code}"
+                            f"{' ' + message if message else ''}", status=response.status_code, code=code)
+        body = response.json()
+        token = body.get("token") or body.get("access_token")
+        if not token:
+            raise AuthError(f"{self.registry}: token service answered without a token")
+        key = self._token_key(scope)
+        assert key is not None
+        self.tokens.put(key, token, float(body.get("expires_in") or 60))
+        return str(token)
+
+    # -- requests -----------------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+
+    def request(self, method: str, path: str, *, scope: str, headers: dict[str, str] | None = None,
+                content: bytes | Iterable[bytes] | None = None, stream: bool = False,
+                ok: tuple[int, ...] = (200,)) -> httpx.Response:
+        """Send with auth, retries and safe redirects. Streaming bodies are not replayable: a failure
+        after they started raises a retryable RegistryError for the caller to redo the whole step."""
+        url = self.url(path)
+        kind = _kind(urlsplit(url).path)
+        replayable = content is None or isinstance(content, bytes)
+        started = time.monotonic()
+        attempt = 0
+        reauthed = False
+        while True:
+            send_headers = dict(headers or {})
+            auth = self._auth_header(scope)
+            if auth:
+                send_headers["Authorization"] = auth
+            try:
+                response = self._send(method, url, send_headers, content, stream)
+            except httpx.TransportError as exc:
+                error = RegistryError(f"{method} {url}: {type(exc).__name__}: {exc}", url=url, retryable=True)
+                if not replayable:
+                    raise error from None
+                attempt = self._backoff(attempt, started, None, error)
+                continue
+            with self._lock:
+                self.counts[f"{method} {kind}"] += 1
+            if kind == "manifest":
+                limit = RateLimit.from_headers(response.headers)
+                if limit is not None:
+                    self.ratelimit = limit
+            if response.status_code in ok:
+                return response
+            if stream:
+                response.read()
+                response.close()
+            if response.status_code == 401 and "www-authenticate" in response.headers and not reauthed:
+                reauthed = True
+                self._on_unauthorized(response, scope)
+                if replayable:
+                    continue
+                raise RegistryError(f"{method} {url}: unauthorized mid-stream; retry", status=401, url=url,
+                                    retryable=True)
+            error = self._error(method, url, response)
+            if not error.retryable or not replayable:
+                raise error
+            attempt = self._backoff(attempt, started, _retry_after(response), error)
+
+    def _on_unauthorized(self, response: httpx.Response, scope: str) -> None:
+        challenge = parse_challenge(response.headers["www-authenticate"])
+        if challenge.scheme == "basic" and not self.credentials:
+            raise AuthError(f"{self.registry}: needs credentials (basic auth) and none were given", status=401)
+        if challenge.scheme not in ("basic", "bearer"):
+            raise AuthError(f"{self.registry}: unsupported auth scheme {challenge.scheme!r}", status=401)
+        key = self._token_key(scope)
+        if key is not None:
+            self.tokens.drop(key)  # expired or too narrow: fetch a fresh one
+        self._challenge = challenge
+
+    def _backoff(self, attempt: int, started: float, retry_after: float | None, error: RegistryError) -> int:
+        attempt += 1
+        delay = self.retry.delay(attempt - 1, retry_after)
+        if attempt >= self.retry.attempts or time.monotonic() - started + delay > self.retry.total:
+            raise RegistryError(f"{error} (gave up after {attempt} attempts)", status=error.status, code=error.code,
+                                url=error.url, retryable=True)
+        log.warning("%s; retrying in %.1fs (attempt %d of %d)", error, delay, attempt + 1, self.retry.attempts)
+        time.sleep(delay)
+        return attempt
+
+    def _error(self, method: str, url: str, response: httpx.Response) -> RegistryError:
+        code, message = registry_error_text(response.content)
+        text = f"{method} {url}: HTTP {response.status_code}"
+        if code:
+            text += f" {code}"
+        if message:
+            text += f": {message}"
+        status = response.status_code
+        if status == 404:
+            return NotFound(text, status=status, code=code, url=url)
+        if status in (401, 403):
+            return AuthError(text, status=status, code=code, url=url)
+        return RegistryError(text, status=status, code=code, url=url, retryable=status in RETRYABLE_STATUS)
+
+    def _send(self, method: str, url: str, headers: dict[str, str], content: bytes | Iterable[bytes] | None,
+              stream: bool) -> httpx.Response:
+        for _ in range(6):
+            request = self.http.build_request(method, url, headers=headers, content=content)
+            response = self.http.send(request, stream=True)
+            if response.status_code not in (301, 302, 303, 307, 308) or method not in ("GET", "HEAD"):
+                if not stream:
+                    response.read()
+                    response.close()
+                return response
+            location = response.headers.get("location")
+            response.close()
+            if not location:
+                return response
+            target = urljoin(url, location)
+            old, new = urlsplit(url), urlsplit(target)
+            if old.scheme == "https" and new.scheme != "https":
+                raise InsecureRedirect(f"{method} {url}: refusing a redirect from https to {new.scheme}")
+            if new.netloc != old.netloc:
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            url = target
+        raise RegistryError(f"{method} {url}: too many redirects", url=url)
+
+    # -- the distribution API -----------------------------------------------------------------
+    def head_manifest(self, repo: str, ref: str) -> Descriptor | None:
+        try:
+            r = self.request("HEAD", f"/v2/{repo}/manifests/{ref}", scope=pull_scope(repo),
+                             headers={"Accept": MANIFEST_TYPES})
+        except NotFound:
+            return None
+        digest = r.headers.get("docker-content-digest")
+        if not digest:
+            return None  # some registries omit it on HEAD: callers then GET
+        return Descriptor(r.headers.get("content-type", "").split(";")[0].strip(), digest,
+                          int(r.headers.get("content-length") or 0))
+
+    def get_manifest(self, repo: str, ref: str) -> Manifest:
+        """GET a manifest; bytes kept exactly, sha256 checked against the digest asked for or announced."""
+        url = f"/v2/{repo}/manifests/{ref}"
+        r = self.request("GET", url, scope=pull_scope(repo), headers={"Accept": MANIFEST_TYPES}, stream=True)
+        try:
+            declared = int(r.headers.get("content-length") or 0)
+            if declared > MAX_MANIFEST_BYTES:
+                raise ManifestTooLarge(f"{self.url(url)}: manifest of {declared} bytes is over the "
+                                       f"{MAX_MANIFEST_BYTES} byte limit")
+            body = bytearray()
+            for chunk in r.iter_raw():
+                body += chunk
+                if len(body) > MAX_MANIFEST_BYTES:
+                    raise ManifestTooLarge(f"{self.url(url)}: manifest over the {MAX_MANIFEST_BYTES} byte limit")
+        finally:
+            r.close()
+        raw = bytes(body)
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        expected = ref if ref.startswith("sha256:") else r.headers.get("docker-content-digest")
+        if expected and expected.startswith("sha256:") and expected != digest:
+            raise DigestMismatch(f"{self.url(url)}: manifest bytes hash to {digest}, expected {expected}",
+                                 url=self.url(url))
+        media_type = r.headers.get("content-type", "").split(";")[0].strip()
+        return Manifest.parse(raw, media_type, digest)
+
+    def put_manifest(self, repo: str, ref: str, manifest: Manifest) -> str:
+        r = self.request("PUT", f"/v2/{repo}/manifests/{ref}", scope=push_scope(repo), content=manifest.raw,
+                         headers={"Content-Type": manifest.media_type}, ok=(200, 201))
+        digest = r.headers.get("docker-content-digest", manifest.digest)
+        if digest != manifest.digest:
+            raise DigestMismatch(f"{self.registry}/{repo}:{ref}: registry stored {digest}, sent {manifest.digest}")
+        return digest
+
+    def blob_exists(self, repo: str, digest: str) -> bool:
+        try:
+            self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=pull_scope(repo))
+        except NotFound:
+            return False
+        return True
+
+    def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
+        """Cross-repository mount: 201 mounted; 202 means an upload was opened instead (cancelled)."""
+        scope = f"{push_scope(repo)} {pull_scope(from_repo)}"
+        try:
+            r = self.request("POST", f"/v2/{repo}/blobs/uploads/?mount={digest}&from={from_repo}", scope=scope,
+                             ok=(201, 202))
+        except RegistryError as exc:
+            if exc.retryable:
+                raise
+            return False  # mounting is an optimisation: a refusal means upload instead
+        if r.status_code == 201:
+            return True
+        location = r.headers.get("location")
+        if location:
+            with contextlib.suppress(RegistryError):
+                self.request("DELETE", urljoin(self.base_url + "/", location), scope=push_scope(repo),
+                             ok=(200, 202, 204, 404))
+        return False
+
+    @contextlib.contextmanager
+    def open_blob(self, repo: str, digest: str) -> Iterator[httpx.Response]:
+        r = self.request("GET", f"/v2/{repo}/blobs/{digest}", scope=pull_scope(repo), stream=True)
+        try:
+            yield r
+        finally:
+            r.close()
+
+    def upload_blob(self, repo: str, digest: str, size: int, chunks: Iterable[bytes]) -> None:
+        """POST an upload, then one streaming PUT ?digest= (memory stays flat whatever the size)."""
+        scope = push_scope(repo)
+        r = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope, ok=(202,))
+        location = r.headers.get("location")
+        if not location:
+            raise RegistryError(f"{self.registry}/{repo}: upload opened without a Location")
+        target = urljoin(self.base_url + "/", location)
+        target += ("&" if "?" in target else "?") + f"digest={digest}"
+        try:
+            self.request("PUT", target, scope=scope, content=chunks, ok=(201, 204),
+                         headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+        except BaseException:
+            with contextlib.suppress(Exception):  # best effort: do not leave the upload open
+                self.request("DELETE", urljoin(self.base_url + "/", location), scope=scope, ok=(200, 202, 204, 404))
+            raise

@@ -1,0 +1,318 @@
+"""Copy images between registries without a Docker daemon: digest-exact and thrifty.
+
+One image, src -> dst:
+1. HEAD source and target; equal digests -> nothing to do, and no manifest GET on the source.
+2. GET the top manifest by digest (and each child an index lists, unless the target has it already).
+3. Each blob once: HEAD at the target, else a cross-repository mount, else GET source streamed into
+   one PUT at the target with sha256 and size checked on the way (memory stays flat).
+4. Child manifests by digest, then the top manifest by tag, only once everything they reference exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from dmi_provider.registry.auth import Credentials, docker_config_credentials
+from dmi_provider.registry.client import CHUNK, RegistryClient, RetryPolicy
+from dmi_provider.registry.errors import DigestMismatch, RegistryError
+from dmi_provider.registry.manifest import (
+    INDEX_TYPES,
+    SOURCE_DIGEST,
+    SOURCE_PLATFORMS,
+    Descriptor,
+    Manifest,
+    filter_index,
+)
+from dmi_provider.registry.reference import Reference, parse_reference
+
+log = logging.getLogger(__name__)
+PROGRESS_EVERY = 5.0  # seconds between progress lines of one large blob
+
+
+@dataclass
+class CopyResult:
+    source: str
+    target: str
+    status: str  # copied | unchanged | dry-run
+    source_digest: str
+    target_digest: str | None
+    media_type: str
+    platforms: tuple[str, ...] = ()
+    filtered: bool = False  # a platform filter wrote a new index: its digest differs from the source's
+    changed: bool = True  # for dry-run: whether a real run would copy anything
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    manifests_copied: int = 0
+    bytes_transferred: int = 0
+    requests: dict[str, dict[str, int]] = field(default_factory=dict)
+    ratelimit_limit: int | None = None
+    ratelimit_remaining: int | None = None
+    duration: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _mib(n: float) -> str:
+    return f"{n / 1048576:.1f} MiB"
+
+
+class ClientPool:
+    """One client per registry host, with its credentials and whether plain HTTP is allowed."""
+
+    def __init__(self, credentials: dict[str, Credentials] | None = None, insecure: Iterable[str] = (),
+                 retry: RetryPolicy | None = None, use_docker_config: bool = True):
+        self.credentials = dict(credentials or {})
+        self.insecure = set(insecure)
+        self.retry = retry
+        self.use_docker_config = use_docker_config
+        self._clients: dict[str, RegistryClient] = {}
+        self._lock = threading.Lock()
+
+    def get(self, registry: str) -> RegistryClient:
+        with self._lock:
+            if registry not in self._clients:
+                creds = self.credentials.get(registry)
+                if creds is None and self.use_docker_config:
+                    creds = docker_config_credentials(registry)
+                self._clients[registry] = RegistryClient(registry, credentials=creds,
+                                                         insecure=registry in self.insecure, retry=self.retry)
+            return self._clients[registry]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+
+class Copier:
+    """Copies images; shares what it learnt (which blobs sit where) across the images it copies."""
+
+    def __init__(self, pool: ClientPool, workers: int = 4, progress: Callable[[str], None] | None = None):
+        self.pool = pool
+        self.workers = workers
+        self.say = progress or log.info
+        self._known: dict[tuple[str, str], set[str]] = {}  # (registry, digest) -> repos holding it
+        self._lock = threading.Lock()
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    def _holders(self, registry: str, digest: str) -> set[str]:
+        with self._lock:
+            return set(self._known.get((registry, digest), ()))
+
+    def _learn(self, registry: str, digest: str, repo: str) -> None:
+        with self._lock:
+            self._known.setdefault((registry, digest), set()).add(repo)
+
+    # -- one image ---------------------------------------------------------------------------------
+    def copy(self, src: Reference, dst: Reference, *, platforms: tuple[str, ...] = (), force: bool = False,
+             dry_run: bool = False) -> CopyResult:
+        started = time.monotonic()
+        sc, dc = self.pool.get(src.registry), self.pool.get(dst.registry)
+        before = (Counter(sc.counts), Counter(dc.counts))
+
+        src_head = sc.head_manifest(src.repository, src.ref)
+        top: Manifest | None = None
+        if src_head is None:
+            top = sc.get_manifest(src.repository, src.ref)  # raises NotFound with the registry's message
+            src_head = Descriptor(top.media_type, top.digest, len(top.raw))
+        dst_head = dc.head_manifest(dst.repository, dst.ref)
+        result = CopyResult(str(src), str(dst), "copied", src_head.digest, dst_head.digest if dst_head else None,
+                            src_head.media_type)
+        filtering = bool(platforms) and src_head.media_type in INDEX_TYPES
+        result.filtered = filtering
+
+        if not force and dst_head is not None and self._up_to_date(dc, dst, dst_head, src_head.digest, platforms,
+                                                                   filtering):
+            result.status, result.changed = "unchanged", False
+            self.say(f"{src} -> {dst}: unchanged ({src_head.digest})")
+            return self._finish(result, sc, dc, before, started)
+        if dry_run:
+            result.status = "dry-run"
+            self.say(f"{src} -> {dst}: would copy {src_head.digest} (dry run: nothing written)")
+            return self._finish(result, sc, dc, before, started)
+
+        self.say(f"{src} -> {dst}: copying {src_head.digest} ({src_head.media_type})")
+        if top is None:
+            top = sc.get_manifest(src.repository, src_head.digest)
+        images, children_to_put, to_put = self._collect(sc, dc, src, dst, top, platforms, result)
+        blobs = self._unique_blobs(images)
+        self._copy_blobs(sc, dc, src.repository, dst.repository, blobs, result)
+        for child in children_to_put:
+            dc.put_manifest(dst.repository, child.digest, child)
+            result.manifests_copied += 1
+        result.target_digest = dc.put_manifest(dst.repository, dst.tag or to_put.digest, to_put)
+        result.manifests_copied += 1
+        self.say(
+            f"{src} -> {dst}: copied {result.target_digest}: {result.blobs_copied} blobs copied "
+            f"({_mib(result.bytes_transferred)}), {result.blobs_mounted} mounted, {result.blobs_skipped} skipped"
+        )
+        return self._finish(result, sc, dc, before, started)
+
+    def _up_to_date(self, dc: RegistryClient, dst: Reference, dst_head: Descriptor, src_digest: str,
+                    platforms: tuple[str, ...], filtering: bool) -> bool:
+        if not filtering:
+            return dst_head.digest == src_digest
+        if dst_head.media_type not in INDEX_TYPES:
+            return False
+        # A filtered index remembers which source index and platforms it was made from.
+        current = dc.get_manifest(dst.repository, dst_head.digest)
+        return current.annotation(SOURCE_DIGEST) == src_digest and current.annotation(SOURCE_PLATFORMS) == ",".join(
+            platforms)
+
+    def _collect(self, sc: RegistryClient, dc: RegistryClient, src: Reference, dst: Reference, top: Manifest,
+                 platforms: tuple[str, ...], result: CopyResult) -> tuple[list[Manifest], list[Manifest], Manifest]:
+        if not top.is_index:
+            return [top], [], top
+        to_put, children = top, top.children
+        if platforms:
+            to_put, children = filter_index(top, platforms)
+            if not children:
+                raise RegistryError(f"{src}: none of the platforms {', '.join(platforms)} is in the index "
+                                    f"(it has {', '.join(top.platforms()) or 'no platform entries'})")
+        result.platforms = tuple(c.platform for c in children if c.platform)
+        images, missing = [], []
+        for child in children:
+            if child.media_type in INDEX_TYPES:
+                raise RegistryError(f"{src}: nested index {child.digest} is not supported")
+            if dc.head_manifest(dst.repository, child.digest) is not None:
+                continue  # the child and everything it references are at the target already
+            manifest = sc.get_manifest(src.repository, child.digest)
+            images.append(manifest)
+            missing.append(manifest)
+        return images, missing, to_put
+
+    @staticmethod
+    def _unique_blobs(images: list[Manifest]) -> list[Descriptor]:
+        seen: dict[str, Descriptor] = {}
+        for image in images:
+            for blob in image.blobs:
+                seen.setdefault(blob.digest, blob)
+        return list(seen.values())
+
+    def _copy_blobs(self, sc: RegistryClient, dc: RegistryClient, src_repo: str, dst_repo: str,
+                    blobs: list[Descriptor], result: CopyResult) -> None:
+        counts: Counter[str] = Counter()
+        nbytes = 0
+        lock = threading.Lock()
+
+        def one(blob: Descriptor) -> None:
+            nonlocal nbytes
+            outcome, moved = self._copy_blob(sc, dc, src_repo, dst_repo, blob)
+            with lock:
+                counts[outcome] += 1
+                nbytes += moved
+
+        with ThreadPoolExecutor(max_workers=max(1, self.workers), thread_name_prefix="dmi-blob") as pool:
+            # Larger blobs first, so the long transfers overlap with the rest.
+            futures = [pool.submit(one, b) for b in sorted(blobs, key=lambda b: -b.size)]
+            errors = [f.exception() for f in futures if f.exception() is not None]
+        result.blobs_copied += counts["copied"]
+        result.blobs_mounted += counts["mounted"]
+        result.blobs_skipped += counts["skipped"]
+        result.bytes_transferred += nbytes
+        if errors:
+            raise errors[0]  # type: ignore[misc]
+
+    # -- one blob ----------------------------------------------------------------------------------
+    def _copy_blob(self, sc: RegistryClient, dc: RegistryClient, src_repo: str, dst_repo: str,
+                   blob: Descriptor) -> tuple[str, int]:
+        short = blob.digest[:19]
+        if blob.foreign:
+            self.say(f"  blob {short} skipped: non-distributable layer ({_mib(blob.size)})")
+            return "skipped", 0
+        holders = self._holders(dc.registry, blob.digest)
+        if dst_repo in holders or dc.blob_exists(dst_repo, blob.digest):
+            self._learn(dc.registry, blob.digest, dst_repo)
+            self.say(f"  blob {short} skipped: already at the target ({_mib(blob.size)})")
+            return "skipped", 0
+        sources = ([src_repo] if sc.registry == dc.registry else []) + sorted(holders - {dst_repo})
+        for from_repo in sources:
+            if dc.mount_blob(dst_repo, blob.digest, from_repo):
+                self._learn(dc.registry, blob.digest, dst_repo)
+                self.say(f"  blob {short} mounted from {from_repo} ({_mib(blob.size)})")
+                return "mounted", 0
+        policy = sc.retry
+        for attempt in range(policy.attempts):
+            try:
+                started = time.monotonic()
+                with sc.open_blob(src_repo, blob.digest) as response:
+                    chunks = self._verified(response.iter_raw(CHUNK), blob, short, started)
+                    dc.upload_blob(dst_repo, blob.digest, blob.size, chunks)
+                elapsed = max(time.monotonic() - started, 1e-6)
+                self._learn(dc.registry, blob.digest, dst_repo)
+                self.say(f"  blob {short} copied {_mib(blob.size)} in {elapsed:.2f}s "
+                         f"({_mib(blob.size / elapsed)}/s)")
+                return "copied", blob.size
+            except RegistryError as exc:
+                if not exc.retryable or attempt + 1 >= policy.attempts:
+                    raise
+                delay = policy.delay(attempt, None)
+                self.say(f"  blob {short} failed ({exc}); checking the target and retrying from zero in {delay:.1f}s")
+                time.sleep(delay)
+                if dc.blob_exists(dst_repo, blob.digest):
+                    self._learn(dc.registry, blob.digest, dst_repo)
+                    return "copied", blob.size
+        raise AssertionError("unreachable")
+
+    def _verified(self, chunks: Iterable[bytes], blob: Descriptor, short: str, started: float) -> Iterator[bytes]:
+        """Pass chunks on while hashing; the last chunk is held back until size and digest check out,
+        so a corrupted blob never completes its upload."""
+        algorithm, _, expected = blob.digest.partition(":")
+        try:
+            hasher = hashlib.new(algorithm)
+        except ValueError:
+            raise RegistryError(f"blob {blob.digest}: unsupported digest algorithm {algorithm!r}") from None
+        seen, pending, last_report = 0, b"", started
+        for chunk in chunks:
+            if not chunk:
+                continue
+            hasher.update(chunk)
+            seen += len(chunk)
+            if seen > blob.size:
+                raise DigestMismatch(f"blob {blob.digest}: more than the {blob.size} bytes its descriptor says")
+            if pending:
+                yield pending
+            pending = chunk
+            now = time.monotonic()
+            if now - last_report >= PROGRESS_EVERY:
+                last_report = now
+                rate = seen / max(now - started, 1e-6)
+                self.say(f"  blob {short} {_mib(seen)} of {_mib(blob.size)} ({100 * seen // max(blob.size, 1)}%) "
+                         f"at {_mib(rate)}/s")
+        if seen != blob.size or hasher.hexdigest() != expected:
+            raise DigestMismatch(f"blob {blob.digest}: received {seen} bytes hashing to {algorithm}:"
+                                 f"{hasher.hexdigest()}, expected {blob.size} bytes")
+        if pending:
+            yield pending
+
+    def _finish(self, result: CopyResult, sc: RegistryClient, dc: RegistryClient, before: tuple[Counter, Counter],
+                started: float) -> CopyResult:
+        source = sc.counts - before[0]
+        target = dc.counts - before[1] if dc is not sc else Counter()
+        result.requests = {"source": dict(sorted(source.items())), "target": dict(sorted(target.items()))}
+        if sc.ratelimit is not None:
+            result.ratelimit_limit, result.ratelimit_remaining = sc.ratelimit.limit, sc.ratelimit.remaining
+        result.duration = round(time.monotonic() - started, 3)
+        return result
+
+
+def copy_image(src: str | Reference, dst: str | Reference, *, pool: ClientPool | None = None,
+               platforms: tuple[str, ...] = (), force: bool = False, dry_run: bool = False) -> CopyResult:
+    """Copy one image with a fresh pool (for scripts; pipelines reuse one Copier for many images)."""
+    src_ref = src if isinstance(src, Reference) else parse_reference(src)
+    dst_ref = dst if isinstance(dst, Reference) else parse_reference(dst)
+    own = pool is None
+    pool = pool or ClientPool()
+    try:
+        return Copier(pool).copy(src_ref, dst_ref, platforms=platforms, force=force, dry_run=dry_run)
+    finally:
+        if own:
+            pool.close()

@@ -1,0 +1,62 @@
+"""Errors of the registry layer. Messages carry the registry's own error code and text, never
+credentials."""
+
+from __future__ import annotations
+
+import json
+
+
+class RegistryError(Exception):
+    """A registry refused or failed a request. `retryable` tells the caller whether to try again."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None, url: str | None = None,
+                 retryable: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.url = url
+        self.retryable = retryable
+
+
+class AuthError(RegistryError):
+    pass
+
+
+class NotFound(RegistryError):
+    pass
+
+
+class DigestMismatch(RegistryError):
+    """Bytes whose sha256 or size is not what the digest says (retryable: it may be a bad transfer)."""
+
+    def __init__(self, message: str, url: str | None = None):
+        super().__init__(message, url=url, retryable=True)
+
+
+class ManifestTooLarge(RegistryError):
+    pass
+
+
+class InsecureRedirect(RegistryError):
+    pass
+
+
+def registry_error_text(body: bytes) -> tuple[str | None, str]:
+    """(code, message) from a distribution error body {"errors": [{"code", "message", "detail"}]}."""
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        text = body[:200].decode(errors="replace").strip()
+        return None, text
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if not errors or not isinstance(errors, list):
+        if isinstance(data, dict) and data.get("details"):
+            return None, str(data["details"])[:300]
+        return None, ""
+    first = errors[0] if isinstance(errors[0], dict) else {}
+    code = first.get("code")
+    message = str(first.get("message") or "")
+    detail = first.get("detail")
+    if detail and not isinstance(detail, (dict, list)):
+        message = f"{message} ({detail})" if message else str(detail)
+    return (str(code) if code else None), message[:500]

@@ -1,0 +1,114 @@
+"""Manifest media types and the little we read from manifests (children, blobs, platforms).
+
+Raw bytes are always kept: a manifest is never re-serialised unless a platform filter writes a new
+index, and that one says so in its annotations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+MANIFEST_TYPES = ", ".join((*INDEX_TYPES, *IMAGE_TYPES))
+FOREIGN_LAYERS = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                  "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                  "application/vnd.oci.image.layer.nondistributable.v1.tar")
+# Annotations of an index that a platform filter wrote.
+SOURCE_DIGEST = "io.dmi.source.digest"
+SOURCE_PLATFORMS = "io.dmi.platforms"
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    platform: str | None = None
+    urls: tuple[str, ...] = ()
+
+    @property
+    def foreign(self) -> bool:
+        return self.media_type in FOREIGN_LAYERS or bool(self.urls)
+
+
+def _platform(entry: dict) -> str | None:
+    p = entry.get("platform")
+    if not isinstance(p, dict) or not p.get("os") or not p.get("architecture"):
+        return None
+    return "/".join(x for x in (p["os"], p["architecture"], p.get("variant")) if x)
+
+
+def _descriptor(entry: dict) -> Descriptor:
+    return Descriptor(str(entry.get("mediaType", "")), str(entry["digest"]), int(entry.get("size", 0)),
+                      _platform(entry), tuple(entry.get("urls") or ()))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    raw: bytes
+    media_type: str
+    digest: str
+    children: tuple[Descriptor, ...] = ()  # an index's manifests
+    blobs: tuple[Descriptor, ...] = ()  # an image's config and layers
+    annotations: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+    @classmethod
+    def parse(cls, raw: bytes, media_type: str, digest: str | None = None) -> Manifest:
+        digest = digest or "sha256:" + hashlib.sha256(raw).hexdigest()
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"manifest {digest} is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"manifest {digest} is not a JSON object")
+        media_type = str(data.get("mediaType") or media_type or "")
+        if not media_type:  # OCI allows mediaType to be absent: tell by shape
+            media_type = OCI_INDEX if "manifests" in data else OCI_MANIFEST
+        if media_type not in INDEX_TYPES + IMAGE_TYPES:
+            raise ValueError(f"manifest {digest} has unsupported media type {media_type!r}")
+        annotations = tuple(sorted((str(k), str(v)) for k, v in (data.get("annotations") or {}).items()))
+        if media_type in INDEX_TYPES:
+            children = tuple(_descriptor(e) for e in data.get("manifests") or ())
+            return cls(raw, media_type, digest, children=children, annotations=annotations)
+        blobs = [_descriptor(data["config"])] if data.get("config") else []
+        blobs += [_descriptor(e) for e in data.get("layers") or ()]
+        return cls(raw, media_type, digest, blobs=tuple(blobs), annotations=annotations)
+
+    def platforms(self) -> tuple[str, ...]:
+        return tuple(c.platform for c in self.children if c.platform)
+
+    def annotation(self, key: str) -> str | None:
+        return dict(self.annotations).get(key)
+
+
+def platform_matches(platform: str | None, wanted: str) -> bool:
+    """`linux/arm64` matches `linux/arm64/v8`; a wanted variant must match exactly."""
+    if platform is None:
+        return False
+    have, want = platform.split("/"), wanted.split("/")
+    return have[: len(want)] == want or (len(want) == 3 and len(have) == 2 and have == want[:2] and want[2] == "v8")
+
+
+def filter_index(index: Manifest, platforms: tuple[str, ...]) -> tuple[Manifest, tuple[Descriptor, ...]]:
+    """A new index with only the wanted platforms, annotated with the source digest it came from."""
+    data = json.loads(index.raw)
+    keep = [e for e in data.get("manifests") or () if any(platform_matches(_platform(e), p) for p in platforms)]
+    data["manifests"] = keep
+    annotations = dict(data.get("annotations") or {})
+    annotations[SOURCE_DIGEST] = index.digest
+    annotations[SOURCE_PLATFORMS] = ",".join(platforms)
+    data["annotations"] = annotations
+    raw = json.dumps(data, indent=3).encode()
+    filtered = Manifest.parse(raw, index.media_type)
+    return filtered, filtered.children
