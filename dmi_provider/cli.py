@@ -73,6 +73,17 @@ def _credentials(value: str | None, what: str) -> Credentials | None:
     return Credentials.parse(value)
 
 
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory (VmHWM, which starts afresh at exec), on Linux."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def cmd_copy(args: argparse.Namespace) -> int:
     import logging
 
@@ -105,8 +116,9 @@ def cmd_copy(args: argparse.Namespace) -> int:
         return 1
     finally:
         pool.close()
+    peak = peak_rss_mib()
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps(result.to_dict() | {"peak_rss_mib": peak}, indent=2))
     else:
         requests = ", ".join(f"{k}: {sum(v.values())}" for k, v in result.requests.items())
         limit = (f"; rate limit {result.ratelimit_remaining}/{result.ratelimit_limit} left"
@@ -115,7 +127,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
               f"{' (platform-filtered index)' if result.filtered else ''}\n"
               f"  blobs: {result.blobs_copied} copied ({result.bytes_transferred} bytes), {result.blobs_mounted} "
               f"mounted, {result.blobs_skipped} skipped; manifests written: {result.manifests_copied}; "
-              f"requests {requests}{limit}; {result.duration:.2f}s")
+              f"requests {requests}{limit}; {result.duration:.2f}s; peak memory {peak} MiB")
     return 0
 
 

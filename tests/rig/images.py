@@ -99,7 +99,7 @@ class ImageFactory:
     def layer(self, size: int = 64 * 1024) -> Blob:
         """A gzipped tar holding one file of `size` random bytes."""
         self._n += 1
-        payload = self._rng.randbytes(size)
+        payload = self.random_bytes(size)
         raw = io.BytesIO()
         with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
             info = tarfile.TarInfo(f"dmi-layer-{self.seed}-{self._n}.bin")
@@ -107,6 +107,14 @@ class ImageFactory:
             tar.addfile(info, io.BytesIO(payload))
         tar_bytes = raw.getvalue()
         return Blob(gzip.compress(tar_bytes, compresslevel=1, mtime=0), diff_id=sha256(tar_bytes))
+
+    def random_bytes(self, size: int) -> bytes:
+        step = 16 << 20  # randbytes() refuses very large sizes at once
+        return b"".join(self._rng.randbytes(min(step, size - i)) for i in range(0, size, step))
+
+    def raw_blob(self, size: int) -> Blob:
+        """Random bytes that are no tar: fine for registry-to-registry copies, not for dockerd."""
+        return Blob(self.random_bytes(size))
 
     def image(self, layers: list[Blob] | None = None, platform: str = "linux/amd64", media: str = "docker",
               label: str | None = None) -> Image:

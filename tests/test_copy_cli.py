@@ -1,0 +1,170 @@
+"""`dmi copy` as users run it: exit codes, progress, JSON, credentials from where users keep them,
+and flat memory on a large layer."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from dmi_provider.registry.client import RegistryClient
+from dmi_provider.registry.errors import InsecureRedirect
+from tests.conftest import BASIC_USER, rig_client
+from tests.rig.images import push
+from tests.rig.skopeo import inspect_raw
+
+DMI = Path(sys.executable).with_name("dmi")
+
+
+def dmi(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "DOCKER_CONFIG": "/nonexistent"}
+    return subprocess.run([str(DMI), *args], capture_output=True, text=True, timeout=300, env=base | (env or {}))
+
+
+def test_copy_cli_json_and_progress(open_registry, basic_registry, factory, repo_name):
+    artifact = factory.multiarch()
+    src, dst = repo_name("src"), repo_name("dst")
+    push(rig_client(open_registry), src, "1.0", artifact)
+    done = dmi("copy", "--insecure", open_registry.host, "--insecure", basic_registry.host,
+               "--dst-creds", ":".join(BASIC_USER), "--json",
+               f"{open_registry.host}/{src}:1.0", f"{basic_registry.host}/{dst}:1.0")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "copied" and result["target_digest"] == artifact.digest
+    assert result["blobs_copied"] == len(artifact.blobs)
+    assert "copying " + artifact.digest in done.stderr
+    assert done.stderr.count(" copied ") >= len(artifact.blobs)  # one progress line per blob, with MiB/s
+    assert "MiB/s" in done.stderr
+    assert BASIC_USER[1] not in done.stderr + done.stdout
+
+    again = dmi("copy", "--insecure", open_registry.host, "--insecure", basic_registry.host,
+                "--dst-creds", BASIC_USER[0], f"{open_registry.host}/{src}:1.0", f"{basic_registry.host}/{dst}:1.0",
+                env={"DMI_DST_PASSWORD": BASIC_USER[1]})
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"unchanged: {open_registry.host}/{src}:1.0 -> ")
+
+
+def test_copy_cli_failures(open_registry, repo_name):
+    missing = dmi("copy", "--insecure", open_registry.host, f"{open_registry.host}/{repo_name()}:1",
+                  f"{open_registry.host}/{repo_name()}:1")
+    assert missing.returncode == 1
+    last = missing.stderr.strip().splitlines()[-1]
+    assert last.startswith("dmi copy: failed: GET http://") and "HTTP 404 MANIFEST_UNKNOWN" in last
+
+    bad = dmi("copy", "Not/Valid", "x/y")
+    assert bad.returncode == 2 and "is not a repository path" in bad.stderr
+    nopass = dmi("copy", "--dst-creds", "someone", "a", "b")
+    assert nopass.returncode == 2 and "$DMI_DST_PASSWORD" in nopass.stderr
+
+    # Without --insecure, a plain-HTTP registry is not spoken to over HTTP.
+    tls = dmi("copy", f"{open_registry.host}/{repo_name()}:1", f"{open_registry.host}/{repo_name()}:1")
+    assert tls.returncode == 1 and "https://" in tls.stderr
+
+
+def test_credentials_from_docker_config_and_helpers(tmp_path, open_registry, basic_registry, factory, repo_name):
+    src = repo_name("src")
+    push(rig_client(open_registry), src, "1.0", factory.image())
+    auth = base64.b64encode(":".join(BASIC_USER).encode()).decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {basic_registry.host: {"auth": auth}}}))
+    args = ["copy", "--insecure", open_registry.host, "--insecure", basic_registry.host,
+            f"{open_registry.host}/{src}:1.0"]
+    done = dmi(*args, f"{basic_registry.host}/{repo_name()}:1.0", env={"DOCKER_CONFIG": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+
+    helper_dir = tmp_path / "bin"
+    helper_dir.mkdir()
+    helper = helper_dir / "docker-credential-dmitest"
+    helper.write_text("#!/bin/sh\nread server\n"
+                      f"echo '{{\"ServerURL\": \"'$server'\", \"Username\": \"{BASIC_USER[0]}\", "
+                      f"\"Secret\": \"{BASIC_USER[1]}\"}}'\n")
+    helper.chmod(0o755)
+    (tmp_path / "config.json").write_text(json.dumps({"credHelpers": {basic_registry.host: "dmitest"}}))
+    done = dmi(*args, f"{basic_registry.host}/{repo_name()}:1.0",
+               env={"DOCKER_CONFIG": str(tmp_path), "PATH": f"{helper_dir}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr
+
+    (tmp_path / "config.json").write_text("{}")
+    refused = dmi(*args, f"{basic_registry.host}/{repo_name()}:1.0", env={"DOCKER_CONFIG": str(tmp_path)})
+    assert refused.returncode == 1 and "needs credentials (basic auth)" in refused.stderr
+
+
+def test_memory_stays_flat_on_a_large_layer(open_registry, basic_registry, factory, repo_name):
+    size = 256 * 1024 * 1024
+    big = factory.raw_blob(size)
+    image = factory.image(layers=[big])
+    src, dst = repo_name("src"), repo_name("dst")
+    push(rig_client(open_registry), src, "big", image)
+    config = image.config.data
+    del big, image
+    done = dmi("copy", "-q", "--json", "--insecure", open_registry.host, "--insecure", basic_registry.host,
+               "--dst-creds", ":".join(BASIC_USER), f"{open_registry.host}/{src}:big",
+               f"{basic_registry.host}/{dst}:big")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["bytes_transferred"] == size + len(config)
+    # VmHWM of the dmi process itself (ru_maxrss would count the pre-exec pages of this big test process).
+    assert result["peak_rss_mib"] < 128, f"peak RSS {result['peak_rss_mib']} MiB copying a {size >> 20} MiB layer"
+    assert inspect_raw(f"{basic_registry.host}/{dst}:big", BASIC_USER)
+
+
+# -- TLS: verified by default, and never downgraded by a redirect ---------------------------------------
+
+@pytest.fixture
+def tls_server(tmp_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    import ipaddress
+
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:1/v2/x/blobs/plain")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}", cert_path
+    server.shutdown()
+
+
+def test_tls_is_verified_and_https_never_downgrades(tls_server):
+    host, ca = tls_server
+    unverified = RegistryClient(host)
+    with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED"), unverified.open_blob("x", "sha256:" + "0" * 64):
+        pass
+    trusting = RegistryClient(host, http=httpx.Client(verify=ssl.create_default_context(cafile=str(ca))))
+    with pytest.raises(InsecureRedirect, match="refusing a redirect from https to http"), \
+            trusting.open_blob("x", "sha256:" + "0" * 64):
+        pass
