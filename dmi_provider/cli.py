@@ -89,6 +89,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
 
     from dmi_provider.registry.copy import ClientPool, Copier
     from dmi_provider.registry.errors import RegistryError
+    from dmi_provider.registry.locations import BlobLocations, default_cache_path
     from dmi_provider.registry.reference import InvalidReference, check_host, parse_reference
 
     try:
@@ -108,14 +109,16 @@ def cmd_copy(args: argparse.Namespace) -> int:
     root.addHandler(handler)
     root.setLevel(logging.WARNING if args.quiet else logging.INFO)
     pool = ClientPool(creds, insecure)
+    locations = BlobLocations(None if args.no_cache else default_cache_path())
     try:
-        result = Copier(pool, workers=args.jobs).copy(src, dst, platforms=tuple(args.platform), force=args.force,
-                                                      dry_run=args.dry_run)
+        copier = Copier(pool, workers=args.jobs, locations=locations)
+        result = copier.copy(src, dst, platforms=tuple(args.platform), force=args.force, dry_run=args.dry_run)
     except RegistryError as exc:
         print(f"dmi copy: failed: {exc}", file=sys.stderr)
         return 1
     finally:
         pool.close()
+        locations.close()
     peak = peak_rss_mib()
     if args.json:
         print(json.dumps(result.to_dict() | {"peak_rss_mib": peak}, indent=2))
@@ -163,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target credentials (default: docker config.json; USER alone reads $DMI_DST_PASSWORD)")
     p.add_argument("--dry-run", action="store_true", help="compare digests with HEADs only; write nothing")
     p.add_argument("--force", action="store_true", help="copy even when the target holds the source digest")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not read or write the blob location cache (mount hints across runs)")
     p.add_argument("--jobs", type=int, default=4, help="blobs transferred at once (default 4)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")

@@ -21,9 +21,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from dmi_provider.registry.auth import Credentials
 from dmi_provider.registry.client import RegistryClient
 from dmi_provider.registry.errors import InsecureRedirect
-from tests.conftest import BASIC_USER, rig_client
+from tests.conftest import BASIC_USER, HUB_USER, rig_client
 from tests.rig.images import push
 from tests.rig.skopeo import inspect_raw
 
@@ -168,3 +169,49 @@ def test_tls_is_verified_and_https_never_downgrades(tls_server):
     with pytest.raises(InsecureRedirect, match="refusing a redirect from https to http"), \
             trusting.open_blob("x", "sha256:" + "0" * 64):
         pass
+
+
+def test_blob_locations_persist_across_runs(tmp_path, hub, hub_registry, open_registry, factory, repo_name):
+    base = factory.layer(200 * 1024)
+    first, second = (factory.image(layers=[base, factory.layer()]) for _ in range(2))
+    src1, src2 = repo_name("a"), repo_name("b")
+    push(rig_client(hub_registry, HUB_USER), src1, "1", first)
+    push(rig_client(hub_registry, HUB_USER), src2, "1", second)
+    env = {"DMI_CACHE_DIR": str(tmp_path / "cache")}
+    flags = ["copy", "--json", "--insecure", hub.host, "--insecure", open_registry.host]
+    one = dmi(*flags, f"{hub.host}/{src1}:1", f"{open_registry.host}/{repo_name('m')}:1", env=env)
+    assert json.loads(one.stdout)["blobs_copied"] == 3
+    hub.reset()
+    two = json.loads(dmi(*flags, f"{hub.host}/{src2}:1", f"{open_registry.host}/{repo_name('m')}:1", env=env).stdout)
+    assert (two["blobs_copied"], two["blobs_mounted"]) == (2, 1)  # the base: mounted, not read again
+    assert hub.count("GET", "blob", 200) == 2
+    assert (tmp_path / "cache" / "blob-locations.sqlite").exists()
+
+    hub.reset()  # --no-cache: a fresh process knows nothing, so the base is read again
+    three = json.loads(dmi(*flags, "--no-cache", f"{hub.host}/{src2}:1", f"{open_registry.host}/{repo_name('m')}:1",
+                           env=env).stdout)
+    assert (three["blobs_copied"], three["blobs_mounted"]) == (3, 0)
+
+
+def test_a_stale_location_hint_is_forgotten(tmp_path, open_registry, basic_registry, factory, repo_name):
+    from dmi_provider.registry.copy import ClientPool, Copier
+    from dmi_provider.registry.locations import BlobLocations
+    from dmi_provider.registry.reference import parse_reference
+
+    image = factory.image()
+    src = repo_name("src")
+    push(rig_client(open_registry), src, "1", image)
+    locations = BlobLocations(tmp_path / "hints.sqlite")
+    for blob in image.blobs:
+        locations.add(basic_registry.host, blob.digest, "nowhere/repo")  # wrong: nothing is there
+    pool = ClientPool({basic_registry.host: Credentials(*BASIC_USER)}, [open_registry.host, basic_registry.host],
+                      use_docker_config=False)
+    result = Copier(pool, locations=locations).copy(parse_reference(f"{open_registry.host}/{src}:1"),
+                                                    parse_reference(f"{basic_registry.host}/{repo_name()}:1"))
+    assert (result.blobs_copied, result.blobs_mounted) == (2, 0)
+    assert all("nowhere/repo" not in locations.holders(basic_registry.host, b.digest) for b in image.blobs)
+    locations.close()
+    (tmp_path / "a-file").write_text("")
+    broken = BlobLocations(tmp_path / "a-file" / "hints.sqlite")  # an unusable path: memory only, no failure
+    broken.add("r", "d", "x")
+    assert broken.holders("r", "d") == {"x"}

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from dmi_provider.registry.auth import Credentials, docker_config_credentials
 from dmi_provider.registry.client import CHUNK, RegistryClient, RetryPolicy
 from dmi_provider.registry.errors import DigestMismatch, RegistryError
+from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.registry.manifest import (
     INDEX_TYPES,
     SOURCE_DIGEST,
@@ -95,21 +96,12 @@ class ClientPool:
 class Copier:
     """Copies images; shares what it learnt (which blobs sit where) across the images it copies."""
 
-    def __init__(self, pool: ClientPool, workers: int = 4, progress: Callable[[str], None] | None = None):
+    def __init__(self, pool: ClientPool, workers: int = 4, progress: Callable[[str], None] | None = None,
+                 locations: BlobLocations | None = None):
         self.pool = pool
         self.workers = workers
         self.say = progress or log.info
-        self._known: dict[tuple[str, str], set[str]] = {}  # (registry, digest) -> repos holding it
-        self._lock = threading.Lock()
-
-    # -- bookkeeping ------------------------------------------------------------------------------
-    def _holders(self, registry: str, digest: str) -> set[str]:
-        with self._lock:
-            return set(self._known.get((registry, digest), ()))
-
-    def _learn(self, registry: str, digest: str, repo: str) -> None:
-        with self._lock:
-            self._known.setdefault((registry, digest), set()).add(repo)
+        self.locations = locations or BlobLocations()  # which repos hold which blobs: mount hints
 
     # -- one image ---------------------------------------------------------------------------------
     def copy(self, src: Reference, dst: Reference, *, platforms: tuple[str, ...] = (), force: bool = False,
@@ -228,17 +220,18 @@ class Copier:
         if blob.foreign:
             self.say(f"  blob {short} skipped: non-distributable layer ({_mib(blob.size)})")
             return "skipped", 0
-        holders = self._holders(dc.registry, blob.digest)
-        if dst_repo in holders or dc.blob_exists(dst_repo, blob.digest):
-            self._learn(dc.registry, blob.digest, dst_repo)
+        holders = self.locations.holders(dc.registry, blob.digest)
+        if dc.blob_exists(dst_repo, blob.digest):
+            self.locations.add(dc.registry, blob.digest, dst_repo)
             self.say(f"  blob {short} skipped: already at the target ({_mib(blob.size)})")
             return "skipped", 0
         sources = ([src_repo] if sc.registry == dc.registry else []) + sorted(holders - {dst_repo})
         for from_repo in sources:
             if dc.mount_blob(dst_repo, blob.digest, from_repo):
-                self._learn(dc.registry, blob.digest, dst_repo)
+                self.locations.add(dc.registry, blob.digest, dst_repo)
                 self.say(f"  blob {short} mounted from {from_repo} ({_mib(blob.size)})")
                 return "mounted", 0
+            self.locations.forget(dc.registry, blob.digest, from_repo)  # a stale hint
         policy = sc.retry
         for attempt in range(policy.attempts):
             try:
@@ -247,7 +240,7 @@ class Copier:
                     chunks = self._verified(response.iter_raw(CHUNK), blob, short, started)
                     dc.upload_blob(dst_repo, blob.digest, blob.size, chunks)
                 elapsed = max(time.monotonic() - started, 1e-6)
-                self._learn(dc.registry, blob.digest, dst_repo)
+                self.locations.add(dc.registry, blob.digest, dst_repo)
                 self.say(f"  blob {short} copied {_mib(blob.size)} in {elapsed:.2f}s "
                          f"({_mib(blob.size / elapsed)}/s)")
                 return "copied", blob.size
@@ -258,7 +251,7 @@ class Copier:
                 self.say(f"  blob {short} failed ({exc}); checking the target and retrying from zero in {delay:.1f}s")
                 time.sleep(delay)
                 if dc.blob_exists(dst_repo, blob.digest):
-                    self._learn(dc.registry, blob.digest, dst_repo)
+                    self.locations.add(dc.registry, blob.digest, dst_repo)
                     return "copied", blob.size
         raise AssertionError("unreachable")
 

@@ -1,0 +1,82 @@
+"""Where blobs are known to sit, so a later copy can mount instead of reading the source again.
+
+In memory, and optionally in a small SQLite file shared by the processes of one machine (skopeo keeps
+a similar blob-info cache). It is only a hint: a mount from a stale location fails harmlessly, the
+location is forgotten and the blob is copied. A broken cache file never fails a copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+MAX_HINTS = 5  # the most recently seen repositories per blob
+
+
+def default_cache_path() -> Path:
+    base = os.environ.get("DMI_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dmi")
+    return Path(base) / "blob-locations.sqlite"
+
+
+class BlobLocations:
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self._memory: dict[tuple[str, str], set[str]] = {}
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            self._open(Path(path))
+
+    def _open(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, timeout=5, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS blob_locations (registry TEXT NOT NULL, digest TEXT NOT NULL, "
+                       "repository TEXT NOT NULL, seen REAL NOT NULL, PRIMARY KEY (registry, digest, repository))")
+            self._db = db
+        except (OSError, ValueError, sqlite3.Error) as exc:
+            log.debug("blob location cache %s unavailable (%s); keeping locations in memory", path, exc)
+
+    def holders(self, registry: str, digest: str) -> set[str]:
+        with self._lock:
+            found = set(self._memory.get((registry, digest), ()))
+            if self._db is not None:
+                try:
+                    rows = self._db.execute(
+                        "SELECT repository FROM blob_locations WHERE registry = ? AND digest = ? "
+                        "ORDER BY seen DESC LIMIT ?", (registry, digest, MAX_HINTS)).fetchall()
+                    found.update(r[0] for r in rows)
+                except sqlite3.Error as exc:
+                    log.debug("blob location cache read failed: %s", exc)
+            return found
+
+    def add(self, registry: str, digest: str, repository: str) -> None:
+        with self._lock:
+            self._memory.setdefault((registry, digest), set()).add(repository)
+            if self._db is not None:
+                try:
+                    self._db.execute("INSERT OR REPLACE INTO blob_locations VALUES (?, ?, ?, ?)",
+                                     (registry, digest, repository, time.time()))
+                except sqlite3.Error as exc:
+                    log.debug("blob location cache write failed: %s", exc)
+
+    def forget(self, registry: str, digest: str, repository: str) -> None:
+        with self._lock:
+            self._memory.get((registry, digest), set()).discard(repository)
+            if self._db is not None:
+                try:
+                    self._db.execute("DELETE FROM blob_locations WHERE registry = ? AND digest = ? AND repository = ?",
+                                     (registry, digest, repository))
+                except sqlite3.Error as exc:
+                    log.debug("blob location cache write failed: %s", exc)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
