@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -96,13 +97,14 @@ def tree_rss(pids: list[int]) -> int:
     return total
 
 
-def measure(argvs: list[list[str]], extra_pids: Callable[[], list[int]] = list) -> tuple[float, float]:
+def measure(argvs: list[list[str]], extra_pids: Callable[[], list[int]] = list,
+            env: dict[str, str] | None = None) -> tuple[float, float]:
     """Run commands one after another; return wall seconds and the peak RSS (MiB) of their process trees."""
     peak = 0
     baseline = tree_rss(extra_pids())
     started = time.monotonic()
     for argv in argvs:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         stop = threading.Event()
 
         def sample(proc: subprocess.Popen = proc, stop: threading.Event = stop) -> None:
@@ -177,7 +179,9 @@ def main() -> None:
             daemon_pids = (lambda: [int((dockerd.root / "docker.pid").read_text())]) if tool == "docker" else list
             proxy.reset()
             print(f"{tool} ({run} run)...", file=sys.stderr)
-            seconds, peak = measure(argvs, daemon_pids)
+            # dmi's blob location hints live in this run's own folder (skopeo keeps its cache in ~).
+            env = os.environ | {"DMI_CACHE_DIR": str(work / "dmi-cache")}
+            seconds, peak = measure(argvs, daemon_pids, env)
             rows.append(Row(tool, run, seconds, proxy.count(), proxy.count("GET", "manifest"),
                             proxy.count("GET", "blob"), proxy.bytes_out, peak))
 

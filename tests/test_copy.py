@@ -287,3 +287,39 @@ def test_authorization_is_not_sent_across_a_redirect(proxy_factory, basic_regist
         server.shutdown()
     assert result.target_digest == artifact.digest
     assert _Recorder.seen == [None] * len(artifact.blobs)
+
+
+def test_concurrency_per_host_is_bounded(proxy_factory, open_registry, factory, repo_name):
+    from dmi_provider.registry.client import RegistryClient
+
+    image = factory.image(layers=[factory.raw_blob(2 << 20) for _ in range(8)])
+    src = repo_name("src")
+    push(rig_client(open_registry), src, "v1", image)
+    proxy = proxy_factory(open_registry)
+    for slots in (8, 2):
+        proxy.reset()
+        pool = make_pool(proxy, open_registry)
+        pool._clients[proxy.host] = RegistryClient(proxy.host, insecure=True, max_transfers=slots)
+        result = Copier(pool, workers=8).copy(ref(proxy, src), ref(open_registry, repo_name()))
+        assert result.blobs_copied == 9
+        if slots == 8:
+            assert proxy.max_in_flight["GET blob"] > 2  # the workers do overlap...
+    assert proxy.max_in_flight["GET blob"] <= 2  # ...and two transfer slots on that host hold them back
+
+
+def test_manifests_are_verified_and_capped(proxy_factory, open_registry, factory, repo_name):
+    from dmi_provider.registry.errors import ManifestTooLarge
+
+    image = factory.image()
+    src = repo_name("src")
+    push(rig_client(open_registry), src, "v1", image)
+    proxy = proxy_factory(open_registry)
+    dst = repo_name("dst")
+    proxy.inject(Fault(method="GET", path="/manifests/", corrupt=True))
+    with pytest.raises(DigestMismatch, match=f"manifest bytes hash to sha256:[0-9a-f]{{64}}, expected {image.digest}"):
+        Copier(make_pool(proxy, open_registry)).copy(ref(proxy, src), ref(open_registry, dst))
+    proxy.inject(Fault(method="GET", path="/manifests/", status=200, body=b"{" + b" " * (5 << 20) + b"}",
+                       headers={"Content-Type": image.media_type}))
+    with pytest.raises(ManifestTooLarge, match="over the 4194304 byte limit"):
+        Copier(make_pool(proxy, open_registry)).copy(ref(proxy, src), ref(open_registry, dst))
+    assert rig_client(open_registry).get_manifest(dst, "v1").status_code == 404

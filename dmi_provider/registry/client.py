@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution's own limit
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 CHUNK = 1024 * 1024
+DOCKER_HUB_CHALLENGE = Challenge("bearer", "https://auth.docker.io/token", "registry.docker.io")
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ class RegistryClient:
     """Talks to one registry host. Thread-safe: copies share one client per host."""
 
     def __init__(self, registry: str, *, credentials: Credentials | None = None, insecure: bool = False,
-                 retry: RetryPolicy | None = None, timeout: float = 60.0, http: httpx.Client | None = None):
+                 retry: RetryPolicy | None = None, timeout: float = 60.0, http: httpx.Client | None = None,
+                 max_transfers: int = 6):
         self.registry = registry
         host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
         self.base_url = f"{'http' if insecure else 'https'}://{host}"
@@ -124,8 +126,11 @@ class RegistryClient:
         self.tokens = TokenCache()
         self.counts: Counter[str] = Counter()
         self.ratelimit: RateLimit | None = None
-        self._challenge: Challenge | None = None
+        # Docker Hub's token service is well known: asking it first saves a 401 round trip per process.
+        self._challenge: Challenge | None = DOCKER_HUB_CHALLENGE if registry == DOCKER_HUB else None
         self._lock = threading.Lock()
+        # Bounds the blob transfers running against this host at once, whatever copies share the client.
+        self.transfers = threading.BoundedSemaphore(max_transfers)
 
     def close(self) -> None:
         self.http.close()

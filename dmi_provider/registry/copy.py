@@ -10,6 +10,7 @@ One image, src -> dst:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -235,8 +236,8 @@ class Copier:
         policy = sc.retry
         for attempt in range(policy.attempts):
             try:
-                started = time.monotonic()
-                with sc.open_blob(src_repo, blob.digest) as response:
+                with _slots(sc, dc), sc.open_blob(src_repo, blob.digest) as response:
+                    started = time.monotonic()
                     chunks = self._verified(response.iter_raw(CHUNK), blob, short, started)
                     dc.upload_blob(dst_repo, blob.digest, blob.size, chunks)
                 elapsed = max(time.monotonic() - started, 1e-6)
@@ -295,6 +296,15 @@ class Copier:
             result.ratelimit_limit, result.ratelimit_remaining = sc.ratelimit.limit, sc.ratelimit.remaining
         result.duration = round(time.monotonic() - started, 3)
         return result
+
+
+@contextlib.contextmanager
+def _slots(*clients: RegistryClient) -> Iterator[None]:
+    """Hold a transfer slot on each distinct host, taken in a fixed order so copies cannot deadlock."""
+    with contextlib.ExitStack() as stack:
+        for client in sorted({id(c): c for c in clients}.values(), key=lambda c: c.registry):
+            stack.enter_context(client.transfers)
+        yield
 
 
 def copy_image(src: str | Reference, dst: str | Reference, *, pool: ClientPool | None = None,

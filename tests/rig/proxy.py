@@ -78,6 +78,8 @@ class Proxy:
         self.remaining = ratelimit
         self.window = window
         self.bytes_out = 0
+        self.in_flight: Counter[str] = Counter()  # open requests by "METHOD kind", and their high mark
+        self.max_in_flight: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -109,6 +111,7 @@ class Proxy:
             self.hits.clear()
             self.faults.clear()
             self.bytes_out = 0
+            self.max_in_flight.clear()
             self.remaining = self.ratelimit
 
     def inject(self, fault: Fault) -> Fault:
@@ -159,6 +162,18 @@ class Proxy:
                 await Response(body, 429, headers=headers)(scope, receive, send)
                 return
 
+        key = f"{method} {kind}"
+        with self._lock:
+            self.in_flight[key] += 1
+            self.max_in_flight[key] = max(self.max_in_flight[key], self.in_flight[key])
+        try:
+            await self._forward(request, method, path, kind, fault, spends_pull, scope, receive, send)
+        finally:
+            with self._lock:
+                self.in_flight[key] -= 1
+
+    async def _forward(self, request: Request, method: str, path: str, kind: str, fault: Fault | None,
+                       spends_pull: bool, scope: dict, receive: Callable, send: Callable) -> None:
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
         headers.append(("host", self.host))  # the registry builds Location URLs from it
         url = f"{self.upstream}{path}" + (f"?{request.url.query}" if request.url.query else "")
