@@ -323,3 +323,24 @@ def test_manifests_are_verified_and_capped(proxy_factory, open_registry, factory
     with pytest.raises(ManifestTooLarge, match="over the 4194304 byte limit"):
         Copier(make_pool(proxy, open_registry)).copy(ref(proxy, src), ref(open_registry, dst))
     assert rig_client(open_registry).get_manifest(dst, "v1").status_code == 404
+
+
+def test_plan_crosses_a_process_boundary_as_json(hub, hub_registry, open_registry, factory, repo_name):
+    artifact = factory.multiarch()
+    src, dst = repo_name("src"), repo_name("dst")
+    push(rig_client(hub_registry, HUB_USER), src, "v1", artifact)
+    from dmi_provider.registry.copy import Plan
+
+    plan = Copier(make_pool(hub, open_registry)).plan(ref(hub, src), ref(open_registry, dst))
+    assert plan.changed and len(plan.manifests) == 3 and len(plan.blobs) == len(artifact.blobs)
+    wire = json.loads(json.dumps(plan.to_dict()))
+    hub.reset()
+    result = Copier(make_pool(hub, open_registry)).execute(Plan.from_dict(wire))  # another "task"
+    assert result.target_digest == artifact.digest
+    assert hub.count("GET", "manifest") == 0  # the manifests came with the plan
+    assert result.requests["source"]["GET manifest"] == 3  # ...and the plan's requests are counted in
+    assert inspect_raw(f"{open_registry.host}/{dst}:v1") == artifact.manifest
+
+    wire["manifests"][0]["raw"] = wire["manifests"][1]["raw"]
+    with pytest.raises(DigestMismatch, match="changed on its way"):
+        Plan.from_dict(wire)

@@ -10,6 +10,7 @@ One image, src -> dst:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import logging
@@ -63,6 +64,56 @@ class CopyResult:
         return asdict(self)
 
 
+@dataclass
+class Plan:
+    """What one copy must do, decided from HEADs (and manifest GETs when there is something to copy).
+    Plain data: it crosses process boundaries (Airflow XCom) through to_dict / from_dict."""
+
+    source: str
+    target: str
+    source_digest: str
+    target_digest: str | None  # what the target holds now
+    media_type: str
+    changed: bool = True
+    filtered: bool = False
+    platforms: tuple[str, ...] = ()
+    manifests: list[Manifest] = field(default_factory=list)  # children to write, then the top manifest
+    blobs: list[Descriptor] = field(default_factory=list)
+    requests: dict[str, dict[str, int]] = field(default_factory=dict)
+    ratelimit_limit: int | None = None
+    ratelimit_remaining: int | None = None
+    duration: float = 0.0
+
+    def result(self, dry_run: bool = False) -> CopyResult:
+        status = "dry-run" if dry_run else ("copied" if self.changed else "unchanged")
+        return CopyResult(
+            self.source, self.target, status, self.source_digest,
+            self.target_digest if not self.changed or dry_run else None, self.media_type,
+            platforms=self.platforms, filtered=self.filtered, changed=self.changed,
+            requests={k: dict(v) for k, v in self.requests.items()}, ratelimit_limit=self.ratelimit_limit,
+            ratelimit_remaining=self.ratelimit_remaining, duration=round(self.duration, 3),
+        )
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["manifests"] = [{"media_type": m.media_type, "digest": m.digest,
+                              "raw": base64.b64encode(m.raw).decode()} for m in self.manifests]
+        data["blobs"] = [asdict(b) for b in self.blobs]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Plan:
+        data = dict(data)
+        manifests = []
+        for m in data.pop("manifests", []):
+            manifest = Manifest.parse(base64.b64decode(m["raw"]), m["media_type"])
+            if manifest.digest != m["digest"]:
+                raise DigestMismatch(f"planned manifest {m['digest']} changed on its way: {manifest.digest}")
+            manifests.append(manifest)
+        blobs = [Descriptor(**{**b, "urls": tuple(b.get("urls") or ())}) for b in data.pop("blobs", [])]
+        return cls(**{**data, "platforms": tuple(data.get("platforms") or ())}, manifests=manifests, blobs=blobs)
+
+
 def _mib(n: float) -> str:
     return f"{n / 1048576:.1f} MiB"
 
@@ -107,47 +158,72 @@ class Copier:
     # -- one image ---------------------------------------------------------------------------------
     def copy(self, src: Reference, dst: Reference, *, platforms: tuple[str, ...] = (), force: bool = False,
              dry_run: bool = False) -> CopyResult:
+        plan = self.plan(src, dst, platforms=platforms, force=force, fetch=not dry_run)
+        if not plan.changed or dry_run:
+            return plan.result(dry_run=dry_run)
+        return self.execute(plan)
+
+    def plan(self, src: Reference, dst: Reference, *, platforms: tuple[str, ...] = (), force: bool = False,
+             fetch: bool = True) -> Plan:
+        """HEAD source and target; when they differ (or `force`) and `fetch`, GET and verify the manifests
+        that must be written. Writes nothing."""
         started = time.monotonic()
         sc, dc = self.pool.get(src.registry), self.pool.get(dst.registry)
         before = (Counter(sc.counts), Counter(dc.counts))
-
         src_head = sc.head_manifest(src.repository, src.ref)
         top: Manifest | None = None
         if src_head is None:
             top = sc.get_manifest(src.repository, src.ref)  # raises NotFound with the registry's message
             src_head = Descriptor(top.media_type, top.digest, len(top.raw))
         dst_head = dc.head_manifest(dst.repository, dst.ref)
-        result = CopyResult(str(src), str(dst), "copied", src_head.digest, dst_head.digest if dst_head else None,
-                            src_head.media_type)
         filtering = bool(platforms) and src_head.media_type in INDEX_TYPES
-        result.filtered = filtering
-
+        plan = Plan(str(src), str(dst), src_head.digest, dst_head.digest if dst_head else None, src_head.media_type,
+                    filtered=filtering)
         if not force and dst_head is not None and self._up_to_date(dc, dst, dst_head, src_head.digest, platforms,
                                                                    filtering):
-            result.status, result.changed = "unchanged", False
+            plan.changed = False
             self.say(f"{src} -> {dst}: unchanged ({src_head.digest})")
-            return self._finish(result, sc, dc, before, started)
-        if dry_run:
-            result.status = "dry-run"
+        elif not fetch:
             self.say(f"{src} -> {dst}: would copy {src_head.digest} (dry run: nothing written)")
-            return self._finish(result, sc, dc, before, started)
+        else:
+            top = top or sc.get_manifest(src.repository, src_head.digest)
+            images, children, to_put = self._collect(sc, dc, src, dst, top, platforms, plan)
+            plan.manifests = [*children, to_put]
+            plan.blobs = self._unique_blobs(images)
+        plan.requests = _requests(sc, dc, before)
+        if sc.ratelimit is not None:
+            plan.ratelimit_limit, plan.ratelimit_remaining = sc.ratelimit.limit, sc.ratelimit.remaining
+        plan.duration = time.monotonic() - started
+        return plan
 
-        self.say(f"{src} -> {dst}: copying {src_head.digest} ({src_head.media_type})")
-        if top is None:
-            top = sc.get_manifest(src.repository, src_head.digest)
-        images, children_to_put, to_put = self._collect(sc, dc, src, dst, top, platforms, result)
-        blobs = self._unique_blobs(images)
-        self._copy_blobs(sc, dc, src.repository, dst.repository, blobs, result)
-        for child in children_to_put:
+    def execute(self, plan: Plan) -> CopyResult:
+        """Blobs, then child manifests by digest, then the top manifest by tag."""
+        started = time.monotonic()
+        src, dst = parse_reference(plan.source), parse_reference(plan.target)
+        sc, dc = self.pool.get(src.registry), self.pool.get(dst.registry)
+        before = (Counter(sc.counts), Counter(dc.counts))
+        result = plan.result()
+        self.say(f"{src} -> {dst}: copying {plan.source_digest} ({plan.media_type}): {len(plan.blobs)} blobs, "
+                 f"{_mib(sum(b.size for b in plan.blobs))}")
+        self._copy_blobs(sc, dc, src.repository, dst.repository, plan.blobs, result)
+        *children, top = plan.manifests
+        for child in children:
             dc.put_manifest(dst.repository, child.digest, child)
             result.manifests_copied += 1
-        result.target_digest = dc.put_manifest(dst.repository, dst.tag or to_put.digest, to_put)
+        result.target_digest = dc.put_manifest(dst.repository, dst.tag or top.digest, top)
         result.manifests_copied += 1
         self.say(
             f"{src} -> {dst}: copied {result.target_digest}: {result.blobs_copied} blobs copied "
             f"({_mib(result.bytes_transferred)}), {result.blobs_mounted} mounted, {result.blobs_skipped} skipped"
         )
-        return self._finish(result, sc, dc, before, started)
+        spent = _requests(sc, dc, before)
+        for side, counts in spent.items():
+            merged = Counter(result.requests.get(side, {})) + Counter(counts)
+            result.requests[side] = dict(sorted(merged.items()))
+        if sc.ratelimit is not None:
+            result.ratelimit_limit, result.ratelimit_remaining = sc.ratelimit.limit, sc.ratelimit.remaining
+        result.duration = round(plan.duration + time.monotonic() - started, 3)
+        return result
 
     def _up_to_date(self, dc: RegistryClient, dst: Reference, dst_head: Descriptor, src_digest: str,
                     platforms: tuple[str, ...], filtering: bool) -> bool:
@@ -161,7 +237,7 @@ class Copier:
             platforms)
 
     def _collect(self, sc: RegistryClient, dc: RegistryClient, src: Reference, dst: Reference, top: Manifest,
-                 platforms: tuple[str, ...], result: CopyResult) -> tuple[list[Manifest], list[Manifest], Manifest]:
+                 platforms: tuple[str, ...], plan: Plan) -> tuple[list[Manifest], list[Manifest], Manifest]:
         if not top.is_index:
             return [top], [], top
         to_put, children = top, top.children
@@ -170,7 +246,7 @@ class Copier:
             if not children:
                 raise RegistryError(f"{src}: none of the platforms {', '.join(platforms)} is in the index "
                                     f"(it has {', '.join(top.platforms()) or 'no platform entries'})")
-        result.platforms = tuple(c.platform for c in children if c.platform)
+        plan.platforms = tuple(c.platform for c in children if c.platform)
         images, missing = [], []
         for child in children:
             if child.media_type in INDEX_TYPES:
@@ -287,15 +363,10 @@ class Copier:
         if pending:
             yield pending
 
-    def _finish(self, result: CopyResult, sc: RegistryClient, dc: RegistryClient, before: tuple[Counter, Counter],
-                started: float) -> CopyResult:
-        source = sc.counts - before[0]
-        target = dc.counts - before[1] if dc is not sc else Counter()
-        result.requests = {"source": dict(sorted(source.items())), "target": dict(sorted(target.items()))}
-        if sc.ratelimit is not None:
-            result.ratelimit_limit, result.ratelimit_remaining = sc.ratelimit.limit, sc.ratelimit.remaining
-        result.duration = round(time.monotonic() - started, 3)
-        return result
+def _requests(sc: RegistryClient, dc: RegistryClient, before: tuple[Counter, Counter]) -> dict[str, dict[str, int]]:
+    source = sc.counts - before[0]
+    target = dc.counts - before[1] if dc is not sc else Counter()
+    return {"source": dict(sorted(source.items())), "target": dict(sorted(target.items()))}
 
 
 @contextlib.contextmanager
