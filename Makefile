@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 # Debian packages the test rig runs for real (see README, "Tests").
-APT_PACKAGES := docker-registry skopeo docker.io apache2-utils
+APT_PACKAGES := docker-registry skopeo docker.io apache2-utils postgresql
 APT_COMMANDS := docker-registry skopeo dockerd htpasswd
 PYTEST_ARGS ?=
 
@@ -12,6 +12,7 @@ PYTEST_ARGS ?=
 
 apt:
 	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

@@ -13,7 +13,7 @@ from tests.rig.client import RigClient
 from tests.rig.images import ImageFactory
 from tests.rig.proxy import Proxy
 from tests.rig.registry import Registry
-from tests.rig.services import Dockerd, EcrStandIn
+from tests.rig.services import Dockerd, EcrStandIn, Postgres
 
 HUB_USER = ("hubuser", "hub-secret-pass")
 BASIC_USER = ("mirror", "basic-secret-pass")
@@ -101,3 +101,10 @@ def repo_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
 
 def rig_client(registry: Registry | Proxy, credentials: tuple[str, str] | None = None) -> RigClient:
     return RigClient(registry.url, credentials)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    server = Postgres.start()
+    yield server
+    server.stop()

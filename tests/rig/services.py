@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -110,4 +111,52 @@ class Dockerd:
     def stop(self) -> None:
         if self.service:
             self.service.stop(timeout=30)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL server of its own (initdb in a temp folder), run as the `postgres` user."""
+
+    root: Path
+    port: int = 0
+    service: Service | None = None
+    password: str = "dmi-test-pass"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://dmi:{self.password}@127.0.0.1:{self.port}/dmi"
+
+    @classmethod
+    def start(cls) -> Postgres:
+        import glob
+        import subprocess
+
+        bindir = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+        root = Path(tempfile.mkdtemp(prefix="dmi-pg-", dir="/tmp"))
+        shutil.chown(root, "postgres", "postgres")
+        self = cls(root, free_port())
+        pwfile = root / "pw"
+        pwfile.write_text(self.password)
+        shutil.chown(pwfile, "postgres", "postgres")
+        as_pg = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*as_pg, f"{bindir}/initdb", "-D", str(root / "data"), "-U", "dmi", "--pwfile", str(pwfile),
+                        "-A", "scram-sha-256", "--no-sync"], check=True, capture_output=True)
+        self.service = Service("postgres", [*as_pg, f"{bindir}/postgres", "-D", str(root / "data"), "-h", "127.0.0.1",
+                                            "-p", str(self.port), "-k", str(root), "-c", "fsync=off"],
+                               root / "postgres.log")
+        env = {"PGPASSWORD": self.password}
+        psql = [f"{bindir}/psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "dmi", "-d", "postgres", "-tAc"]
+
+        def ready() -> bool:
+            done = subprocess.run([*psql, "select 1"], capture_output=True, env={**os.environ, **env}, timeout=5)
+            return done.returncode == 0
+
+        self.service.start(ready, timeout=60)
+        subprocess.run([*psql, "create database dmi"], check=True, capture_output=True, env={**os.environ, **env})
+        return self
+
+    def stop(self) -> None:
+        if self.service:
+            self.service.stop()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Mirror history and current state (SQLAlchemy). Plain Python: no Airflow import here."""

@@ -1,0 +1,60 @@
+"""The tracking tables: one history row per image per run, one state row per target reference."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SchemaVersion(Base):
+    __tablename__ = "dmi_schema"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class MirrorHistory(Base):
+    __tablename__ = "dmi_mirror_history"
+    __table_args__ = (Index("ix_dmi_history_target", "target", "finished_at"),
+                      Index("ix_dmi_history_run", "dag_id", "run_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    logical_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    section: Mapped[str] = mapped_column(String(250))
+    source: Mapped[str] = mapped_column(String(512))
+    target: Mapped[str] = mapped_column(String(512))
+    source_digest: Mapped[str | None] = mapped_column(String(100))
+    target_digest: Mapped[str | None] = mapped_column(String(100))
+    platforms: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20))  # copied | unchanged | failed | dry-run
+    error: Mapped[str | None] = mapped_column(Text)
+    bytes_transferred: Mapped[int] = mapped_column(BigInteger, default=0)
+    blobs_copied: Mapped[int] = mapped_column(Integer, default=0)
+    blobs_mounted: Mapped[int] = mapped_column(Integer, default=0)
+    blobs_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    ratelimit_remaining: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MirrorState(Base):
+    __tablename__ = "dmi_mirror_state"
+
+    target: Mapped[str] = mapped_column(String(512), primary_key=True)
+    source: Mapped[str] = mapped_column(String(512))
+    dag_id: Mapped[str] = mapped_column(String(250))
+    section: Mapped[str] = mapped_column(String(250))
+    last_digest: Mapped[str | None] = mapped_column(String(100))
+    last_status: Mapped[str] = mapped_column(String(20))
+    last_run_id: Mapped[str] = mapped_column(String(250))
+    first_mirrored: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_checked: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_changed: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

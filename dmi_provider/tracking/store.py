@@ -1,0 +1,149 @@
+"""Record mirror outcomes and read them back. The database is any SQLAlchemy URL (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from dmi_provider.tracking.models import SCHEMA_VERSION, Base, MirrorHistory, MirrorState, SchemaVersion
+
+STATUSES = ("copied", "unchanged", "failed", "dry-run")
+
+
+@dataclass
+class MirrorOutcome:
+    dag_id: str
+    run_id: str
+    section: str
+    source: str
+    target: str
+    status: str
+    logical_date: datetime | None = None
+    source_digest: str | None = None
+    target_digest: str | None = None
+    platforms: str = ""
+    error: str | None = None
+    bytes_transferred: int = 0
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    ratelimit_remaining: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+def default_url(db_path: str | None = None, airflow_home: str | None = None) -> str:
+    """SQLite at DB_PATH, else $AIRFLOW_HOME/dmi/tracking.db."""
+    path = db_path or os.path.join(airflow_home or os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow"),
+                                   "dmi", "tracking.db")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _row(obj: object) -> dict:
+    out = {c.key: getattr(obj, c.key) for c in obj.__table__.columns}  # type: ignore[attr-defined]
+    return {k: _utc(v) if isinstance(v, datetime) else v for k, v in out.items()}
+
+
+class TrackingStore:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine: Engine = create_engine(url, pool_pre_ping=True, future=True)
+        if self.engine.dialect.name == "sqlite":
+            @event.listens_for(self.engine, "connect")
+            def _sqlite_pragmas(conn, _record):  # type: ignore[no-untyped-def]
+                conn.execute("PRAGMA busy_timeout = 30000")  # tasks of one run record at once
+        self._ready = False
+
+    def migrate(self) -> None:
+        """Create the tables on first use; refuse a database from a newer DMI."""
+        if self._ready:
+            return
+        Base.metadata.create_all(self.engine)
+        with Session(self.engine) as session, session.begin():
+            found = session.scalar(select(func.max(SchemaVersion.version)))
+            if found is None:
+                session.add(SchemaVersion(version=SCHEMA_VERSION))
+            elif found > SCHEMA_VERSION:
+                raise RuntimeError(f"tracking database {self.engine.url.render_as_string(hide_password=True)} has "
+                                   f"schema {found}, newer than this DMI's {SCHEMA_VERSION}: upgrade DMI")
+        self._ready = True
+
+    def record(self, outcome: MirrorOutcome) -> None:
+        """One history row, and the target's state row, in one transaction."""
+        if outcome.status not in STATUSES:
+            raise ValueError(f"status {outcome.status!r} is not one of {STATUSES}")
+        self.migrate()
+        now = datetime.now(UTC)
+        values = asdict(outcome)
+        values["finished_at"] = _utc(outcome.finished_at) or now
+        values["started_at"] = _utc(outcome.started_at)
+        values["logical_date"] = _utc(outcome.logical_date)
+        with Session(self.engine) as session, session.begin():
+            session.add(MirrorHistory(**values))
+            if outcome.status == "dry-run":
+                return
+            state = session.get(MirrorState, outcome.target, with_for_update=True)
+            if state is None:
+                state = MirrorState(target=outcome.target, first_mirrored=None, last_changed=None, last_digest=None)
+                session.add(state)
+            state.source, state.dag_id, state.section = outcome.source, outcome.dag_id, outcome.section
+            state.last_status, state.last_run_id, state.last_checked = outcome.status, outcome.run_id, now
+            digest = outcome.target_digest if outcome.status != "failed" else None
+            if digest:
+                if state.first_mirrored is None:
+                    state.first_mirrored = now
+                if digest != state.last_digest:
+                    state.last_digest, state.last_changed = digest, now
+
+    # -- queries ---------------------------------------------------------------------------------
+    def history(self, image: str | None = None, status: str | None = None, since: datetime | None = None,
+                until: datetime | None = None, limit: int = 500) -> list[dict]:
+        self.migrate()
+        query = select(MirrorHistory).order_by(MirrorHistory.finished_at.desc(), MirrorHistory.id.desc())
+        if image:
+            pattern = f"%{image}%"
+            query = query.where(MirrorHistory.target.like(pattern) | MirrorHistory.source.like(pattern))
+        if status:
+            query = query.where(MirrorHistory.status == status)
+        if since:
+            query = query.where(MirrorHistory.finished_at >= since)
+        if until:
+            query = query.where(MirrorHistory.finished_at <= until)
+        with Session(self.engine) as session:
+            return [_row(r) for r in session.scalars(query.limit(limit))]
+
+    def state(self) -> list[dict]:
+        self.migrate()
+        with Session(self.engine) as session:
+            return [_row(r) for r in session.scalars(select(MirrorState).order_by(MirrorState.target))]
+
+    def timeline(self, target: str) -> list[dict]:
+        """Every digest a target has had, with when it was first and last seen."""
+        self.migrate()
+        query = (select(MirrorHistory.target_digest, func.min(MirrorHistory.finished_at),
+                        func.max(MirrorHistory.finished_at), func.count())
+                 .where(MirrorHistory.target == target, MirrorHistory.target_digest.is_not(None),
+                        MirrorHistory.status.in_(("copied", "unchanged")))
+                 .group_by(MirrorHistory.target_digest).order_by(func.min(MirrorHistory.finished_at)))
+        with Session(self.engine) as session:
+            return [{"digest": d, "first_seen": _utc(a), "last_seen": _utc(b), "runs": n}
+                    for d, a, b, n in session.execute(query)]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+OUTCOME_FIELDS = tuple(f.name for f in fields(MirrorOutcome))

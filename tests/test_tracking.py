@@ -1,0 +1,102 @@
+"""The tracking tables on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dmi_provider.tracking.store import MirrorOutcome, TrackingStore, default_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tracking.db'}"
+    else:
+        url = request.getfixturevalue("postgres").url
+    store = TrackingStore(url)
+    yield store
+    if request.param == "postgresql":
+        from dmi_provider.tracking.models import Base
+
+        Base.metadata.drop_all(store.engine)
+    store.close()
+
+
+def outcome(status: str, digest: str | None, run: str, target: str = "ecr/istio/proxyv2:1.7.0", **kw) -> MirrorOutcome:
+    return MirrorOutcome(dag_id="dmi_mirror", run_id=run, section="aws/proxyv2", source="docker.io/istio/proxyv2:1.7.0",
+                         target=target, status=status, source_digest=digest, target_digest=digest, **kw)
+
+
+def test_history_and_state(store):
+    d1, d2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    store.record(outcome("copied", d1, "r1", bytes_transferred=100, blobs_copied=3,
+                         logical_date=datetime(2026, 1, 1, tzinfo=UTC)))
+    first = store.state()[0]
+    assert first["last_digest"] == d1 and first["first_mirrored"] == first["last_changed"]
+    time.sleep(0.01)
+    store.record(outcome("unchanged", d1, "r2"))
+    after_unchanged = store.state()[0]
+    assert after_unchanged["last_changed"] == first["last_changed"]
+    assert after_unchanged["last_checked"] > first["last_checked"]
+    store.record(outcome("failed", None, "r3", error="HTTP 404 MANIFEST_UNKNOWN"))
+    failed = store.state()[0]
+    assert failed["last_status"] == "failed" and failed["last_digest"] == d1  # a failure keeps the last digest
+    time.sleep(0.01)
+    store.record(outcome("copied", d2, "r4"))
+    store.record(outcome("dry-run", d2, "r5"))
+    state = store.state()
+    assert len(state) == 1
+    assert state[0]["last_digest"] == d2 and state[0]["last_changed"] > first["last_changed"]
+    assert state[0]["first_mirrored"] == first["first_mirrored"]
+    assert state[0]["last_status"] == "copied"  # a dry run changes no state
+
+    rows = store.history()
+    assert [r["run_id"] for r in rows] == ["r5", "r4", "r3", "r2", "r1"]
+    assert rows[-1]["logical_date"] == datetime(2026, 1, 1, tzinfo=UTC)
+    assert rows[-1]["bytes_transferred"] == 100 and rows[-1]["blobs_copied"] == 3
+    assert [r["run_id"] for r in store.history(status="failed")] == ["r3"]
+    assert store.history(image="proxyv2", limit=2)[0]["run_id"] == "r5"
+    assert store.history(image="nothing-like-it") == []
+    assert store.history(since=datetime.now(UTC) + timedelta(hours=1)) == []
+    assert [t["digest"] for t in store.timeline("ecr/istio/proxyv2:1.7.0")] == [d1, d2]
+    assert store.timeline("ecr/istio/proxyv2:1.7.0")[0]["runs"] == 2
+
+
+def test_bad_status_is_refused(store):
+    with pytest.raises(ValueError, match="status 'done' is not one of"):
+        store.record(outcome("done", None, "r1"))
+    assert store.history() == []
+
+
+def test_newer_schema_is_refused(tmp_path):
+    from sqlalchemy.orm import Session
+
+    from dmi_provider.tracking.models import SchemaVersion
+
+    store = TrackingStore(f"sqlite:///{tmp_path / 't.db'}")
+    store.migrate()
+    with Session(store.engine) as session, session.begin():
+        session.add(SchemaVersion(version=99))
+    with pytest.raises(RuntimeError, match="has schema 99, newer than this DMI's 1"):
+        TrackingStore(store.url).migrate()
+
+
+def test_default_url(tmp_path):
+    assert default_url(str(tmp_path / "x" / "t.db")) == f"sqlite:///{tmp_path}/x/t.db"
+    assert default_url(None, str(tmp_path)) == f"sqlite:///{tmp_path}/dmi/tracking.db"
+
+
+def test_concurrent_writers_on_sqlite(tmp_path):
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    TrackingStore(url).migrate()
+    code = ("import sys; from dmi_provider.tracking.store import *; s = TrackingStore(sys.argv[1]); "
+            "[s.record(MirrorOutcome('d', f'r{i}', 's', 'src', f't{sys.argv[2]}', 'copied', target_digest='x'))"
+            " for i in range(30)]")
+    procs = [subprocess.Popen([sys.executable, "-c", code, url, str(n)]) for n in range(4)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
+    assert len(TrackingStore(url).history(limit=1000)) == 120
