@@ -48,6 +48,7 @@ KEYS: dict[str, str] = {
     "source-conn-id": "Airflow connection with credentials for the source registry",
     "target-conn-id": "Airflow connection with credentials for a target = registry registry",
     "aws-conn-id": "Airflow AWS connection for ECR (default aws_default)",
+    "tracking-conn-id": "Airflow connection of the tracking database (default dmi_tracking; else SQLite)",
     "engine": "registry (default, no Docker daemon) or docker",
     "scan-on-push": "true or false (ECR; default false)",
     "tag-mutability": "MUTABLE (default) or IMMUTABLE (ECR)",
@@ -169,6 +170,7 @@ class MirrorSpec:
     source_conn_id: str | None = None
     target_conn_id: str | None = None
     aws_conn_id: str = "aws_default"
+    tracking_conn_id: str = "dmi_tracking"
     engine: str = "registry"
     ecr: EcrSettings = field(default_factory=EcrSettings)
 
@@ -488,7 +490,7 @@ def _read_section(
             bad("insecure-registries", str(exc))
 
     conn_ids: dict[str, str | None] = {}
-    for key in ("source-conn-id", "target-conn-id", "aws-conn-id"):
+    for key in ("source-conn-id", "target-conn-id", "aws-conn-id", "tracking-conn-id"):
         value = get(key)
         if value is not None and not _CONN_ID_RE.match(value):
             bad(key, "expected an Airflow connection id (letters, digits, _ . -)")
@@ -516,6 +518,7 @@ def _read_section(
         source_conn_id=conn_ids["source-conn-id"],
         target_conn_id=conn_ids["target-conn-id"],
         aws_conn_id=conn_ids["aws-conn-id"] or "aws_default",
+        tracking_conn_id=conn_ids["tracking-conn-id"] or "dmi_tracking",
         engine=engine,
         ecr=ecr,
     )

@@ -4,6 +4,11 @@ service: if one cannot start, the fixture fails with its log."""
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +23,7 @@ from tests.rig.services import Dockerd, EcrStandIn, Postgres
 HUB_USER = ("hubuser", "hub-secret-pass")
 BASIC_USER = ("mirror", "basic-secret-pass")
 
+ROOT = Path(__file__).resolve().parents[1]
 _repo_numbers = itertools.count(1)
 
 
@@ -108,3 +114,43 @@ def postgres() -> Iterator[Postgres]:
     server = Postgres.start()
     yield server
     server.stop()
+
+
+class AirflowEnv:
+    """A real Airflow (SQLite metadata DB) whose DAG folder holds dags/dmi_mirror.py."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.dags = root / "dags"
+        self.dags.mkdir(parents=True)
+        shutil.copy(ROOT / "dags" / "dmi_mirror.py", self.dags / "dmi_mirror.py")
+        self.env = {
+            "PATH": os.environ["PATH"], "HOME": str(root), "PYTHONPATH": str(ROOT),
+            "AIRFLOW_HOME": str(root / "home"), "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow.db'}",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        }
+        done = subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=self.env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    def run(self, dag_id: str | None, config: Path, conf: dict | None = None, env: dict[str, str] | None = None,
+            ) -> dict:
+        argv = [sys.executable, "-m", "tests.rig.airflow_run"] + ([dag_id] if dag_id else [])
+        if conf is not None:
+            argv.append(json.dumps(conf))
+        done = subprocess.run(argv, env=self.env | {"DMI_CONFIG": str(config)} | (env or {}), capture_output=True,
+                              text=True, timeout=900, cwd=ROOT)
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith(("DMI-RESULT ", "{"))]
+        if not lines:
+            raise AssertionError(f"airflow run failed ({done.returncode}):\n{done.stdout[-4000:]}\n"
+                                 f"{done.stderr[-4000:]}")
+        result = json.loads(lines[-1].removeprefix("DMI-RESULT "))
+        result["log"] = done.stdout + done.stderr
+        return result
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> AirflowEnv:
+    return AirflowEnv(tmp_path_factory.mktemp("airflow"))

@@ -17,13 +17,9 @@ def store(request, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'tracking.db'}"
     else:
-        url = request.getfixturevalue("postgres").url
+        url = request.getfixturevalue("postgres").database(f"tracking_{request.node.name.split('[')[0][5:30]}")
     store = TrackingStore(url)
     yield store
-    if request.param == "postgresql":
-        from dmi_provider.tracking.models import Base
-
-        Base.metadata.drop_all(store.engine)
     store.close()
 
 

@@ -6,7 +6,7 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -122,6 +122,7 @@ class Postgres:
     port: int = 0
     service: Service | None = None
     password: str = "dmi-test-pass"
+    _psql: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -153,8 +154,19 @@ class Postgres:
             return done.returncode == 0
 
         self.service.start(ready, timeout=60)
-        subprocess.run([*psql, "create database dmi"], check=True, capture_output=True, env={**os.environ, **env})
+        self._psql = psql
+        self.database("dmi")
         return self
+
+    def database(self, name: str) -> str:
+        """Create a fresh database; return its SQLAlchemy URL."""
+        import subprocess
+
+        subprocess.run([*self._psql, f"drop database if exists {name}"], check=True, capture_output=True,
+                       env={**os.environ, "PGPASSWORD": self.password})
+        subprocess.run([*self._psql, f"create database {name}"], check=True, capture_output=True,
+                       env={**os.environ, "PGPASSWORD": self.password})
+        return f"postgresql+psycopg2://dmi:{self.password}@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
         if self.service:

@@ -1,0 +1,103 @@
+"""config.ini -> Airflow DAGs: one DAG per refresh value, one task group per section.
+
+Parse time only reads the config file: no network, no database.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from airflow.sdk import DAG, DeltaTriggerTimetable, Param, TaskGroup
+
+from dmi_provider.config import MirrorConfig, MirrorSpec, load_config
+from dmi_provider.operators.mirror import (
+    EnsureRepositoryOperator,
+    PullImageOperator,
+    PushImageOperator,
+    RecordMirrorOperator,
+    TagImageOperator,
+)
+
+START_DATE = datetime(2024, 1, 1, tzinfo=UTC)
+DEFAULT_ARGS = {
+    "owner": "dmi",
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+
+def config_path(dag_file: str | None = None) -> str:
+    """DMI_CONFIG, else config.ini beside the DAG file."""
+    if os.environ.get("DMI_CONFIG"):
+        return os.environ["DMI_CONFIG"]
+    return str(Path(dag_file or ".").resolve().parent / "config.ini")
+
+
+def _doc(dag_id: str, specs: tuple[MirrorSpec, ...], config: MirrorConfig) -> str:
+    rows = [f"| [{s.section}] | `{s.source}` | {', '.join(s.tags)} | `{s.target_name(config.env.ecr_host())}` "
+            f"| {', '.join(s.target_tags())} | {', '.join(s.platforms) or 'all'} |" for s in specs]
+    return "\n".join([
+        f"### {dag_id}", "", f"Mirrors images from `{config.path}`, {specs[0].refresh.schedule}.", "",
+        "Trigger with **force** to copy even unchanged images, **dry_run** to plan only, and **sections** to "
+        "run only some sections.", "",
+        "| section | source | tags | target | target tags | platforms |", "| --- | --- | --- | --- | --- | --- |",
+        *rows,
+    ])
+
+
+def _operator_kwargs(spec: MirrorSpec) -> dict:
+    return {
+        "source": spec.source, "tags": list(spec.pairs()), "target_repository": spec.target_repository,
+        "target": spec.target, "target_registry": spec.target_registry, "platforms": spec.platforms,
+        "insecure_registries": spec.insecure_registries, "source_conn_id": spec.source_conn_id,
+        "target_conn_id": spec.target_conn_id, "aws_conn_id": spec.aws_conn_id, "engine": spec.engine,
+        "ecr_settings": spec.ecr, "section": spec.section,
+        "pull_task_id": f"{spec.group_id}.pull", "push_task_id": f"{spec.group_id}.push",
+    }
+
+
+def build_group(spec: MirrorSpec) -> TaskGroup:
+    kwargs = _operator_kwargs(spec)
+    with TaskGroup(spec.group_id, tooltip=f"[{spec.section}] {spec.source}") as group:
+        pull = PullImageOperator(task_id="pull", **kwargs)
+        tag = TagImageOperator(task_id="tag", retries=0, **kwargs)
+        ensure = EnsureRepositoryOperator(task_id="ensure_repository", **kwargs)
+        push = PushImageOperator(task_id="push", **kwargs)
+        record = RecordMirrorOperator(task_id="record", tracking_conn_id=spec.tracking_conn_id, retries=1, **kwargs)
+        pull >> tag >> ensure >> push >> record
+    return group
+
+
+def build_dags(path: str) -> dict[str, DAG]:
+    """The DAGs of one config file. A bad config raises ConfigError, which Airflow shows as the DAG
+    file's import error with every problem (file:line, section, key, value, what is allowed)."""
+    config = load_config(path)
+    dags = {}
+    for dag_id, specs in config.dags().items():
+        refresh = specs[0].refresh
+        schedule = "@once" if refresh.interval is None else DeltaTriggerTimetable(refresh.interval)
+        sections = [s.section for s in specs]
+        with DAG(
+            dag_id,
+            schedule=schedule,
+            start_date=START_DATE,
+            catchup=False,
+            max_active_runs=1,
+            tags=["dmi", "mirror", f"refresh:{refresh.text}"],
+            doc_md=_doc(dag_id, specs, config),
+            default_args=DEFAULT_ARGS,
+            params={
+                "force": Param(False, type="boolean", description="Copy even when the target holds the digest"),
+                "dry_run": Param(False, type="boolean", description="Plan only: write nothing at the target"),
+                "sections": Param([], type="array", items={"type": "string", "enum": sections},
+                                  description="Only these sections (empty: all)"),
+            },
+        ) as dag:
+            for spec in specs:
+                build_group(spec)
+        dags[dag_id] = dag
+    return dags

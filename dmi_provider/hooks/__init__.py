@@ -1,0 +1,1 @@
+"""Airflow connections -> credentials for registries and the tracking database."""
