@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from dmi_provider import __version__
-from dmi_provider.config import KEYS, ConfigError, MirrorConfig, load_config
+from dmi_provider.config import KEYS, ConfigError, MirrorConfig, MirrorSpec, load_config
 from dmi_provider.registry.auth import Credentials
 
 EXIT_BAD_INPUT = 2
@@ -134,6 +135,128 @@ def cmd_copy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """HEADs only: what a run would copy, skip or create. Writes nothing."""
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with _stdout_to_stderr():  # Airflow's and the providers' logs go to stdout: keep it for the plan
+        rows, failed = _plan_rows(config, args.section)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            if row["action"] == "error":
+                print(f"[{row['section']}] error: {row['error']}")
+                continue
+            extra = f"; {row['repository']}" if row["repository"] else ""
+            print(f"[{row['section']}] {row['source']} -> {row['target']}: {row['action']} "
+                  f"(source {row['source_digest']}, target {row['target_digest'] or 'none'}{extra})")
+    return 1 if failed else 0
+
+
+def _plan_rows(config: MirrorConfig, sections: list[str]) -> tuple[list[dict], bool]:
+    from dmi_provider.registry.errors import RegistryError
+    from dmi_provider.registry.reference import parse_reference
+    from dmi_provider.targets.endpoint import make_copier, target_endpoint
+
+    rows, failed = [], False
+    for spec in config.sections:
+        if sections and spec.section not in sections:
+            continue
+        try:
+            endpoint = target_endpoint(spec.target, spec.target_registry, spec.target_conn_id, spec.aws_conn_id)
+            copier = make_copier(spec.source_registry, spec.source_conn_id, endpoint, spec.insecure_registries,
+                                 progress=lambda _: None)
+            repo_note = _repository_note(spec) if spec.target == "ecr" else ""
+            try:
+                for src_tag, dst_tag in spec.pairs():
+                    plan = copier.plan(parse_reference(f"{spec.source}:{src_tag}"),
+                                       parse_reference(f"{endpoint.host}/{spec.target_repository}:{dst_tag}"),
+                                       platforms=spec.platforms, fetch=False)
+                    action = "copy" if plan.changed else "skip (unchanged)"
+                    rows.append({"section": spec.section, "dag_id": spec.dag_id, "source": plan.source,
+                                 "target": plan.target, "action": action, "source_digest": plan.source_digest,
+                                 "target_digest": plan.target_digest, "repository": repo_note,
+                                 "ratelimit_remaining": plan.ratelimit_remaining})
+            finally:
+                copier.pool.close()
+        except (RegistryError, ValueError, RuntimeError) as exc:
+            failed = True
+            rows.append({"section": spec.section, "dag_id": spec.dag_id, "source": spec.source, "target": "",
+                         "action": "error", "error": str(exc)})
+    return rows, failed
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _repository_note(spec: MirrorSpec) -> str:
+    import os
+
+    from dmi_provider.targets.ecr import ecr_hook
+
+    client = ecr_hook(spec.aws_conn_id, os.environ.get("AWS_DEFAULT_REGION") or None).conn
+    try:
+        client.describe_repositories(repositoryNames=[spec.target_repository])
+    except client.exceptions.RepositoryNotFoundException:
+        return f"repository {spec.target_repository} would be created"
+    return ""
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from dmi_provider.tracking.store import TrackingStore
+
+    url = args.db
+    if not url:
+        from dmi_provider.hooks.connections import tracking_url
+
+        url = tracking_url(args.conn_id, os.environ.get("DB_PATH") or None)
+    store = TrackingStore(url)
+    try:
+        rows = store.state() if args.state else store.history(image=args.image, status=args.status,
+                                                              limit=args.limit)
+    finally:
+        store.close()
+    if args.image and args.state:
+        rows = [r for r in rows if args.image in r["target"] or args.image in r["source"]]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if args.state:
+        header = ("TARGET", "DIGEST", "STATUS", "FIRST MIRRORED", "LAST CHECKED", "LAST CHANGED")
+        table = [(r["target"], (r["last_digest"] or "-")[:19], r["last_status"], _when(r["first_mirrored"]),
+                  _when(r["last_checked"]), _when(r["last_changed"])) for r in rows]
+    else:
+        header = ("FINISHED", "STATUS", "TARGET", "DIGEST", "BYTES", "BLOBS C/M/S", "DAG RUN", "ERROR")
+        table = [(_when(r["finished_at"]), r["status"], r["target"], (r["target_digest"] or "-")[:19],
+                  str(r["bytes_transferred"]), f"{r['blobs_copied']}/{r['blobs_mounted']}/{r['blobs_skipped']}",
+                  f"{r['dag_id']}/{r['run_id']}", (r["error"] or "")[:80]) for r in rows]
+    if not table:
+        print("no mirror history yet" if not args.state else "no mirrored images yet")
+        return 0
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table, strict=True)]
+    for line in (header, *table):
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
+def _when(value: object) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else "-"  # type: ignore[union-attr]
+
+
 def cmd_keys(_args: argparse.Namespace) -> int:
     width = max(map(len, KEYS))
     for key, text in KEYS.items():
@@ -172,6 +295,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_copy)
+
+    p = sub.add_parser("plan", help="what a run would copy, skip or create (HEAD requests only; writes nothing)")
+    p.add_argument("config", metavar="CONFIG", help="path to config.ini")
+    p.add_argument("--section", action="append", default=[], help="only this section (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("history", help="the mirror history (or --state: the current state) as a table")
+    p.add_argument("--image", help="only targets or sources containing this text")
+    p.add_argument("--status", choices=("copied", "unchanged", "failed", "dry-run"))
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--state", action="store_true", help="one row per target: digest, first mirrored, last changed")
+    p.add_argument("--db", help="SQLAlchemy URL of the tracking database (default: the dmi_tracking connection, "
+                   "else DB_PATH, else $AIRFLOW_HOME/dmi/tracking.db)")
+    p.add_argument("--conn-id", default="dmi_tracking", help="tracking connection id (default dmi_tracking)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("keys", help="list every config.ini key and what it accepts")
     p.set_defaults(func=cmd_keys)

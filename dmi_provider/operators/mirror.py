@@ -17,9 +17,10 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.sdk.log import redact
 
 from dmi_provider.config import EcrSettings
-from dmi_provider.registry.copy import ClientPool, Copier, Plan
+from dmi_provider.registry.copy import Copier, Plan
 from dmi_provider.registry.errors import RegistryError
-from dmi_provider.registry.reference import Reference, check_host, parse_reference
+from dmi_provider.registry.reference import Reference, parse_reference
+from dmi_provider.targets.endpoint import Endpoint, make_copier, target_endpoint
 
 TagPairs = Sequence[str | Sequence[str]]
 
@@ -88,29 +89,12 @@ class MirrorBaseOperator(BaseOperator):
 
         return ecr_hook(self.aws_conn_id, os.environ.get("AWS_DEFAULT_REGION") or None)
 
-    def target_endpoint(self):  # type: ignore[no-untyped-def]
-        from dmi_provider.hooks.connections import registry_credentials
-        from dmi_provider.targets.ecr import Endpoint, ecr_login
+    def target_endpoint(self) -> Endpoint:
+        return target_endpoint(self.target, self.target_registry, self.target_conn_id, self.aws_conn_id)
 
-        if self.target == "ecr":
-            return ecr_login(self._ecr_hook(), os.environ.get("AWS_ACCOUNT") or None, self.target_registry)
-        if not self.target_registry:
-            raise AirflowFailException("target = registry needs target_registry")
-        return Endpoint(check_host(self.target_registry), registry_credentials(self.target_conn_id))
-
-    def copier(self, endpoint: Any) -> Copier:
-        from dmi_provider.hooks.connections import registry_credentials
-
+    def copier(self, endpoint: Endpoint) -> Copier:
         source = parse_reference(f"{self.source}:{self.tags[0][0]}")
-        creds = {}
-        src_creds = registry_credentials(self.source_conn_id)
-        if src_creds:
-            creds[source.registry] = src_creds
-        if endpoint.credentials:
-            creds[endpoint.host] = endpoint.credentials
-        # Credentials come from Airflow connections only, not from a worker's docker config.
-        pool = ClientPool(creds, self.insecure_registries, use_docker_config=False)
-        return Copier(pool, progress=self.log.info)
+        return make_copier(source.registry, self.source_conn_id, endpoint, self.insecure_registries, self.log.info)
 
     def refs(self, host: str) -> list[tuple[Reference, Reference]]:
         return [(parse_reference(f"{self.source}:{src}"), parse_reference(f"{host}/{self.target_repository}:{dst}"))

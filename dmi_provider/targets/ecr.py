@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from airflow.providers.amazon.aws.hooks.ecr import EcrHook
@@ -12,14 +11,9 @@ from airflow.sdk.log import mask_secret
 
 from dmi_provider.config import EcrSettings
 from dmi_provider.registry.auth import Credentials
+from dmi_provider.targets.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    credentials: Credentials | None
 
 
 def ecr_hook(aws_conn_id: str | None, region: str | None) -> EcrHook:
