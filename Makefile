@@ -33,8 +33,8 @@ lint: venv
 test: apt venv lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-demo: venv
-	$(VENV)/bin/dmi validate config.ini
+demo: apt venv
+	$(PY) demo/demo.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

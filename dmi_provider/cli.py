@@ -182,7 +182,7 @@ def _plan_rows(config: MirrorConfig, sections: list[str]) -> tuple[list[dict], b
                                  "target_digest": plan.target_digest, "repository": repo_note,
                                  "ratelimit_remaining": plan.ratelimit_remaining})
             finally:
-                copier.pool.close()
+                copier.close()
         except (RegistryError, ValueError, RuntimeError) as exc:
             failed = True
             rows.append({"section": spec.section, "dag_id": spec.dag_id, "source": spec.source, "target": "",

@@ -132,7 +132,7 @@ class PullImageOperator(MirrorBaseOperator):
                 plans = [copier.plan(src, dst, platforms=self.platforms, force=force, fetch=not dry_run)
                          for src, dst in self.refs(endpoint.host)]
             finally:
-                copier.pool.close()
+                copier.close()
             for plan in plans:
                 limit = (f"; rate limit {plan.ratelimit_remaining}/{plan.ratelimit_limit} left"
                          if plan.ratelimit_limit is not None else "")
@@ -211,7 +211,7 @@ class PushImageOperator(MirrorBaseOperator):
                         result.target_digest = head.digest
                         results.append(result.to_dict())
             finally:
-                copier.pool.close()
+                copier.close()
             return results
 
         return self.guarded(context, work)

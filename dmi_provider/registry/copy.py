@@ -155,6 +155,10 @@ class Copier:
         self.say = progress or log.info
         self.locations = locations or BlobLocations()  # which repos hold which blobs: mount hints
 
+    def close(self) -> None:
+        self.pool.close()
+        self.locations.close()
+
     # -- one image ---------------------------------------------------------------------------------
     def copy(self, src: Reference, dst: Reference, *, platforms: tuple[str, ...] = (), force: bool = False,
              dry_run: bool = False) -> CopyResult:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from dmi_provider.hooks.connections import registry_credentials
 from dmi_provider.registry.auth import Credentials
 from dmi_provider.registry.copy import ClientPool, Copier
+from dmi_provider.registry.locations import BlobLocations, default_cache_path
 from dmi_provider.registry.reference import check_host
 
 
@@ -40,5 +41,7 @@ def make_copier(source_registry: str, source_conn_id: str | None, endpoint: Endp
         creds[source_registry] = src_creds
     if endpoint.credentials:
         creds[endpoint.host] = endpoint.credentials
-    # Credentials come from Airflow connections only, not from a worker's docker config.
-    return Copier(ClientPool(creds, insecure, use_docker_config=False), progress=progress)
+    # Credentials come from Airflow connections only, not from a worker's docker config. Blob locations
+    # persist per worker, so sections sharing base layers mount them instead of reading them again.
+    return Copier(ClientPool(creds, insecure, use_docker_config=False), progress=progress,
+                  locations=BlobLocations(default_cache_path()))
