@@ -43,6 +43,8 @@ def test_sample_config_makes_the_documented_dags(airflow_env):
     assert dags["dmi_mirror_1d"]["interval"] == "1 day, 0:00:00"
     assert dags["dmi_mirror"]["catchup"] is False and dags["dmi_mirror"]["max_active_runs"] == 1
     assert dags["dmi_mirror"]["params"] == ["dry_run", "force", "sections"]
+    assert dags["dmi_mirror"]["tags"] == ["dmi", "mirror", "refresh:1w"]
+    assert "| [aws/proxyv2] | `docker.io/istio/proxyv2` | 1.7.0 |" in dags["dmi_mirror"]["doc_md"]
     assert "aws_proxyv2.pull" in dags["dmi_mirror"]["tasks"]
     assert [t for t in dags["dmi_mirror"]["tasks"] if t.startswith("aws_pilot.")] == [
         "aws_pilot.ensure_repository", "aws_pilot.pull", "aws_pilot.push", "aws_pilot.record", "aws_pilot.tag"]
@@ -142,12 +144,14 @@ def test_mirror_into_ecr_then_unchanged_force_and_sections(airflow_env, hub, hub
     assert [r["status"] for r in store.history(limit=3)] == ["unchanged"] * 3
     assert again["asset_events"] == []  # no new image, no event
 
-    forced = airflow_env.run("dmi_mirror", config, {"force": True, "sections": ["aws/pilot"]}, env=ecr_env)
+    forced = airflow_env.run("dmi_mirror", config, {"force": True, "sections": ["aws/pilot"]},
+                             env=ecr_env | {"DMI_TEST_LOGICAL_DATE": "2026-01-05T00:00:00+00:00"})
     assert forced["state"] == "success", forced["log"][-5000:]
     assert forced["tasks"]["aws_proxyv2.pull"] == "skipped" and forced["tasks"]["aws_proxyv2.record"] == "skipped"
     latest = store.history(limit=1)[0]
     assert latest["section"] == "aws/pilot" and latest["status"] == "copied"  # an immutable tag, same digest: fine
     assert latest["target_digest"] == images["istio/pilot"].digest
+    assert latest["logical_date"].isoformat() == "2026-01-05T00:00:00+00:00"  # a run for a past date
     assert len(store.history()) == 7
 
 

@@ -27,7 +27,7 @@ def main() -> int:
                 "interval": str(getattr(timetable, "delta", None)),
                 "catchup": dag.catchup, "max_active_runs": dag.max_active_runs, "tags": sorted(dag.tags),
                 "start_date": dag.start_date.isoformat() if dag.start_date else None,
-                "tasks": sorted(dag.task_ids), "params": sorted(dag.params.keys()),
+                "tasks": sorted(dag.task_ids), "params": sorted(dag.params.keys()), "doc_md": dag.doc_md,
             }
         print(json.dumps({"dags": dags, "import_errors": {k: str(v) for k, v in bag.import_errors.items()}}))
         return 0
@@ -37,7 +37,13 @@ def main() -> int:
                                                                               bag.import_errors.items()}}))
         return 3
     conf = json.loads(sys.argv[2]) if len(sys.argv) > 2 else None
-    run = dag.test(run_conf=conf)
+    logical_date = os.environ.get("DMI_TEST_LOGICAL_DATE")  # a backfill-like run for a past date
+    if logical_date:
+        from datetime import datetime
+
+        run = dag.test(run_conf=conf, logical_date=datetime.fromisoformat(logical_date))
+    else:
+        run = dag.test(run_conf=conf)
     tasks = {ti.task_id: ti.state for ti in run.get_task_instances()}
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
