@@ -7,8 +7,9 @@ Run by hand from the repository root (after `make venv`):
 
 Everything runs on loopback: a token-auth registry standing in for Docker Hub behind the rig's counting
 proxy (the source), one fresh target registry per tool, and the rig's dockerd. Each tool copies the
-same images; the table shows wall time and its ratio to dmi, requests and bytes read from the source,
-and the peak memory of the tool's processes (for docker: the client plus dockerd and containerd).
+same images (tool "docker" is dmi's engine = docker path, without Airflow); the table shows wall time
+and its ratio to dmi, requests and bytes read from the source, and the peak memory of the tool's
+processes (for docker: the client plus dockerd and containerd).
 """
 
 from __future__ import annotations
@@ -52,20 +53,16 @@ for src, dst in pairs:
 pool.close()
 """
 
-# The docker engine's path without Airflow: docker-py pull, tag, push, remove.
+# dmi's docker engine without Airflow (dmi_provider.engines.docker): pull, tag, push, remove through the daemon.
 DOCKER_PATH = """
 import json, sys, docker
-client = docker.DockerClient(base_url=sys.argv[1], timeout=600)
+from dmi_provider.engines import docker as engine
+api = docker.APIClient(base_url=sys.argv[1], timeout=600)
 for src, dst in json.loads(sys.argv[2]):
-    repo, tag = src.rsplit(":", 1)
-    image = client.images.pull(repo, tag=tag)
-    drepo, dtag = dst.rsplit(":", 1)
-    image.tag(drepo, dtag)
-    for event in client.images.push(drepo, tag=dtag, stream=True, decode=True):
-        if "error" in event:
-            raise SystemExit(event["error"])
-    client.images.remove(dst, force=True)
-    client.images.remove(src, force=True)
+    engine.pull(api, src, None, lambda s: None)
+    engine.tag(api, src, dst)
+    engine.push(api, dst, None, lambda s: None)
+    engine.remove(api, [dst, src], lambda s: None)
 """
 
 

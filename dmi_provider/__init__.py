@@ -13,8 +13,11 @@ def get_provider_info() -> dict:
         "description": "Mirrors container images from public registries (Docker Hub) into private ones "
         "(AWS ECR, any OCI registry) on a schedule, and keeps a history of every copy.",
         "versions": [__version__],
-        # Filled in as hooks, operators and connection types land.
+        "integrations": [{"integration-name": "DMI", "external-doc-url": "https://pypi.org/project/airflow-provider-dmi/",
+                          "tags": ["software"]}],
+        "operators": [{"integration-name": "DMI", "python-modules": ["dmi_provider.operators.mirror"]}],
+        # Credentials come from the amazon provider's AWS connection, the docker provider's Docker connection
+        # and generic connections (login, password): DMI adds no hook class or connection type of its own.
         "hooks": [],
-        "operators": [],
         "connection-types": [],
     }

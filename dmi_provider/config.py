@@ -50,6 +50,9 @@ KEYS: dict[str, str] = {
     "aws-conn-id": "Airflow AWS connection for ECR (default aws_default)",
     "tracking-conn-id": "Airflow connection of the tracking database (default dmi_tracking; else SQLite)",
     "engine": "registry (default, no Docker daemon) or docker",
+    "docker-url": "Docker daemon for engine = docker (default $DOCKER_HOST, else unix:///var/run/docker.sock)",
+    "docker-conn-id": "Airflow Docker connection the daemon logs in with (engine = docker)",
+    "keep-local-images": "true or false: keep pulled images on the daemon after a push (default false)",
     "scan-on-push": "true or false (ECR; default false)",
     "tag-mutability": "MUTABLE (default) or IMMUTABLE (ECR)",
     "encryption": "AES256 (default) or KMS (ECR)",
@@ -172,6 +175,9 @@ class MirrorSpec:
     aws_conn_id: str = "aws_default"
     tracking_conn_id: str = "dmi_tracking"
     engine: str = "registry"
+    docker_url: str | None = None
+    docker_conn_id: str | None = None
+    keep_local_images: bool = False
     ecr: EcrSettings = field(default_factory=EcrSettings)
 
     @property
@@ -490,13 +496,22 @@ def _read_section(
             bad("insecure-registries", str(exc))
 
     conn_ids: dict[str, str | None] = {}
-    for key in ("source-conn-id", "target-conn-id", "aws-conn-id", "tracking-conn-id"):
+    for key in ("source-conn-id", "target-conn-id", "aws-conn-id", "tracking-conn-id", "docker-conn-id"):
         value = get(key)
         if value is not None and not _CONN_ID_RE.match(value):
             bad(key, "expected an Airflow connection id (letters, digits, _ . -)")
         conn_ids[key] = value
 
     engine = choice("engine", ENGINES, "registry")
+    docker_url = get("docker-url")
+    if docker_url and not re.match(r"^(unix|tcp|https?|ssh|npipe)://\S+$", docker_url):
+        bad("docker-url", "expected unix:///path/docker.sock, tcp://host:port, https://host:port or ssh://host")
+    keep_local = False
+    if get("keep-local-images") is not None:
+        value = (get("keep-local-images") or "").lower()
+        if value not in _BOOLS:
+            bad("keep-local-images", "expected true or false")
+        keep_local = _BOOLS.get(value, False)
     ecr = _read_ecr(get, bad, choice, base_dir)
 
     if len(reader.issues) > start or refresh is None or source_path is None or target_repository is None:
@@ -520,6 +535,9 @@ def _read_section(
         aws_conn_id=conn_ids["aws-conn-id"] or "aws_default",
         tracking_conn_id=conn_ids["tracking-conn-id"] or "dmi_tracking",
         engine=engine,
+        docker_url=docker_url,
+        docker_conn_id=conn_ids["docker-conn-id"],
+        keep_local_images=keep_local,
         ecr=ecr,
     )
 

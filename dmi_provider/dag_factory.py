@@ -55,7 +55,9 @@ def _operator_kwargs(spec: MirrorSpec) -> dict:
         "target": spec.target, "target_registry": spec.target_registry, "platforms": spec.platforms,
         "insecure_registries": spec.insecure_registries, "source_conn_id": spec.source_conn_id,
         "target_conn_id": spec.target_conn_id, "aws_conn_id": spec.aws_conn_id, "engine": spec.engine,
-        "ecr_settings": spec.ecr, "section": spec.section,
+        "ecr_settings": spec.ecr, "section": spec.section, "docker_url": spec.docker_url,
+        "docker_conn_id": spec.docker_conn_id, "keep_local_images": spec.keep_local_images,
+        "tracking_conn_id": spec.tracking_conn_id,
         "pull_task_id": f"{spec.group_id}.pull", "push_task_id": f"{spec.group_id}.push",
     }
 
@@ -67,7 +69,7 @@ def build_group(spec: MirrorSpec) -> TaskGroup:
         tag = TagImageOperator(task_id="tag", retries=0, **kwargs)
         ensure = EnsureRepositoryOperator(task_id="ensure_repository", **kwargs)
         push = PushImageOperator(task_id="push", **kwargs)
-        record = RecordMirrorOperator(task_id="record", tracking_conn_id=spec.tracking_conn_id, retries=1, **kwargs)
+        record = RecordMirrorOperator(task_id="record", retries=1, **kwargs)
         pull >> tag >> ensure >> push >> record
     return group
 

@@ -4,6 +4,7 @@ service: if one cannot start, the fixture fails with its log."""
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from tests.rig.client import RigClient
 from tests.rig.images import ImageFactory
 from tests.rig.proxy import Proxy
 from tests.rig.registry import Registry
-from tests.rig.services import Dockerd, EcrStandIn, Postgres
+from tests.rig.services import MOTO_REGION, Dockerd, EcrStandIn, Postgres
 
 HUB_USER = ("hubuser", "hub-secret-pass")
 BASIC_USER = ("mirror", "basic-secret-pass")
@@ -115,3 +116,12 @@ def postgres() -> Iterator[Postgres]:
 @pytest.fixture(scope="session")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> AirflowEnv:
     return AirflowEnv(tmp_path_factory.mktemp("airflow"))
+
+
+@pytest.fixture
+def ecr_env(ecr: EcrStandIn, tmp_path: Path) -> dict[str, str]:
+    """Environment of an Airflow run that mirrors into the ECR stand-in (AWS connection to moto)."""
+    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
+            "extra": {"region_name": MOTO_REGION, "endpoint_url": ecr.moto.endpoint}}
+    return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(conn), "AWS_DEFAULT_REGION": MOTO_REGION,
+            "AWS_ACCOUNT": ecr.account, "DB_PATH": str(tmp_path / "tracking.db")}

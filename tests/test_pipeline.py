@@ -6,12 +6,9 @@ import itertools
 import json
 import textwrap
 
-import pytest
-
 from dmi_provider.tracking.store import TrackingStore
 from tests.conftest import BASIC_USER, HUB_USER, rig_client
 from tests.rig.images import push
-from tests.rig.services import MOTO_REGION
 from tests.rig.skopeo import inspect_raw
 
 _ns = itertools.count(1)
@@ -21,14 +18,6 @@ def write_config(tmp_path, text: str):
     path = tmp_path / "config.ini"
     path.write_text(textwrap.dedent(text))
     return path
-
-
-@pytest.fixture
-def ecr_env(ecr, tmp_path):
-    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
-            "extra": {"region_name": MOTO_REGION, "endpoint_url": ecr.moto.endpoint}}
-    return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(conn), "AWS_DEFAULT_REGION": MOTO_REGION,
-            "AWS_ACCOUNT": ecr.account, "DB_PATH": str(tmp_path / "tracking.db")}
 
 
 def test_sample_config_makes_the_documented_dags(airflow_env):

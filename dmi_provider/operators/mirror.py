@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.sdk.log import redact
 
 from dmi_provider.config import EcrSettings
+from dmi_provider.hooks.connections import registry_credentials
 from dmi_provider.registry.copy import Copier, Plan
 from dmi_provider.registry.errors import RegistryError
 from dmi_provider.registry.reference import Reference, parse_reference
@@ -41,7 +42,9 @@ class MirrorBaseOperator(BaseOperator):
                  insecure_registries: Sequence[str] = (), source_conn_id: str | None = None,
                  target_conn_id: str | None = None, aws_conn_id: str | None = "aws_default", engine: str = "registry",
                  ecr_settings: EcrSettings | None = None, section: str | None = None,
-                 pull_task_id: str = "pull", push_task_id: str = "push", **kwargs: Any):
+                 docker_url: str | None = None, docker_conn_id: str | None = None, keep_local_images: bool = False,
+                 tracking_conn_id: str | None = None, pull_task_id: str = "pull", push_task_id: str = "push",
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.source = source
         self.tags = [(t, t) if isinstance(t, str) else (t[0], t[1]) for t in tags]
@@ -56,6 +59,10 @@ class MirrorBaseOperator(BaseOperator):
         self.engine = engine
         self.ecr_settings = ecr_settings or EcrSettings()
         self.section = section or self.task_id
+        self.docker_url = docker_url
+        self.docker_conn_id = docker_conn_id
+        self.keep_local_images = keep_local_images
+        self.tracking_conn_id = tracking_conn_id
         self.pull_task_id = pull_task_id
         self.push_task_id = push_task_id
 
@@ -96,6 +103,20 @@ class MirrorBaseOperator(BaseOperator):
         source = parse_reference(f"{self.source}:{self.tags[0][0]}")
         return make_copier(source.registry, self.source_conn_id, endpoint, self.insecure_registries, self.log.info)
 
+    def docker_api(self):  # type: ignore[no-untyped-def]
+        """The daemon's APIClient through the docker provider's DockerHook (which logs in with
+        docker_conn_id when it is set)."""
+        from airflow.providers.docker.hooks.docker import DockerHook
+
+        url = self.docker_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        return DockerHook(docker_conn_id=self.docker_conn_id, base_url=url).get_conn()
+
+    def tracking_store(self):  # type: ignore[no-untyped-def]
+        from dmi_provider.hooks.connections import tracking_url
+        from dmi_provider.tracking.store import TrackingStore
+
+        return TrackingStore(tracking_url(self.tracking_conn_id, os.environ.get("DB_PATH") or None))
+
     def refs(self, host: str) -> list[tuple[Reference, Reference]]:
         return [(parse_reference(f"{self.source}:{src}"), parse_reference(f"{host}/{self.target_repository}:{dst}"))
                 for src, dst in self.tags]
@@ -110,7 +131,7 @@ class MirrorBaseOperator(BaseOperator):
         except Exception as exc:
             text = str(redact(f"{type(exc).__name__}: {exc}"))
             context["ti"].xcom_push(key="error", value=text)
-            if isinstance(exc, RegistryError) and not exc.retryable:
+            if getattr(exc, "retryable", True) is False:  # RegistryError, DockerEngineError
                 raise AirflowFailException(text) from None
             raise
 
@@ -120,19 +141,20 @@ class PullImageOperator(MirrorBaseOperator):
 
     def execute(self, context: Any) -> dict:
         self.skip_unless_selected(context)
-        if self.engine != "registry":
-            raise AirflowFailException(f"[{self.section}] engine = {self.engine} is not available in this release; "
-                                       "use engine = registry (the default)")
         force, dry_run, _ = self.run_params(context)
+        daemon = self.engine == "docker"
 
         def work() -> dict:
             endpoint = self.target_endpoint()
             copier = self.copier(endpoint)
             try:
-                plans = [copier.plan(src, dst, platforms=self.platforms, force=force, fetch=not dry_run)
+                # The docker engine decides from the same HEADs; the daemon fetches manifests itself.
+                plans = [copier.plan(src, dst, platforms=self.platforms, force=force, fetch=not (dry_run or daemon))
                          for src, dst in self.refs(endpoint.host)]
             finally:
                 copier.close()
+            if daemon:
+                self._docker_pull(plans, force, dry_run)
             for plan in plans:
                 limit = (f"; rate limit {plan.ratelimit_remaining}/{plan.ratelimit_limit} left"
                          if plan.ratelimit_limit is not None else "")
@@ -143,6 +165,33 @@ class PullImageOperator(MirrorBaseOperator):
 
         return self.guarded(context, work)
 
+    def _docker_pull(self, plans: list[Plan], force: bool, dry_run: bool) -> None:
+        from dmi_provider.engines import docker as engine
+
+        if not force:
+            # The daemon re-writes what it pushes (one platform, its own serialisation), so the target's
+            # digest differs from a multi-arch source's: the history says whether this pair was mirrored.
+            store = self.tracking_store()
+            try:
+                for plan in plans:
+                    last = store.last_good(plan.target) if plan.changed and plan.target_digest else None
+                    if last and (last["source_digest"], last["target_digest"]) == (plan.source_digest,
+                                                                                  plan.target_digest):
+                        plan.changed = False
+            finally:
+                store.close()
+        if dry_run or not any(p.changed for p in plans):
+            return
+        api = self.docker_api()
+        auth = _auth(registry_credentials(self.source_conn_id))
+        for plan in plans:
+            if plan.changed:
+                engine.pull(api, plan.source, auth, self.log.info)
+
+
+def _auth(creds: Any) -> dict | None:
+    return {"username": creds.username, "password": creds.password} if creds else None
+
 
 class TagImageOperator(MirrorBaseOperator):
     """The target references for the images to copy (registry engine: no network)."""
@@ -151,9 +200,14 @@ class TagImageOperator(MirrorBaseOperator):
         self.skip_unless_selected(context)
         pulled = self.skip_unless_copying(context)
         targets = [p["target"] for p in pulled["plans"] if p["changed"]]
+        api = self.docker_api() if self.engine == "docker" else None
         for plan in pulled["plans"]:
             if plan["changed"]:
                 self.log.info("%s -> %s", plan["source"], plan["target"])
+                if api is not None:
+                    from dmi_provider.engines import docker as engine
+
+                    self.guarded(context, lambda p=plan: engine.tag(api, p["source"], p["target"]))
         return targets
 
 
@@ -188,6 +242,9 @@ class PushImageOperator(MirrorBaseOperator):
         self.skip_unless_selected(context)
         pulled = self.skip_unless_copying(context)
 
+        if self.engine == "docker":
+            return self.guarded(context, lambda: self._docker_push(pulled))
+
         def work() -> list[dict]:
             endpoint = self.target_endpoint()
             copier = self.copier(endpoint)
@@ -217,13 +274,32 @@ class PushImageOperator(MirrorBaseOperator):
         return self.guarded(context, work)
 
 
+    def _docker_push(self, pulled: dict) -> list[dict]:
+        from dmi_provider.engines import docker as engine
+
+        endpoint = self.target_endpoint()
+        api = self.docker_api()
+        auth = _auth(endpoint.credentials)
+        results = []
+        for data in pulled["plans"]:
+            plan = Plan.from_dict(data)
+            result = plan.result()
+            if plan.changed:
+                outcome = engine.push(api, plan.target, auth, self.log.info)
+                result.target_digest = outcome.digest
+                result.blobs_copied, result.blobs_skipped = outcome.layers_pushed, outcome.layers_existing
+                if not self.keep_local_images:
+                    engine.remove(api, [plan.target, plan.source], self.log.info)
+            results.append(result.to_dict())
+        return results
+
+
 class RecordMirrorOperator(MirrorBaseOperator):
     """Always runs: one history row per image, the state rows, and an Asset event per new digest."""
 
-    def __init__(self, *, tracking_conn_id: str | None = None, **kwargs: Any):
+    def __init__(self, **kwargs: Any):
         kwargs.setdefault("trigger_rule", TriggerRule.ALL_DONE)
         super().__init__(**kwargs)
-        self.tracking_conn_id = tracking_conn_id
         self.outlets = [AssetAlias(self.alias_name)]
 
     @property
@@ -231,8 +307,7 @@ class RecordMirrorOperator(MirrorBaseOperator):
         return f"dmi-mirror-{self.target_repository}"
 
     def execute(self, context: Any) -> list[dict]:
-        from dmi_provider.hooks.connections import tracking_url
-        from dmi_provider.tracking.store import MirrorOutcome, TrackingStore
+        from dmi_provider.tracking.store import MirrorOutcome
 
         self.skip_unless_selected(context)
         ti = context["ti"]
@@ -274,7 +349,7 @@ class RecordMirrorOperator(MirrorBaseOperator):
                 outcome.error = error or "not copied: an upstream task failed or did not run"
             outcomes.append(outcome)
 
-        store = TrackingStore(tracking_url(self.tracking_conn_id, os.environ.get("DB_PATH") or None))
+        store = self.tracking_store()
         try:
             for outcome in outcomes:
                 store.record(outcome)

@@ -125,6 +125,16 @@ class TrackingStore:
         with Session(self.engine) as session:
             return [_row(r) for r in session.scalars(query.limit(limit))]
 
+    def last_good(self, target: str) -> dict | None:
+        """The latest copied or unchanged row of a target reference."""
+        self.migrate()
+        query = (select(MirrorHistory).where(MirrorHistory.target == target,
+                                             MirrorHistory.status.in_(("copied", "unchanged")))
+                 .order_by(MirrorHistory.finished_at.desc(), MirrorHistory.id.desc()).limit(1))
+        with Session(self.engine) as session:
+            row = session.scalars(query).first()
+            return _row(row) if row is not None else None
+
     def state(self) -> list[dict]:
         self.migrate()
         with Session(self.engine) as session:
