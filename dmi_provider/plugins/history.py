@@ -1,0 +1,190 @@
+"""The "Image mirror" pages in the Airflow UI: current state, history with filters, one image's timeline.
+
+A FastAPI app mounted by the api-server under /dmi, behind Airflow's own authentication (the
+caller's JWT, as a bearer token or the UI's session cookie). Pages are plain server-rendered HTML:
+the UI shows them in a sandboxed iframe, so they use no script.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from datetime import UTC, datetime
+from urllib.parse import quote, urlencode
+
+from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+from airflow.api_fastapi.core_api.security import requires_access_view
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import Depends, FastAPI, Query
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from dmi_provider.tracking.store import STATUSES, TrackingStore, default_url
+
+TRACKING_CONN_ID = os.environ.get("DMI_TRACKING_CONN_ID", "dmi_tracking")
+
+app = FastAPI(title="DMI image mirror", dependencies=[Depends(requires_access_view(AccessView.PLUGINS))])
+
+
+def tracking_url() -> str:
+    """The tracking connection as the api-server sees it (database connections included), else SQLite."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.models.connection import Connection
+
+    try:
+        conn = Connection.get_connection_from_secrets(TRACKING_CONN_ID)
+    except AirflowNotFoundException:
+        return default_url(os.environ.get("DB_PATH") or None)
+    uri = conn.get_uri()
+    for old, new in (("postgres://", "postgresql://"), ("postgresql://", "postgresql+psycopg2://")):
+        if uri.startswith(old):
+            uri = new + uri[len(old):]
+    return uri
+
+
+def _query(method: str, **kwargs: object) -> list[dict]:
+    store = TrackingStore(tracking_url())
+    try:
+        return getattr(store, method)(**kwargs)
+    finally:
+        store.close()
+
+
+def _when(value: object) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if isinstance(value, datetime) else "-"
+
+
+def _e(value: object) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _run_link(dag_id: str, run_id: str) -> str:
+    return (f'<a target="_top" href="../dags/{quote(dag_id)}/runs/{quote(run_id, safe="")}">'
+            f"{_e(dag_id)} / {_e(run_id)}</a>")
+
+
+def _image_link(target: str) -> str:
+    return f'<a href="image?{urlencode({"target": target})}">{_e(target)}</a>'
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.2rem;color:#1a202c}h1{font-size:1.3rem}
+nav a{margin-right:1rem}table{border-collapse:collapse;width:100%;font-size:.88rem;margin-top:.8rem}
+th,td{border-bottom:1px solid #e2e8f0;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th{background:#f7fafc}code{font-size:.82rem}.copied{color:#2f855a}.unchanged{color:#4a5568}
+.failed{color:#c53030;font-weight:600}.dry-run{color:#b7791f}form label{margin-right:.8rem}
+.empty{color:#718096;margin-top:1rem}
+"""
+
+
+def _page(title: str, body: str) -> HTMLResponse:
+    nav = '<nav><a href="./">Current state</a><a href="history">History</a></nav>'
+    return HTMLResponse(f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
+                        f"<style>{STYLE}</style></head><body><h1>{_e(title)}</h1>{nav}{body}</body></html>")
+
+
+def _table(header: list[str], rows: list[list[str]], empty: str) -> str:
+    if not rows:
+        return f'<p class="empty">{_e(empty)}</p>'
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+@app.get("/", response_class=HTMLResponse)
+async def state_page() -> HTMLResponse:
+    rows = await run_in_threadpool(_query, "state")
+    table = _table(
+        ["Target", "Source", "Digest", "Status", "First mirrored", "Last checked", "Last changed", "Last run"],
+        [[_image_link(r["target"]), _e(r["source"]), f"<code>{_e(r['last_digest'] or '-')}</code>",
+          f'<span class="{_e(r["last_status"])}">{_e(r["last_status"])}</span>', _when(r["first_mirrored"]),
+          _when(r["last_checked"]), _when(r["last_changed"]), _run_link(r["dag_id"], r["last_run_id"])]
+         for r in rows],
+        "No image has been mirrored yet.")
+    return _page("Image mirror: current state", table)
+
+
+@app.get("/history", response_class=HTMLResponse)
+async def history_page(image: str | None = None, status: str | None = None, since: str | None = None,
+                       until: str | None = None, dag_id: str | None = None,
+                       limit: int = Query(200, ge=1, le=5000)) -> HTMLResponse:
+    since_at, until_at = _date(since), _date(until, end=True)
+    rows = await run_in_threadpool(_query, "history", image=image or None, status=status or None,
+                                   since=since_at, until=until_at, limit=limit)
+    if dag_id:
+        rows = [r for r in rows if r["dag_id"] == dag_id]
+    options = "".join(f'<option value="{s}"{" selected" if s == status else ""}>{s}</option>' for s in STATUSES)
+    form = (
+        '<form method="get" action="history">'
+        f'<label>Image <input name="image" value="{_e(image or "")}"></label>'
+        f'<label>Status <select name="status"><option value="">any</option>{options}</select></label>'
+        f'<label>From <input type="date" name="since" value="{_e(since or "")}"></label>'
+        f'<label>To <input type="date" name="until" value="{_e(until or "")}"></label>'
+        + (f'<input type="hidden" name="dag_id" value="{_e(dag_id)}">' if dag_id else "")
+        + '<button type="submit">Filter</button></form>'
+    )
+    table = _table(
+        ["Finished", "Status", "Target", "Source digest", "Target digest", "Bytes", "Blobs c/m/s", "DAG run",
+         "Error"],
+        [[_when(r["finished_at"]), f'<span class="{_e(r["status"])}">{_e(r["status"])}</span>',
+          _image_link(r["target"]), f"<code>{_e(r['source_digest'] or '-')}</code>",
+          f"<code>{_e(r['target_digest'] or '-')}</code>", _e(r["bytes_transferred"]),
+          f"{r['blobs_copied']}/{r['blobs_mounted']}/{r['blobs_skipped']}", _run_link(r["dag_id"], r["run_id"]),
+          _e(r["error"] or "")] for r in rows],
+        "No history matches these filters.")
+    title = f"Image mirror: history of {dag_id}" if dag_id else "Image mirror: history"
+    return _page(title, form + table)
+
+
+@app.get("/image", response_class=HTMLResponse)
+async def image_page(target: str) -> HTMLResponse:
+    timeline = await run_in_threadpool(lambda: _query("timeline", target=target))
+    rows = await run_in_threadpool(_query, "history", image=target, limit=50)
+    rows = [r for r in rows if r["target"] == target]
+    digests = _table(["Digest", "First seen", "Last seen", "Runs"],
+                     [[f"<code>{_e(t['digest'])}</code>", _when(t["first_seen"]), _when(t["last_seen"]),
+                       _e(t["runs"])] for t in timeline], "This image has no digest on record.")
+    runs = _table(["Finished", "Status", "Target digest", "DAG run", "Error"],
+                  [[_when(r["finished_at"]), f'<span class="{_e(r["status"])}">{_e(r["status"])}</span>',
+                    f"<code>{_e(r['target_digest'] or '-')}</code>", _run_link(r["dag_id"], r["run_id"]),
+                    _e(r["error"] or "")] for r in rows], "No runs on record.")
+    return _page(f"Image mirror: {target}", f"<h2>Digests</h2>{digests}<h2>Latest runs</h2>{runs}")
+
+
+@app.get("/api/state")
+async def state_json() -> JSONResponse:
+    rows = await run_in_threadpool(_query, "state")
+    return JSONResponse([{k: _json(v) for k, v in r.items()} for r in rows])
+
+
+@app.get("/api/history")
+async def history_json(image: str | None = None, status: str | None = None,
+                       limit: int = Query(200, ge=1, le=5000)) -> JSONResponse:
+    rows = await run_in_threadpool(_query, "history", image=image, status=status, limit=limit)
+    return JSONResponse([{k: _json(v) for k, v in r.items()} for r in rows])
+
+
+def _json(value: object) -> object:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _date(text: str | None, end: bool = False) -> datetime | None:
+    if not text:
+        return None
+    try:
+        day = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    day = day.replace(tzinfo=day.tzinfo or UTC)
+    return day.replace(hour=23, minute=59, second=59) if end and len(text) == 10 else day
+
+
+class DmiHistoryPlugin(AirflowPlugin):
+    name = "dmi_image_mirror"
+    fastapi_apps = [{"app": app, "url_prefix": "/dmi", "name": "DMI image mirror"}]
+    external_views = [
+        {"name": "Image mirror", "href": "dmi/", "destination": "nav", "url_route": "dmi-image-mirror",
+         "category": "browse"},
+        {"name": "Image mirror", "href": "dmi/history?dag_id={DAG_ID}", "destination": "dag",
+         "url_route": "dmi-image-mirror-dag"},
+    ]

@@ -1,0 +1,157 @@
+"""The way users run it: a real Airflow deployment (api-server, scheduler, dag-processor, triggerer,
+LocalExecutor, PostgreSQL), driven through the REST API v2, the CLI and a browser."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dmi_provider.tracking.store import TrackingStore
+from tests.conftest import HUB_USER, rig_client
+from tests.rig.images import push
+from tests.rig.stack import AIRFLOW, AirflowStack
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, postgres, hub_registry, ecr):
+    from tests.rig.proxy import Proxy
+    from tests.rig.services import MOTO_REGION
+
+    root = tmp_path_factory.mktemp("stack")
+    hub = Proxy(hub_registry.url, ratelimit=1000).start()
+    factory_images = {}
+    from tests.rig.images import ImageFactory
+
+    factory = ImageFactory(seed=99)
+    for name in ("proxyv2", "pilot", "ticker"):
+        artifact = factory.image()
+        push(rig_client(hub_registry, HUB_USER), f"stack/{name}", "1.0", artifact)
+        factory_images[name] = artifact
+    config = root / "config.ini"
+    config.write_text(textwrap.dedent(f"""
+        [DEFAULT]
+        refresh = 1w
+        source-registry = {hub.host}
+        target-registry = {ecr.registry.host}
+        insecure-registries = {hub.host} {ecr.registry.host}
+        source-repository = stack
+        project = stack-mirror
+        tag = 1.0
+
+        [aws/proxyv2]
+        image = proxyv2
+
+        [aws/pilot]
+        image = pilot
+
+        [ticker]
+        image = ticker
+        refresh = 1m
+    """))
+    tracking = postgres.database("stack_tracking")
+    env = {
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                                                "extra": {"region_name": MOTO_REGION,
+                                                          "endpoint_url": ecr.moto.endpoint}}),
+        "AWS_DEFAULT_REGION": MOTO_REGION, "AWS_ACCOUNT": ecr.account,
+        "AIRFLOW_CONN_DMI_TRACKING": tracking.replace("postgresql+psycopg2://", "postgres://"),
+    }
+    airflow = AirflowStack(root, postgres.database("stack_airflow"), config, env).start()
+    airflow.hub, airflow.images, airflow.tracking = hub, factory_images, tracking  # type: ignore[attr-defined]
+    yield airflow
+    airflow.stop()
+    hub.stop()
+
+
+def test_trigger_with_conf_through_the_rest_api(stack):
+    stack.wait_for("dmi_mirror to be parsed", lambda: stack.api("GET", "/api/v2/dags/dmi_mirror").status_code == 200)
+    r = stack.api("POST", "/api/v2/dags/dmi_mirror/dagRuns", json={"logical_date": None, "conf": {"force": True}})
+    assert r.status_code == 200, r.text
+    run = stack.wait_run("dmi_mirror", r.json()["dag_run_id"])
+    assert run["state"] == "success", stack.logs()
+    assert run["conf"] == {"force": True}
+    rows = TrackingStore(stack.tracking).history(limit=500)
+    mine = [row for row in rows if row["run_id"] == run["dag_run_id"]]
+    assert sorted(row["section"] for row in mine) == ["aws/pilot", "aws/proxyv2"]
+    assert {row["status"] for row in mine} == {"copied"}
+    assert {row["target_digest"] for row in mine} == {stack.images["proxyv2"].digest, stack.images["pilot"].digest}
+
+
+def test_a_short_refresh_runs_by_itself(stack):
+    def scheduled() -> list[dict]:
+        return [r for r in stack.runs("dmi_mirror_1m") if r["run_type"] == "scheduled" and r["state"] == "success"]
+
+    runs = stack.wait_for("a scheduled run of dmi_mirror_1m", scheduled, timeout=300, every=5)
+    rows = [r for r in TrackingStore(stack.tracking).history(limit=500) if r["run_id"] == runs[0]["dag_run_id"]]
+    assert [(r["section"], r["status"] in ("copied", "unchanged")) for r in rows] == [("ticker", True)]
+
+
+def test_backfill_creates_runs_that_complete(stack):
+    stack.wait_for("dmi_mirror to be parsed", lambda: stack.api("GET", "/api/v2/dags/dmi_mirror").status_code == 200)
+    done = subprocess.run([AIRFLOW, "backfill", "create", "--dag-id", "dmi_mirror", "--from-date", "2026-10-01",
+                           "--to-date", "2026-10-14"], env=stack.env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    def finished() -> list[dict] | None:
+        runs = [r for r in stack.runs("dmi_mirror") if r["run_type"] == "backfill"]
+        return runs if runs and all(r["state"] in ("success", "failed") for r in runs) else None
+
+    runs = stack.wait_for("the backfill runs", finished, timeout=400, every=5)
+    assert len(runs) == 2 and {r["state"] for r in runs} == {"success"}
+    logical = sorted(r["logical_date"][:10] for r in runs)
+    assert logical == ["2026-10-01", "2026-10-08"]  # every 1w from the range's start
+    rows = TrackingStore(stack.tracking).history(limit=500)
+    recorded = sorted({r["logical_date"].date().isoformat() for r in rows if r["run_id"] in
+                       {x["dag_run_id"] for x in runs}})
+    assert recorded == logical
+
+
+def test_history_pages_need_a_login_and_show_the_images(stack):
+    stack.wait_for("a recorded image", lambda: TrackingStore(stack.tracking).state())
+    for path in ("/dmi/", "/dmi/history", "/dmi/api/state"):
+        assert httpx.get(f"{stack.url}{path}", timeout=30).status_code in (401, 403)  # anonymous: refused
+    page = stack.api("GET", "/dmi/")
+    assert page.status_code == 200
+    target = "stack-mirror/proxyv2:1.0"
+    assert target in page.text and stack.images["proxyv2"].digest in page.text
+    history = stack.api("GET", "/dmi/history", params={"status": "copied", "dag_id": "dmi_mirror"})
+    assert "copied" in history.text and "/runs/" in history.text
+    state = stack.api("GET", "/dmi/api/state").json()
+    full = next(r["target"] for r in state if r["target"].endswith(target))
+    timeline = stack.api("GET", "/dmi/image", params={"target": full})
+    assert stack.images["proxyv2"].digest in timeline.text
+    plugins = stack.api("GET", "/api/v2/plugins").json()["plugins"]
+    mine = next(p for p in plugins if p["name"] == "dmi_image_mirror")
+    assert {v["destination"] for v in mine["external_views"]} == {"nav", "dag"}
+
+
+def test_history_page_in_a_browser(stack):
+    from playwright.sync_api import sync_playwright
+
+    stack.wait_for("a recorded image", lambda: TrackingStore(stack.tracking).state())
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "dmi-image-mirror.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 700})
+        anonymous = page.goto(f"{stack.url}/dmi/")
+        assert anonymous is not None and anonymous.status in (401, 403)
+        # Logged in as the Airflow user: the UI's session cookie carries the token the login returns.
+        page.context.add_cookies([{"name": "_token", "value": stack.token(), "url": stack.url}])
+        response = page.goto(f"{stack.url}/dmi/")
+        assert response is not None and response.status == 200
+        assert "stack-mirror/proxyv2:1.0" in page.inner_text("table")
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    print(f"screenshot: {shot} ({datetime.now(UTC).isoformat()})")
