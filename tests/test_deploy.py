@@ -1,0 +1,75 @@
+"""What can be checked of the deployment files here (no container engine runs images on these machines)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = {"postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+            "airflow-worker", "airflow-triggerer", "airflow-init"}
+
+
+def test_compose_names_every_service_and_shares_the_secrets():
+    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    assert set(compose["services"]) == SERVICES
+    airflow = [name for name in SERVICES if name.startswith("airflow-")]
+    commands = {name: compose["services"][name].get("command") for name in airflow}
+    assert commands["airflow-apiserver"] == "api-server" and commands["airflow-worker"] == "celery worker"
+    assert commands["airflow-dag-processor"] == "dag-processor" and commands["airflow-triggerer"] == "triggerer"
+    secrets = set()
+    for name in airflow:
+        env = compose["services"][name]["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        secrets.add((env["AIRFLOW__API_AUTH__JWT_SECRET"], env["AIRFLOW__CORE__FERNET_KEY"]))
+        assert env["AIRFLOW_CONN_DMI_TRACKING"].startswith("postgres://") and "@postgres:5432/" in \
+            env["AIRFLOW_CONN_DMI_TRACKING"]
+        mounts = compose["services"][name]["volumes"]
+        assert {"./dags:/opt/airflow/dags", "./plugins:/opt/airflow/plugins",
+                "./config.ini:/opt/airflow/dmi/config.ini:ro"} <= set(mounts)
+        assert not any("docker.sock" in m for m in mounts)  # the docker socket is opt-in
+        assert compose["services"][name]["build"] == "."
+    assert len(secrets) == 1  # one JWT secret and Fernet key for all
+    override = yaml.safe_load((ROOT / "docker-compose.docker-engine.yaml").read_text())
+    assert any("docker.sock" in m for m in override["services"]["airflow-worker"]["volumes"])
+
+
+def test_dockerfile_installs_the_wheel_that_pip_wheel_builds(tmp_path):
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG AIRFLOW_VERSION=3\.3\.2$", text, re.M)
+    assert text.count("FROM apache/airflow:${AIRFLOW_VERSION}") == 2
+    assert "pip wheel --no-deps --wheel-dir /home/airflow/wheels /home/airflow/dmi-src" in text
+    assert "airflow_provider_dmi-*.whl)[postgres]" in text
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir",
+                           str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = tmp_path.glob("airflow_provider_dmi-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        entry_points = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+        metadata = z.read(next(n for n in names if n.endswith("METADATA"))).decode()
+    for module in ("dmi_provider/dag_factory.py", "dmi_provider/plugins/history.py",
+                   "dmi_provider/registry/copy.py", "dmi_provider/tracking/store.py"):
+        assert module in names
+    assert not any(n.startswith("tests/") for n in names)
+    assert "provider_info = dmi_provider:get_provider_info" in entry_points
+    assert "dmi_image_mirror = dmi_provider.plugins.history:DmiHistoryPlugin" in entry_points
+    assert "dmi = dmi_provider.cli:main" in entry_points
+    assert "Requires-Dist: apache-airflow<3.4,>=3.3.2" in metadata
+    assert 'psycopg2-binary>=2.9; extra == "postgres"' in metadata
+
+
+def test_helm_values_for_the_official_chart():
+    values = yaml.safe_load((ROOT / "deploy" / "helm" / "values.yaml").read_text())
+    assert values["airflowVersion"] == "3.3.2" and values["executor"] == "CeleryExecutor"
+    assert values["jwtSecretName"] == values["fernetKeySecretName"] == "dmi-secrets"
+    assert {"name": "DMI_CONFIG", "value": "/opt/airflow/dmi/config.ini"} in values["env"]
+    assert any(s["envName"] == "AIRFLOW_CONN_DMI_TRACKING" for s in values["secret"])
+    assert values["volumeMounts"][0]["mountPath"] == "/opt/airflow/dmi"
+    assert values["volumes"][0]["configMap"]["name"] == "dmi-config"
+    assert values["dags"]["gitSync"]["subPath"] == "dags"
