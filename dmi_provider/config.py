@@ -432,6 +432,7 @@ def _read_section(
     # tags: a section's own tag/tags win over [DEFAULT]'s.
     tag_source = own if ("tag" in own or "tags" in own) else defaults
     tags: list[str] = []
+    issues_before_tags = len(reader.issues)
     for key in ("tag", "tags"):
         if key in tag_source:
             for tag in _split(tag_source[key]):
@@ -442,8 +443,9 @@ def _read_section(
                     continue
                 if tag not in tags:
                     tags.append(tag)
-    if not tags and not any(k in tag_source for k in ("tag", "tags")):
-        reader.add(section, "tag", None, "missing: set tag (or tags) to the tag(s) to mirror")
+    if not tags and len(reader.issues) == issues_before_tags:  # absent, or present but empty
+        key = "tags" if "tags" in tag_source and "tag" not in tag_source else "tag"
+        reader.add(section, key, tag_source.get(key), "missing: set tag (or tags) to the tag(s) to mirror")
 
     # target
     target = choice("target", TARGETS, "ecr")

@@ -216,6 +216,11 @@ def test_missing_image_tag_project():
     ]
 
 
+def test_an_empty_tag_list_is_missing():
+    assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\nproject = p\ntags =\n") == [
+        "config.ini:6: [a] tags = '': missing: set tag (or tags) to the tag(s) to mirror"]
+
+
 def test_bad_references():
     found = errors("""
         [DEFAULT]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
@@ -31,6 +33,11 @@ def tracking_url(conn_id: str | None, db_path: str | None) -> str:
         conn = BaseHook.get_connection(conn_id or DEFAULT_TRACKING_CONN_ID)
     except AirflowNotFoundException:
         return default_url(db_path)
+    return sqlalchemy_url(conn)
+
+
+def sqlalchemy_url(conn: Any) -> str:
+    """An Airflow connection's URI as SQLAlchemy wants it (postgres:// -> postgresql+psycopg2://)."""
     if conn.password:
         mask_secret(conn.password)
     uri = conn.get_uri()

@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from dmi_provider.hooks.connections import sqlalchemy_url
 from dmi_provider.tracking.store import STATUSES, TrackingStore, default_url
 
 TRACKING_CONN_ID = os.environ.get("DMI_TRACKING_CONN_ID", "dmi_tracking")
@@ -35,11 +36,7 @@ def tracking_url() -> str:
         conn = Connection.get_connection_from_secrets(TRACKING_CONN_ID)
     except AirflowNotFoundException:
         return default_url(os.environ.get("DB_PATH") or None)
-    uri = conn.get_uri()
-    for old, new in (("postgres://", "postgresql://"), ("postgresql://", "postgresql+psycopg2://")):
-        if uri.startswith(old):
-            uri = new + uri[len(old):]
-    return uri
+    return sqlalchemy_url(conn)
 
 
 def _query(method: str, **kwargs: object) -> list[dict]:
