@@ -96,3 +96,29 @@ def test_concurrent_writers_on_sqlite(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code, url, str(n)]) for n in range(4)]
     assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
     assert len(TrackingStore(url).history(limit=1000)) == 120
+
+
+def test_history_pages_render_from_sqlite(tmp_path):
+    """The UI plugin's pages on a SQLite tracking database (the stack test covers PostgreSQL and auth)."""
+    url = f"sqlite:///{tmp_path / 'ui.db'}"
+    store = TrackingStore(url)
+    store.record(MirrorOutcome("dmi_mirror", "manual__1", "alpine", "docker.io/library/alpine:3.20",
+                               "ecr.example/mirror/alpine:3.20", "copied", target_digest="sha256:" + "c" * 64))
+    store.record(MirrorOutcome("dmi_mirror", "manual__2", "alpine", "docker.io/library/alpine:3.20",
+                               "ecr.example/mirror/alpine:3.20", "failed", error="HTTP 404 <b>gone</b>"))
+    code = (
+        "import asyncio\n"
+        "from dmi_provider.plugins import history as h\n"
+        "for page in (h.state_page(), h.history_page(status='failed', limit=10),"
+        " h.image_page(target='ecr.example/mirror/alpine:3.20')):\n"
+        "    print(asyncio.run(page).body.decode())\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(tmp_path / "home"),
+           "AIRFLOW_CONN_DMI_TRACKING": url}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state, failed, image = done.stdout.split("<!doctype html>")[1:]
+    assert "ecr.example/mirror/alpine:3.20" in state and "sha256:" + "c" * 64 in state
+    assert 'href="../dags/dmi_mirror/runs/manual__2"' in state  # the last run links to the DAG run
+    assert "HTTP 404 &lt;b&gt;gone&lt;/b&gt;" in failed and "manual__1" not in failed  # escaped, filtered
+    assert image.count("sha256:" + "c" * 64) >= 1 and "<h2>Digests</h2>" in image
