@@ -505,6 +505,9 @@ def _read_section(
         conn_ids[key] = value
 
     engine = choice("engine", ENGINES, "registry")
+    if engine == "docker" and platforms:
+        bad("platforms", "engine = docker mirrors the daemon's own platform only: remove platforms, or use "
+                         "engine = registry")
     docker_url = get("docker-url")
     if docker_url and not re.match(r"^(unix|tcp|https?|ssh|npipe)://\S+$", docker_url):
         bad("docker-url", "expected unix:///path/docker.sock, tcp://host:port, https://host:port or ssh://host")

@@ -119,7 +119,6 @@ def test_every_extension_key(tmp_path):
         target-repository = team/istio-proxy
         source-conn-id = quay_creds
         aws-conn-id = aws_mirror
-        engine = docker
         scan-on-push = yes
         tag-mutability = immutable
         encryption = KMS
@@ -135,6 +134,11 @@ def test_every_extension_key(tmp_path):
         target-registry = registry.internal:5443
         target-conn-id = internal_registry
         project = base
+        engine = docker
+        docker-url = tcp://127.0.0.1:2375
+        docker-conn-id = hub_login
+        keep-local-images = yes
+        tracking-conn-id = tracking_pg
     """))
     config = load_config(tmp_path / "config.ini", {})
     full = config.section("ecr-full")
@@ -146,7 +150,7 @@ def test_every_extension_key(tmp_path):
     assert full.target_repository == "team/istio-proxy"
     assert full.insecure_registries == ("127.0.0.1:5000",)
     assert (full.source_conn_id, full.target_conn_id, full.aws_conn_id) == ("quay_creds", None, "aws_mirror")
-    assert full.engine == "docker"
+    assert full.engine == "registry"
     assert full.ecr == EcrSettings(
         scan_on_push=True, tag_mutability="IMMUTABLE", encryption="KMS", kms_key="alias/mirror",
         lifecycle_policy=json.dumps(policy), lifecycle_policy_path=str(tmp_path / "policy.json"),
@@ -159,7 +163,9 @@ def test_every_extension_key(tmp_path):
     assert generic.pairs() == (("3.20", "stable"),)
     assert generic.target_conn_id == "internal_registry"
     assert generic.aws_conn_id == "aws_default"
-    assert generic.engine == "registry"
+    assert (generic.engine, generic.docker_url, generic.docker_conn_id, generic.keep_local_images) == (
+        "docker", "tcp://127.0.0.1:2375", "hub_login", True)
+    assert (generic.tracking_conn_id, full.tracking_conn_id) == ("tracking_pg", "dmi_tracking")
     assert generic.ecr == EcrSettings()
 
 
@@ -214,6 +220,21 @@ def test_missing_image_tag_project():
         "config.ini:3: [a] tag: missing: set tag (or tags) to the tag(s) to mirror",
         "config.ini:3: [a] project: missing: set project (the target repository is project/image)",
     ]
+
+
+def test_docker_engine_refuses_a_platform_filter():
+    assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\ntag = 1\nproject = p\nengine = docker\n"
+                  "platforms = linux/arm64\n") == [
+        "config.ini:8: [a] platforms = 'linux/arm64': engine = docker mirrors the daemon's own platform only: "
+        "remove platforms, or use engine = registry"]
+
+
+def test_bad_docker_keys():
+    assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\ntag = 1\nproject = p\nengine = docker\n"
+                  "docker-url = /var/run/docker.sock\nkeep-local-images = sometimes\n") == [
+        "config.ini:8: [a] docker-url = '/var/run/docker.sock': expected unix:///path/docker.sock, tcp://host:port, "
+        "https://host:port or ssh://host",
+        "config.ini:9: [a] keep-local-images = 'sometimes': expected true or false"]
 
 
 def test_an_empty_tag_list_is_missing():
