@@ -60,6 +60,13 @@ def _run_link(dag_id: str, run_id: str) -> str:
             f"{_e(dag_id)} / {_e(run_id)}</a>")
 
 
+def _digest(value: str | None) -> str:
+    """Short in the table, whole on hover (and in the page source)."""
+    if not value:
+        return "-"
+    return f'<code title="{_e(value)}">{_e(value[:19])}…</code>'
+
+
 def _image_link(target: str) -> str:
     return f'<a href="image?{urlencode({"target": target})}">{_e(target)}</a>'
 
@@ -68,7 +75,7 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.2rem;color:#1a202c}h1{font-size:1.3rem}
 nav a{margin-right:1rem}table{border-collapse:collapse;width:100%;font-size:.88rem;margin-top:.8rem}
 th,td{border-bottom:1px solid #e2e8f0;padding:.35rem .5rem;text-align:left;vertical-align:top}
-th{background:#f7fafc}code{font-size:.82rem}.copied{color:#2f855a}.unchanged{color:#4a5568}
+th{background:#f7fafc}code{font-size:.82rem}td:first-child{white-space:nowrap}.copied{color:#2f855a}.unchanged{color:#4a5568}
 .failed{color:#c53030;font-weight:600}.dry-run{color:#b7791f}form label{margin-right:.8rem}
 .empty{color:#718096;margin-top:1rem}
 """
@@ -93,7 +100,7 @@ async def state_page() -> HTMLResponse:
     rows = await run_in_threadpool(_query, "state")
     table = _table(
         ["Target", "Source", "Digest", "Status", "First mirrored", "Last checked", "Last changed", "Last run"],
-        [[_image_link(r["target"]), _e(r["source"]), f"<code>{_e(r['last_digest'] or '-')}</code>",
+        [[_image_link(r["target"]), _e(r["source"]), _digest(r["last_digest"]),
           f'<span class="{_e(r["last_status"])}">{_e(r["last_status"])}</span>', _when(r["first_mirrored"]),
           _when(r["last_checked"]), _when(r["last_changed"]), _run_link(r["dag_id"], r["last_run_id"])]
          for r in rows],
@@ -124,8 +131,8 @@ async def history_page(image: str | None = None, status: str | None = None, sinc
         ["Finished", "Status", "Target", "Source digest", "Target digest", "Bytes", "Blobs c/m/s", "DAG run",
          "Error"],
         [[_when(r["finished_at"]), f'<span class="{_e(r["status"])}">{_e(r["status"])}</span>',
-          _image_link(r["target"]), f"<code>{_e(r['source_digest'] or '-')}</code>",
-          f"<code>{_e(r['target_digest'] or '-')}</code>", _e(r["bytes_transferred"]),
+          _image_link(r["target"]), _digest(r["source_digest"]), _digest(r["target_digest"]),
+          _e(r["bytes_transferred"]),
           f"{r['blobs_copied']}/{r['blobs_mounted']}/{r['blobs_skipped']}", _run_link(r["dag_id"], r["run_id"]),
           _e(r["error"] or "")] for r in rows],
         "No history matches these filters.")
@@ -143,7 +150,7 @@ async def image_page(target: str) -> HTMLResponse:
                        _e(t["runs"])] for t in timeline], "This image has no digest on record.")
     runs = _table(["Finished", "Status", "Target digest", "DAG run", "Error"],
                   [[_when(r["finished_at"]), f'<span class="{_e(r["status"])}">{_e(r["status"])}</span>',
-                    f"<code>{_e(r['target_digest'] or '-')}</code>", _run_link(r["dag_id"], r["run_id"]),
+                    _digest(r["target_digest"]), _run_link(r["dag_id"], r["run_id"]),
                     _e(r["error"] or "")] for r in rows], "No runs on record.")
     return _page(f"Image mirror: {target}", f"<h2>Digests</h2>{digests}<h2>Latest runs</h2>{runs}")
 

@@ -136,22 +136,39 @@ def test_history_pages_need_a_login_and_show_the_images(stack):
 def test_history_page_in_a_browser(stack):
     from playwright.sync_api import sync_playwright
 
+    from tests.rig.stack import PASSWORD, USER
+
     stack.wait_for("a recorded image", lambda: TrackingStore(stack.tracking).state())
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "dmi-image-mirror.png"
+    shots = [ARTIFACTS / "dmi-image-mirror.png", ARTIFACTS / "dmi-image-mirror-dag-tab.png"]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1400, "height": 700})
+        page = browser.new_page(viewport={"width": 1500, "height": 800})
         anonymous = page.goto(f"{stack.url}/dmi/")
         assert anonymous is not None and anonymous.status in (401, 403)
-        # Logged in as the Airflow user: the UI's session cookie carries the token the login returns.
-        page.context.add_cookies([{"name": "_token", "value": stack.token(), "url": stack.url}])
-        response = page.goto(f"{stack.url}/dmi/")
-        assert response is not None and response.status == 200
-        assert "stack-mirror/proxyv2:1.0" in page.inner_text("table")
-        page.screenshot(path=str(shot), full_page=True)
+        # Log in through Airflow's own login form, as a user would.
+        page.goto(f"{stack.url}/auth/login/")
+        page.fill("input[name=username]", USER)
+        page.fill("input[type=password]", PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{stack.url}/", timeout=60_000)
+        # The "Image mirror" entry of the UI: our page in Airflow's frame.
+        for shot, path, frame_path in ((shots[0], "/plugin/dmi-image-mirror", "/dmi/"),
+                                       (shots[1], "/dags/dmi_mirror/plugin/dmi-image-mirror-dag", "/dmi/history")):
+            page.goto(f"{stack.url}{path}")
+            frame = None
+            for _ in range(120):  # Playwright's own wait: it keeps processing the page's events meanwhile
+                page.wait_for_timeout(500)
+                frame = next((f for f in page.frames[1:] if f.url.split("?")[0].endswith(frame_path)
+                              and f.query_selector("table")), None)
+                if frame:
+                    break
+            assert frame is not None, f"no plugin frame on {path}: {[f.url for f in page.frames]}"
+            assert "stack-mirror/proxyv2:1.0" in frame.inner_text("table")
+            page.screenshot(path=str(shot))
         browser.close()
-    assert shot.stat().st_size > 10_000
-    print(f"screenshot: {shot} ({datetime.now(UTC).isoformat()})")
+    for shot in shots:
+        assert shot.stat().st_size > 10_000
+    print(f"screenshots: {', '.join(map(str, shots))} ({datetime.now(UTC).isoformat()})")
