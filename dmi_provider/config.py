@@ -511,12 +511,7 @@ def _read_section(
     docker_url = get("docker-url")
     if docker_url and not re.match(r"^(unix|tcp|https?|ssh|npipe)://\S+$", docker_url):
         bad("docker-url", "expected unix:///path/docker.sock, tcp://host:port, https://host:port or ssh://host")
-    keep_local = False
-    if get("keep-local-images") is not None:
-        value = (get("keep-local-images") or "").lower()
-        if value not in _BOOLS:
-            bad("keep-local-images", "expected true or false")
-        keep_local = _BOOLS.get(value, False)
+    keep_local = _read_bool(get, bad, "keep-local-images")
     ecr = _read_ecr(get, bad, choice, base_dir)
 
     if len(reader.issues) > start or refresh is None or source_path is None or target_repository is None:
@@ -555,18 +550,20 @@ def _path_ok(path: str) -> bool:
     return True
 
 
+def _read_bool(get: Callable[[str], str | None], bad: Callable[[str, str], None], key: str) -> bool:
+    value = (get(key) or "false").lower()
+    if value not in _BOOLS:
+        bad(key, "expected true or false")
+    return _BOOLS.get(value, False)
+
+
 def _read_ecr(
     get: Callable[[str], str | None],
     bad: Callable[[str, str], None],
     choice: Callable[..., str],
     base_dir: Path,
 ) -> EcrSettings:
-    scan = False
-    if get("scan-on-push") is not None:
-        value = (get("scan-on-push") or "").lower()
-        if value not in _BOOLS:
-            bad("scan-on-push", "expected true or false")
-        scan = _BOOLS.get(value, False)
+    scan = _read_bool(get, bad, "scan-on-push")
     mutability = choice("tag-mutability", ("MUTABLE", "IMMUTABLE"), "MUTABLE", upper=True)
     encryption = choice("encryption", ("AES256", "KMS"), "AES256", upper=True)
     kms_key = get("kms-key")
