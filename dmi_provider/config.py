@@ -30,7 +30,7 @@ from dmi_provider.registry.reference import (
 DAG_PREFIX = "dmi_mirror"
 DEFAULT = "DEFAULT"
 
-# key -> one-line description of what is allowed (used in errors and `dmi validate --keys`).
+# key -> one-line description of what is allowed (used in errors and by `dmi keys`).
 KEYS: dict[str, str] = {
     "refresh": "0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w",
     "image": "the image name on the source registry, e.g. proxyv2 or library/alpine",

@@ -46,7 +46,15 @@ def split(reference: str) -> tuple[str, str]:
     return reference[:colon], reference[colon + 1 :]
 
 
-def _events(stream: Iterable[dict], what: str, say: Say) -> list[dict]:
+def _events(start: Callable[[], Iterable[dict]], what: str, say: Say) -> list[dict]:
+    """Read a pull or push stream to its end; raise with the registry's message on any error."""
+    try:
+        return _read(start(), what, say)
+    except docker.errors.APIError as exc:
+        raise DockerEngineError(f"{what}: {exc.explanation or exc}") from None
+
+
+def _read(stream: Iterable[dict], what: str, say: Say) -> list[dict]:
     events = []
     for event in stream:
         events.append(event)
@@ -67,11 +75,8 @@ def pull(api: docker.APIClient, reference: str, auth: dict | None, say: Say) -> 
     """Pull through the daemon; returns the digest the daemon reports for the reference."""
     repo, tag = split(reference)
     say(f"docker pull {reference}")
-    try:
-        events = _events(api.pull(repo, tag=tag, stream=True, decode=True, auth_config=auth), f"pull {reference}",
-                         say)
-    except docker.errors.APIError as exc:
-        raise DockerEngineError(f"pull {reference}: {exc.explanation or exc}") from None
+    events = _events(lambda: api.pull(repo, tag=tag, stream=True, decode=True, auth_config=auth),
+                     f"pull {reference}", say)
     for event in events:
         match = _DIGEST_RE.search(event.get("status", ""))
         if match and event["status"].startswith("Digest:"):
@@ -89,11 +94,8 @@ def push(api: docker.APIClient, target: str, auth: dict | None, say: Say) -> Pus
     """Push through the daemon; returns the digest the registry stored (from the aux event)."""
     repo, target_tag = split(target)
     say(f"docker push {target}")
-    try:
-        events = _events(api.push(repo, tag=target_tag, stream=True, decode=True, auth_config=auth), f"push {target}",
-                         say)
-    except docker.errors.APIError as exc:
-        raise DockerEngineError(f"push {target}: {exc.explanation or exc}") from None
+    events = _events(lambda: api.push(repo, tag=target_tag, stream=True, decode=True, auth_config=auth),
+                     f"push {target}", say)
     aux = [e["aux"] for e in events if isinstance(e.get("aux"), dict) and e["aux"].get("Digest")]
     if not aux:
         raise DockerEngineError(f"push {target}: the daemon reported no digest")

@@ -380,17 +380,3 @@ def _slots(*clients: RegistryClient) -> Iterator[None]:
         for client in sorted({id(c): c for c in clients}.values(), key=lambda c: c.registry):
             stack.enter_context(client.transfers)
         yield
-
-
-def copy_image(src: str | Reference, dst: str | Reference, *, pool: ClientPool | None = None,
-               platforms: tuple[str, ...] = (), force: bool = False, dry_run: bool = False) -> CopyResult:
-    """Copy one image with a fresh pool (for scripts; pipelines reuse one Copier for many images)."""
-    src_ref = src if isinstance(src, Reference) else parse_reference(src)
-    dst_ref = dst if isinstance(dst, Reference) else parse_reference(dst)
-    own = pool is None
-    pool = pool or ClientPool()
-    try:
-        return Copier(pool).copy(src_ref, dst_ref, platforms=platforms, force=force, dry_run=dry_run)
-    finally:
-        if own:
-            pool.close()

@@ -19,7 +19,6 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
 DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
-SHA256_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _IPV6 = r"\[[a-fA-F0-9:]+\]"
 HOST_RE = re.compile(rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::[0-9]+)?$")
@@ -96,8 +95,6 @@ class Reference:
         """The tag or digest to ask the registry for (digest wins)."""
         return self.digest or self.tag or "latest"
 
-    def with_tag(self, tag: str) -> Reference:
-        return Reference(self.registry, self.repository, check_tag(tag), None)
 
     def __str__(self) -> str:
         out = self.name

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -155,5 +155,3 @@ class TrackingStore:
     def close(self) -> None:
         self.engine.dispose()
 
-
-OUTCOME_FIELDS = tuple(f.name for f in fields(MirrorOutcome))

@@ -102,10 +102,6 @@ class Proxy:
                 and (status is None or h.status == status)
             )
 
-    def summary(self) -> Counter[str]:
-        with self._lock:
-            return Counter(f"{h.method} {h.kind}" for h in self.hits)
-
     def reset(self) -> None:
         with self._lock:
             self.hits.clear()

@@ -88,8 +88,3 @@ class Registry:
             self.service.stop()
         if self.token_server:
             self.token_server.stop()
-
-    def restart(self) -> None:
-        assert self.service is not None
-        self.service.stop()
-        self.service.start(lambda: httpx.get(f"{self.url}/v2/", timeout=1).status_code in (200, 401))
