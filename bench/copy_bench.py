@@ -56,13 +56,15 @@ pool.close()
 # dmi's docker engine without Airflow (dmi_provider.engines.docker): pull, tag, push, remove through the daemon.
 DOCKER_PATH = """
 import json, sys, docker
-from dmi_provider.engines import docker as engine
+from dmi_provider.engines.base import EngineSetup
+from dmi_provider.engines.docker import DockerEngine, split
 api = docker.APIClient(base_url=sys.argv[1], timeout=600)
+engine = DockerEngine(EngineSetup(endpoint=None, source_registry="", say=lambda s: None), api=api)
 for src, dst in json.loads(sys.argv[2]):
-    engine.pull(api, src, None, lambda s: None)
-    engine.tag(api, src, dst)
-    engine.push(api, dst, None, lambda s: None)
-    engine.remove(api, [dst, src], lambda s: None)
+    engine.pull(src, None)
+    api.tag(src, *split(dst), force=True)
+    engine.push(dst, None)
+    engine.remove([dst, src])
 """
 
 

@@ -88,19 +88,16 @@ def peak_rss_mib() -> float | None:
 def cmd_copy(args: argparse.Namespace) -> int:
     import logging
 
-    from dmi_provider.registry.copy import ClientPool, Copier
-    from dmi_provider.registry.errors import RegistryError
-    from dmi_provider.registry.locations import BlobLocations, default_cache_path
+    from dmi_provider.engines import EngineSetup, make_engine, run
+    from dmi_provider.errors import DmiError
     from dmi_provider.registry.reference import InvalidReference, check_host, parse_reference
+    from dmi_provider.targets.base import Endpoint
 
     try:
         src, dst = parse_reference(args.src), parse_reference(args.dst)
         insecure = [check_host(h) for h in args.insecure]
-        creds = {}
-        for ref, value, what in ((src, args.src_creds, "src"), (dst, args.dst_creds, "dst")):
-            found = _credentials(value, what)
-            if found:
-                creds[ref.registry] = found
+        creds = {ref.registry: _credentials(value, what)
+                 for ref, value, what in ((src, args.src_creds, "src"), (dst, args.dst_creds, "dst"))}
     except (InvalidReference, ValueError) as exc:
         print(f"dmi copy: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -109,17 +106,18 @@ def cmd_copy(args: argparse.Namespace) -> int:
     root = logging.getLogger("dmi_provider")
     root.addHandler(handler)
     root.setLevel(logging.WARNING if args.quiet else logging.INFO)
-    pool = ClientPool(creds, insecure)
-    locations = BlobLocations(None if args.no_cache else default_cache_path())
+    endpoint = Endpoint(dst.registry, creds.get(dst.registry))
+    engine = make_engine(args.engine, EngineSetup(
+        endpoint=lambda: endpoint, source_registry=src.registry, source_credentials=creds.get(src.registry),
+        insecure=insecure, platforms=tuple(args.platform), say=logging.getLogger("dmi_provider.copy").info,
+        docker_url=args.docker_url, workers=args.jobs, blob_cache=not args.no_cache, use_docker_config=True))
     try:
-        copier = Copier(pool, workers=args.jobs, locations=locations)
-        result = copier.copy(src, dst, platforms=tuple(args.platform), force=args.force, dry_run=args.dry_run)
-    except RegistryError as exc:
+        (result,) = run(engine, [(src, dst)], force=args.force, dry_run=args.dry_run)
+    except DmiError as exc:
         print(f"dmi copy: failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        pool.close()
-        locations.close()
+        engine.close()
     peak = peak_rss_mib()
     if args.json:
         print(json.dumps(result.to_dict() | {"peak_rss_mib": peak}, indent=2))
@@ -143,7 +141,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
     with _stdout_to_stderr():  # Airflow's and the providers' logs go to stdout: keep it for the plan
-        rows, failed = _plan_rows(config, args.section)
+        rows = [row for spec in config.sections if not args.section or spec.section in args.section
+                for row in _plan_section(spec, config)]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -154,40 +153,34 @@ def cmd_plan(args: argparse.Namespace) -> int:
             extra = f"; {row['repository']}" if row["repository"] else ""
             print(f"[{row['section']}] {row['source']} -> {row['target']}: {row['action']} "
                   f"(source {row['source_digest']}, target {row['target_digest'] or 'none'}{extra})")
-    return 1 if failed else 0
+    return 1 if any(row["action"] == "error" for row in rows) else 0
 
 
-def _plan_rows(config: MirrorConfig, sections: list[str]) -> tuple[list[dict], bool]:
-    from dmi_provider.registry.errors import RegistryError
-    from dmi_provider.registry.reference import parse_reference
-    from dmi_provider.targets.endpoint import make_copier, target_endpoint
+def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
+    """The pull task's planning (HEADs only, as in a dry run), one row per tag."""
+    from dmi_provider import backends
+    from dmi_provider.errors import DmiError
+    from dmi_provider.job import Job
+    from dmi_provider.targets import make_target
 
-    rows, failed = [], False
-    for spec in config.sections:
-        if sections and spec.section not in sections:
-            continue
-        try:
-            endpoint = target_endpoint(spec.target, spec.target_registry, spec.target_conn_id, spec.aws_conn_id)
-            copier = make_copier(spec.source_registry, spec.source_conn_id, endpoint, spec.insecure_registries,
-                                 progress=lambda _: None)
-            repo_note = _repository_note(spec) if spec.target == "ecr" else ""
-            try:
-                for src_tag, dst_tag in spec.pairs():
-                    plan = copier.plan(parse_reference(f"{spec.source}:{src_tag}"),
-                                       parse_reference(f"{endpoint.host}/{spec.target_repository}:{dst_tag}"),
-                                       platforms=spec.platforms, fetch=False)
-                    action = "copy" if plan.changed else "skip (unchanged)"
-                    rows.append({"section": spec.section, "dag_id": spec.dag_id, "source": plan.source,
-                                 "target": plan.target, "action": action, "source_digest": plan.source_digest,
-                                 "target_digest": plan.target_digest, "repository": repo_note,
-                                 "ratelimit_remaining": plan.ratelimit_remaining})
-            finally:
-                copier.close()
-        except (RegistryError, ValueError, RuntimeError) as exc:
-            failed = True
-            rows.append({"section": spec.section, "dag_id": spec.dag_id, "source": spec.source, "target": "",
-                         "action": "error", "error": str(exc)})
-    return rows, failed
+    job = Job.from_spec(spec, config.env)
+    engine = None
+    try:
+        target = make_target(job)
+        engine = backends.engine_for(job, target, say=lambda _: None)
+        _host, plans = backends.plan(job, target, engine, force=False, dry_run=True)
+        repository = target.check_repository(job.target_repository)
+        note = "" if repository.exists else repository.note
+    except (DmiError, ValueError, RuntimeError) as exc:
+        return [{"section": spec.section, "dag_id": spec.dag_id, "source": spec.source, "target": "",
+                 "action": "error", "error": str(exc)}]
+    finally:
+        if engine is not None:
+            engine.close()
+    return [{"section": spec.section, "dag_id": spec.dag_id, "source": plan.source, "target": plan.target,
+             "action": "copy" if plan.changed else "skip (unchanged)", "source_digest": plan.source_digest,
+             "target_digest": plan.target_digest, "repository": note,
+             "ratelimit_remaining": plan.ratelimit_remaining} for plan in plans]
 
 
 @contextlib.contextmanager
@@ -203,27 +196,15 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _repository_note(spec: MirrorSpec) -> str:
-    import os
-
-    from dmi_provider.targets.ecr import ecr_hook
-
-    client = ecr_hook(spec.aws_conn_id, os.environ.get("AWS_DEFAULT_REGION") or None).conn
-    try:
-        client.describe_repositories(repositoryNames=[spec.target_repository])
-    except client.exceptions.RepositoryNotFoundException:
-        return f"repository {spec.target_repository} would be created"
-    return ""
-
-
 def cmd_history(args: argparse.Namespace) -> int:
-    from dmi_provider.tracking.store import TrackingStore
+    from dmi_provider.tracking.store import TrackingStore, when
 
     url = args.db
     if not url:
+        from dmi_provider.config import current_environment
         from dmi_provider.hooks.connections import tracking_url
 
-        url = tracking_url(args.conn_id, os.environ.get("DB_PATH") or None)
+        url = tracking_url(args.conn_id, current_environment().db_path)
     store = TrackingStore(url)
     try:
         rows = store.state() if args.state else store.history(image=args.image, status=args.status,
@@ -237,11 +218,11 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 0
     if args.state:
         header = ("TARGET", "DIGEST", "STATUS", "FIRST MIRRORED", "LAST CHECKED", "LAST CHANGED")
-        table = [(r["target"], (r["last_digest"] or "-")[:19], r["last_status"], _when(r["first_mirrored"]),
-                  _when(r["last_checked"]), _when(r["last_changed"])) for r in rows]
+        table = [(r["target"], (r["last_digest"] or "-")[:19], r["last_status"], when(r["first_mirrored"]),
+                  when(r["last_checked"]), when(r["last_changed"])) for r in rows]
     else:
         header = ("FINISHED", "STATUS", "TARGET", "DIGEST", "BYTES", "BLOBS C/M/S", "DAG RUN", "ERROR")
-        table = [(_when(r["finished_at"]), r["status"], r["target"], (r["target_digest"] or "-")[:19],
+        table = [(when(r["finished_at"]), r["status"], r["target"], (r["target_digest"] or "-")[:19],
                   str(r["bytes_transferred"]), f"{r['blobs_copied']}/{r['blobs_mounted']}/{r['blobs_skipped']}",
                   f"{r['dag_id']}/{r['run_id']}", (r["error"] or "")[:80]) for r in rows]
     if not table:
@@ -251,10 +232,6 @@ def cmd_history(args: argparse.Namespace) -> int:
     for line in (header, *table):
         print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
     return 0
-
-
-def _when(value: object) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else "-"  # type: ignore[union-attr]
 
 
 def cmd_keys(_args: argparse.Namespace) -> int:
@@ -292,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the blob location cache (mount hints across runs)")
     p.add_argument("--jobs", type=int, default=4, help="blobs transferred at once (default 4)")
+    p.add_argument("--engine", choices=("registry", "docker"), default="registry",
+                   help="registry (default): no daemon; docker: pull, tag and push through a Docker daemon")
+    p.add_argument("--docker-url", help="the daemon for --engine docker (default $DOCKER_HOST, else the local "
+                   "socket)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_copy)

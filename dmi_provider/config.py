@@ -301,6 +301,15 @@ def read_environment(environ: Mapping[str, str], issues: list[ConfigIssue]) -> E
     return Environment(cloud.upper(), account, region, db_path)
 
 
+def current_environment(environ: Mapping[str, str] | None = None) -> Environment:
+    """The legacy variables of this process, validated (ConfigError naming each bad one)."""
+    issues: list[ConfigIssue] = []
+    env = read_environment(os.environ if environ is None else environ, issues)
+    if issues:
+        raise ConfigError(issues)
+    return env
+
+
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> MirrorConfig:
     """Read and validate a config file; raise ConfigError listing every problem."""
     environ = os.environ if environ is None else environ

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, DeltaTriggerTimetable, Param, TaskGroup
 
-from dmi_provider.config import MirrorConfig, MirrorSpec, load_config
+from dmi_provider.config import Environment, MirrorConfig, MirrorSpec, load_config
 from dmi_provider.operators.mirror import (
     EnsureRepositoryOperator,
     PullImageOperator,
@@ -49,7 +49,7 @@ def _doc(dag_id: str, specs: tuple[MirrorSpec, ...], config: MirrorConfig) -> st
     ])
 
 
-def _operator_kwargs(spec: MirrorSpec) -> dict:
+def _operator_kwargs(spec: MirrorSpec, env: Environment) -> dict:
     return {
         "source": spec.source, "tags": list(spec.pairs()), "target_repository": spec.target_repository,
         "target": spec.target, "target_registry": spec.target_registry, "platforms": spec.platforms,
@@ -57,13 +57,13 @@ def _operator_kwargs(spec: MirrorSpec) -> dict:
         "target_conn_id": spec.target_conn_id, "aws_conn_id": spec.aws_conn_id, "engine": spec.engine,
         "ecr_settings": spec.ecr, "section": spec.section, "docker_url": spec.docker_url,
         "docker_conn_id": spec.docker_conn_id, "keep_local_images": spec.keep_local_images,
-        "tracking_conn_id": spec.tracking_conn_id,
+        "tracking_conn_id": spec.tracking_conn_id, "environment": env,
         "pull_task_id": f"{spec.group_id}.pull", "push_task_id": f"{spec.group_id}.push",
     }
 
 
-def build_group(spec: MirrorSpec) -> TaskGroup:
-    kwargs = _operator_kwargs(spec)
+def build_group(spec: MirrorSpec, env: Environment) -> TaskGroup:
+    kwargs = _operator_kwargs(spec, env)
     with TaskGroup(spec.group_id, tooltip=f"[{spec.section}] {spec.source}") as group:
         pull = PullImageOperator(task_id="pull", **kwargs)
         tag = TagImageOperator(task_id="tag", retries=0, **kwargs)
@@ -100,6 +100,6 @@ def build_dags(path: str) -> dict[str, DAG]:
             },
         ) as dag:
             for spec in specs:
-                build_group(spec)
+                build_group(spec, config.env)
         dags[dag_id] = dag
     return dags

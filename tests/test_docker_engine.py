@@ -93,6 +93,6 @@ def test_docker_engine_surfaces_the_registry_error(airflow_env, dockerd, open_re
     assert run["tasks"]["refused.push"] == "failed" and run["tasks"]["refused.record"] == "failed"
     row = TrackingStore(f"sqlite:///{env['DB_PATH']}").history()[0]
     assert row["status"] == "failed"
-    assert row["error"].startswith(f"DockerEngineError: push {hub_registry.host}/dk2/app:1: ")
+    assert row["error"].startswith(f"DockerRefused: push {hub_registry.host}/dk2/app:1: ")
     assert "unauthorized" in row["error"] or "denied" in row["error"]
     assert f"{open_registry.host}/dk2/app:1" in local_tags(dockerd)  # keep-local-images = true

@@ -1,1 +1,26 @@
-"""How bytes move: the registry engine is dmi_provider.registry (default); docker.py goes through a daemon."""
+"""How bytes move: one Engine protocol (engines/base.py), one module per engine.
+
+Adding an engine is one module plus one line in ENGINES; a module is imported only when used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from dmi_provider.engines.base import Engine, EngineSetup, run
+
+ENGINES = {
+    "registry": "dmi_provider.engines.registry:RegistryEngine",
+    "docker": "dmi_provider.engines.docker:DockerEngine",
+}
+
+
+def make_engine(name: str, setup: EngineSetup) -> Engine:
+    try:
+        module, _, cls = ENGINES[name].partition(":")
+    except KeyError:
+        raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}") from None
+    return getattr(import_module(module), cls)(setup)
+
+
+__all__ = ["ENGINES", "Engine", "EngineSetup", "make_engine", "run"]

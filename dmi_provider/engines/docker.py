@@ -1,40 +1,64 @@
-"""The docker engine: pull, tag and push through a Docker daemon with the docker SDK. No Airflow here.
+"""engine = docker: pull, tag and push through a Docker daemon with the docker SDK, reached through the
+docker provider's DockerHook.
 
-docker-py does not raise on registry errors inside a pull or push stream: every event is read and an
-event that carries `error` raises with the registry's own message.
+The daemon re-writes what it pushes (one platform, its own serialisation), so the target's digest is not
+the source's: whether a source changed is decided from the same HEAD requests as the registry engine
+plus the tracking history of the (source digest, target digest) pair.
+
+docker-py does not raise on registry errors inside a pull or push stream: every event is read, and an
+event that carries `error` raises a typed error (DockerRefused for what a retry cannot fix).
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from functools import cached_property
+from typing import Any
 
 import docker
 
+from dmi_provider.engines.base import EngineSetup, open_copier
+from dmi_provider.errors import DmiError
+from dmi_provider.registry.auth import Credentials
+from dmi_provider.registry.copy import Copier, CopyResult, Plan
+from dmi_provider.registry.reference import Reference
+
 Say = Callable[[str], None]
 _DIGEST_RE = re.compile(r"(sha256:[a-f0-9]{64})")
+# The daemon prints a registry's error as "<code>: <message>", the code as distribution spells it.
+_CODE_RE = re.compile(r"^([a-z][a-z ]+?): ")
+_REFUSING_CODES = {"unauthorized", "denied", "name unknown", "name invalid", "manifest unknown", "manifest invalid",
+                   "blob unknown", "tag invalid", "unsupported", "digest invalid", "size invalid"}
+# What the daemon itself says (no registry code) when a login is missing or refused.
+_REFUSING_DAEMON = ("pull access denied", "no basic auth credentials", "authentication required",
+                    "repository does not exist")
 
 
-_PERMANENT = ("unauthorized", "denied", "authentication required", "not found", "manifest unknown", "name unknown",
-              "invalid", "no basic auth credentials", "forbidden")
+class DockerEngineError(DmiError):
+    """A daemon or registry failure seen through the daemon; retried by default."""
+
+    retryable = True
 
 
-class DockerEngineError(RuntimeError):
-    """A daemon or registry error; `retryable` is false for refusals that a retry cannot fix."""
+class DockerRefused(DockerEngineError):
+    """A refusal that a retry cannot fix: unauthorized, denied, unknown, invalid."""
 
-    def __init__(self, message: str):
-        super().__init__(message)
-        lowered = message.lower()
-        self.retryable = not any(word in lowered for word in _PERMANENT)
+    retryable = False
 
 
-@dataclass
-class PushOutcome:
-    digest: str
-    layers_pushed: int
-    layers_existing: int
-    size: int
+def stream_error(what: str, message: str) -> DockerEngineError:
+    code = _CODE_RE.match(message.lower())
+    refused = (code is not None and code.group(1) in _REFUSING_CODES) or any(
+        phrase in message.lower() for phrase in _REFUSING_DAEMON)
+    return (DockerRefused if refused else DockerEngineError)(f"{what}: {message}")
+
+
+def api_error(what: str, exc: docker.errors.APIError) -> DockerEngineError:
+    status = exc.status_code or 0
+    refused = 400 <= status < 500 and status not in (408, 429)
+    return (DockerRefused if refused else DockerEngineError)(f"{what}: {exc.explanation or exc}")
 
 
 def split(reference: str) -> tuple[str, str]:
@@ -46,70 +70,131 @@ def split(reference: str) -> tuple[str, str]:
     return reference[:colon], reference[colon + 1 :]
 
 
-def _events(start: Callable[[], Iterable[dict]], what: str, say: Say) -> list[dict]:
-    """Read a pull or push stream to its end; raise with the registry's message on any error."""
-    try:
-        return _read(start(), what, say)
-    except docker.errors.APIError as exc:
-        raise DockerEngineError(f"{what}: {exc.explanation or exc}") from None
+def _auth(creds: Credentials | None) -> dict | None:
+    return {"username": creds.username, "password": creds.password} if creds else None
 
 
-def _read(stream: Iterable[dict], what: str, say: Say) -> list[dict]:
-    events = []
-    for event in stream:
-        events.append(event)
-        if "error" in event or "errorDetail" in event:
-            detail = event.get("errorDetail") or {}
-            message = detail.get("message") or event.get("error") or "unknown error"
-            raise DockerEngineError(f"{what}: {message}")
+class DockerEngine:
+    name = "docker"
+
+    def __init__(self, setup: EngineSetup, api: docker.APIClient | None = None):
+        self.setup = setup
+        self.say = setup.say
+        if api is not None:
+            self.__dict__["api"] = api
+
+    @cached_property
+    def copier(self) -> Copier:
+        return open_copier(self.setup)  # HEAD requests only
+
+    @cached_property
+    def api(self) -> docker.APIClient:
+        from airflow.providers.docker.hooks.docker import DockerHook
+
+        url = self.setup.docker_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        return DockerHook(docker_conn_id=self.setup.docker_conn_id, base_url=url).get_conn()
+
+    # -- the steps ----------------------------------------------------------------------------------
+    def plan(self, pairs: Sequence[tuple[Reference, Reference]], *, force: bool, dry_run: bool) -> list[Plan]:
+        # The daemon fetches manifests itself: HEADs only here.
+        plans = [self.copier.plan(src, dst, force=force, fetch=False) for src, dst in pairs]
+        if not force and self.setup.history is not None:
+            for plan in plans:
+                if plan.changed and plan.target_digest and self._mirrored_before(plan):
+                    plan.changed = False
+                    self.say(f"{plan.source} -> {plan.target}: unchanged (history: {plan.source_digest} was "
+                             f"pushed as {plan.target_digest})")
+        return plans
+
+    def _mirrored_before(self, plan: Plan) -> bool:
+        last = self.setup.history(plan.target) if self.setup.history else None
+        return bool(last) and (last["source_digest"], last["target_digest"]) == (plan.source_digest,
+                                                                                 plan.target_digest)
+
+    def stage(self, plans: Sequence[Plan]) -> None:
+        auth = _auth(self.setup.source_credentials)
+        for plan in plans:
+            if plan.changed:
+                self.pull(plan.source, auth)
+
+    def tag(self, plans: Sequence[Plan]) -> None:
+        for plan in plans:
+            if plan.changed:
+                self.say(f"docker tag {plan.source} {plan.target}")
+                repo, target_tag = split(plan.target)
+                if not self.api.tag(plan.source, repo, target_tag, force=True):
+                    raise DockerEngineError(f"docker tag {plan.source} {plan.target} failed")
+
+    def transfer(self, plans: Sequence[Plan]) -> list[CopyResult]:
+        auth = _auth(self.setup.endpoint().login()) if any(p.changed for p in plans) else None
+        results = []
+        for plan in plans:
+            result = plan.result()
+            if plan.changed:
+                digest, pushed, existing = self.push(plan.target, auth)
+                result.target_digest, result.blobs_copied, result.blobs_skipped = digest, pushed, existing
+                if not self.setup.keep_local_images:
+                    self.remove([plan.target, plan.source])
+            results.append(result)
+        return results
+
+    def close(self) -> None:
+        if "copier" in self.__dict__:
+            self.copier.close()
+
+    # -- the daemon ---------------------------------------------------------------------------------
+    def pull(self, reference: str, auth: dict | None) -> str:
+        """Pull through the daemon; returns the digest the daemon reports for the reference."""
+        repo, tag = split(reference)
+        self.say(f"docker pull {reference}")
+        events = self._events(lambda: self.api.pull(repo, tag=tag, stream=True, decode=True, auth_config=auth),
+                              f"pull {reference}")
+        for event in events:
+            match = _DIGEST_RE.search(event.get("status", ""))
+            if match and event["status"].startswith("Digest:"):
+                return match.group(1)
+        return ""
+
+    def push(self, target: str, auth: dict | None) -> tuple[str, int, int]:
+        """Push through the daemon: (digest the registry stored, layers pushed, layers already there)."""
+        repo, target_tag = split(target)
+        self.say(f"docker push {target}")
+        events = self._events(lambda: self.api.push(repo, tag=target_tag, stream=True, decode=True,
+                                                    auth_config=auth), f"push {target}")
+        aux = [e["aux"] for e in events if isinstance(e.get("aux"), dict) and e["aux"].get("Digest")]
+        if not aux:
+            raise DockerEngineError(f"push {target}: the daemon reported no digest")
+        statuses = [e.get("status", "") for e in events if e.get("id")]
+        return (aux[-1]["Digest"], sum(s == "Pushed" for s in statuses),
+                sum(s.startswith(("Layer already exists", "Mounted from")) for s in statuses))
+
+    def remove(self, references: Iterable[str]) -> None:
+        """Remove local tags so workers do not fill their disks; a missing image is fine."""
+        for reference in references:
+            try:
+                self.api.remove_image(reference, force=True, noprune=False)
+                self.say(f"removed local image {reference}")
+            except docker.errors.NotFound:
+                pass
+
+    def _events(self, start: Callable[[], Iterable[dict[str, Any]]], what: str) -> list[dict]:
+        """Read a pull or push stream to its end; raise with the registry's message on any error."""
+        events = []
+        try:
+            for event in start():
+                events.append(event)
+                if "error" in event or "errorDetail" in event:
+                    detail = event.get("errorDetail") or {}
+                    raise stream_error(what, detail.get("message") or event.get("error") or "unknown error")
+                self._progress(event)
+        except docker.errors.APIError as exc:
+            raise api_error(what, exc) from None
+        return events
+
+    def _progress(self, event: dict) -> None:
         status = event.get("status", "")
         if event.get("id") and status in ("Pull complete", "Already exists", "Pushed", "Layer already exists",
                                           "Mounted from"):
-            say(f"  layer {event['id']}: {status.lower()}")
+            self.say(f"  layer {event['id']}: {status.lower()}")
         elif status.startswith(("Digest:", "Status:")):
-            say(f"  {status}")
-    return events
-
-
-def pull(api: docker.APIClient, reference: str, auth: dict | None, say: Say) -> str:
-    """Pull through the daemon; returns the digest the daemon reports for the reference."""
-    repo, tag = split(reference)
-    say(f"docker pull {reference}")
-    events = _events(lambda: api.pull(repo, tag=tag, stream=True, decode=True, auth_config=auth),
-                     f"pull {reference}", say)
-    for event in events:
-        match = _DIGEST_RE.search(event.get("status", ""))
-        if match and event["status"].startswith("Digest:"):
-            return match.group(1)
-    return ""
-
-
-def tag(api: docker.APIClient, source: str, target: str) -> None:
-    repo, target_tag = split(target)
-    if not api.tag(source, repo, target_tag, force=True):
-        raise DockerEngineError(f"docker tag {source} {target} failed")
-
-
-def push(api: docker.APIClient, target: str, auth: dict | None, say: Say) -> PushOutcome:
-    """Push through the daemon; returns the digest the registry stored (from the aux event)."""
-    repo, target_tag = split(target)
-    say(f"docker push {target}")
-    events = _events(lambda: api.push(repo, tag=target_tag, stream=True, decode=True, auth_config=auth),
-                     f"push {target}", say)
-    aux = [e["aux"] for e in events if isinstance(e.get("aux"), dict) and e["aux"].get("Digest")]
-    if not aux:
-        raise DockerEngineError(f"push {target}: the daemon reported no digest")
-    statuses = [e.get("status", "") for e in events if e.get("id")]
-    return PushOutcome(aux[-1]["Digest"], sum(s == "Pushed" for s in statuses),
-                       sum(s.startswith(("Layer already exists", "Mounted from")) for s in statuses),
-                       int(aux[-1].get("Size") or 0))
-
-
-def remove(api: docker.APIClient, references: Iterable[str], say: Say) -> None:
-    """Remove local tags so workers do not fill their disks; a missing image is fine."""
-    for reference in references:
-        try:
-            api.remove_image(reference, force=True, noprune=False)
-            say(f"removed local image {reference}")
-        except docker.errors.NotFound:
-            pass
+            self.say(f"  {status}")

@@ -1,4 +1,4 @@
-"""Credentials from Airflow connections, masked in logs the moment they are read."""
+"""Credentials and databases from Airflow connections, passwords masked the moment they are read."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
+from dmi_provider.errors import DmiError
 from dmi_provider.registry.auth import Credentials
 from dmi_provider.tracking.store import default_url
 
@@ -20,17 +21,30 @@ def registry_credentials(conn_id: str | None) -> Credentials | None:
         return None
     conn = BaseHook.get_connection(conn_id)
     if not conn.login:
-        raise ValueError(f"connection {conn_id!r} has no login: set login and password for the registry")
+        raise DmiError(f"connection {conn_id!r} has no login: set login and password for the registry")
     password = conn.password or ""
     if password:
         mask_secret(password)
     return Credentials(conn.login, password)
 
 
-def tracking_url(conn_id: str | None, db_path: str | None) -> str:
-    """The tracking database: the connection when it exists, else SQLite at DB_PATH or under AIRFLOW_HOME."""
+def tracking_url(conn_id: str | None, db_path: str | None, *, server: bool = False) -> str:
+    """The tracking database: the connection when it exists, else SQLite at DB_PATH or under AIRFLOW_HOME.
+
+    Tasks and the CLI see connections through the task SDK (environment, secrets backends); the
+    api-server (`server=True`, the UI plugin) also sees those stored in the metadata database."""
+    conn_id = conn_id or DEFAULT_TRACKING_CONN_ID
+    if server:
+        from airflow.exceptions import AirflowNotFoundException as ServerNotFound
+        from airflow.models.connection import Connection
+
+        try:
+            conn = Connection.get_connection_from_secrets(conn_id)
+        except ServerNotFound:
+            return default_url(db_path)
+        return sqlalchemy_url(conn)
     try:
-        conn = BaseHook.get_connection(conn_id or DEFAULT_TRACKING_CONN_ID)
+        conn = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
         return default_url(db_path)
     return sqlalchemy_url(conn)

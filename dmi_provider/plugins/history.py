@@ -19,36 +19,53 @@ from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from dmi_provider.hooks.connections import sqlalchemy_url
-from dmi_provider.tracking.store import STATUSES, TrackingStore, default_url
+from dmi_provider.config import ConfigError, load_config, read_environment
+from dmi_provider.hooks.connections import DEFAULT_TRACKING_CONN_ID, tracking_url
+from dmi_provider.tracking.store import STATUSES, TrackingStore, when
 
-TRACKING_CONN_ID = os.environ.get("DMI_TRACKING_CONN_ID", "dmi_tracking")
+TRACKING_CONN_ID = os.environ.get("DMI_TRACKING_CONN_ID", DEFAULT_TRACKING_CONN_ID)
 
 app = FastAPI(title="DMI image mirror", dependencies=[Depends(requires_access_view(AccessView.PLUGINS))])
 
 
-def tracking_url() -> str:
-    """The tracking connection as the api-server sees it (database connections included), else SQLite."""
-    from airflow.exceptions import AirflowNotFoundException
-    from airflow.models.connection import Connection
+def _config_conn_ids() -> set[str]:
+    """The tracking connections the deployed config.ini names (sections may use their own)."""
+    from airflow.configuration import conf
 
+    path = os.environ.get("DMI_CONFIG") or os.path.join(conf.get("core", "dags_folder"), "config.ini")
     try:
-        conn = Connection.get_connection_from_secrets(TRACKING_CONN_ID)
-    except AirflowNotFoundException:
-        return default_url(os.environ.get("DB_PATH") or None)
-    return sqlalchemy_url(conn)
+        return {spec.tracking_conn_id for spec in load_config(path).sections}
+    except ConfigError:
+        return set()
+
+
+def tracking_urls() -> list[str]:
+    """Every tracking database the deployment writes to, as the api-server sees the connections."""
+    db_path = read_environment(os.environ, []).db_path
+    return sorted({tracking_url(conn_id, db_path, server=True) for conn_id in {TRACKING_CONN_ID,
+                                                                               *_config_conn_ids()}})
+
+
+_ORDER = {"state": (lambda r: r["target"], False), "timeline": (lambda r: r["first_seen"], False),
+          "history": (lambda r: (r["finished_at"], r["id"]), True)}
 
 
 def _query(method: str, **kwargs: object) -> list[dict]:
-    store = TrackingStore(tracking_url())
-    try:
-        return getattr(store, method)(**kwargs)
-    finally:
-        store.close()
+    rows: list[dict] = []
+    for url in tracking_urls():
+        store = TrackingStore(url)
+        try:
+            rows += getattr(store, method)(**kwargs)
+        finally:
+            store.close()
+    key, reverse = _ORDER[method]
+    rows.sort(key=key, reverse=reverse)
+    limit = kwargs.get("limit")
+    return rows[: int(limit)] if isinstance(limit, int) else rows
 
 
 def _when(value: object) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if isinstance(value, datetime) else "-"
+    return when(value, "%Y-%m-%d %H:%M UTC")
 
 
 def _e(value: object) -> str:

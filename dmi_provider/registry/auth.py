@@ -10,6 +10,7 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,10 @@ class Credentials:
         if not sep or not user:
             raise ValueError("credentials must be USER:PASSWORD")
         return cls(user, password)
+
+
+# Where a client asks for its login each time it needs one (a cloud target renews expiring tokens).
+CredentialSource = Callable[[], "Credentials | None"]
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from dmi_provider.registry.auth import Challenge, Credentials, TokenCache, parse_challenge
+from dmi_provider.registry.auth import Challenge, Credentials, CredentialSource, TokenCache, parse_challenge
 from dmi_provider.registry.errors import (
     AuthError,
     DigestMismatch,
@@ -113,13 +113,14 @@ def push_scope(repo: str) -> str:
 class RegistryClient:
     """Talks to one registry host. Thread-safe: copies share one client per host."""
 
-    def __init__(self, registry: str, *, credentials: Credentials | None = None, insecure: bool = False,
+    def __init__(self, registry: str, *, credentials: Credentials | CredentialSource | None = None,
+                 insecure: bool = False,
                  retry: RetryPolicy | None = None, timeout: float = 60.0, http: httpx.Client | None = None,
                  max_transfers: int = 6):
         self.registry = registry
         host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
         self.base_url = f"{'http' if insecure else 'https'}://{host}"
-        self.credentials = credentials
+        self._credentials = credentials
         self.retry = retry or RetryPolicy()
         self.http = http or httpx.Client(timeout=httpx.Timeout(timeout, connect=15.0), follow_redirects=False,
                                          limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
@@ -129,8 +130,16 @@ class RegistryClient:
         # Docker Hub's token service is well known: asking it first saves a 401 round trip per process.
         self._challenge: Challenge | None = DOCKER_HUB_CHALLENGE if registry == DOCKER_HUB else None
         self._lock = threading.Lock()
+        self._not_before = 0.0  # monotonic time before which no request goes to this host (Retry-After)
         # Bounds the blob transfers running against this host at once, whatever copies share the client.
         self.transfers = threading.BoundedSemaphore(max_transfers)
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """The login, asked of its source each time, so that a token that expires (a cloud's) is
+        renewed in the middle of a long copy."""
+        source = self._credentials
+        return source() if callable(source) else source
 
     def close(self) -> None:
         self.http.close()
@@ -200,12 +209,13 @@ class RegistryClient:
 
     def request(self, method: str, path: str, *, scope: str, headers: dict[str, str] | None = None,
                 content: bytes | Iterable[bytes] | None = None, stream: bool = False,
-                ok: tuple[int, ...] = (200,)) -> httpx.Response:
+                ok: tuple[int, ...] = (200,), retry: bool = True) -> httpx.Response:
         """Send with auth, retries and safe redirects. Streaming bodies are not replayable: a failure
-        after they started raises a retryable RegistryError for the caller to redo the whole step."""
+        after they started raises a retryable RegistryError for the caller to redo the whole step.
+        With `retry=False` the caller owns the retries (one retry level per operation)."""
         url = self.url(path)
         kind = _kind(urlsplit(url).path)
-        replayable = content is None or isinstance(content, bytes)
+        replayable = retry and (content is None or isinstance(content, bytes))
         started = time.monotonic()
         attempt = 0
         reauthed = False
@@ -214,20 +224,16 @@ class RegistryClient:
             auth = self._auth_header(scope)
             if auth:
                 send_headers["Authorization"] = auth
+            self._wait_turn()
             try:
                 response = self._send(method, url, send_headers, content, stream)
             except httpx.TransportError as exc:
                 error = RegistryError(f"{method} {url}: {type(exc).__name__}: {exc}", url=url, retryable=True)
                 if not replayable:
                     raise error from None
-                attempt = self._backoff(attempt, started, None, error)
+                attempt = self._backoff(attempt, started, error)
                 continue
-            with self._lock:
-                self.counts[f"{method} {kind}"] += 1
-            if kind == "manifest":
-                limit = RateLimit.from_headers(response.headers)
-                if limit is not None:
-                    self.ratelimit = limit
+            self._count(f"{method} {kind}", kind, response)
             if response.status_code in ok:
                 return response
             if stream:
@@ -236,14 +242,34 @@ class RegistryClient:
             if response.status_code == 401 and "www-authenticate" in response.headers and not reauthed:
                 reauthed = True
                 self._on_unauthorized(response, scope)
-                if replayable:
+                if content is None or isinstance(content, bytes):
                     continue
                 raise RegistryError(f"{method} {url}: unauthorized mid-stream; retry", status=401, url=url,
                                     retryable=True)
             error = self._error(method, url, response)
+            if error.retry_after is not None:
+                self._slow_down(error.retry_after)
             if not error.retryable or not replayable:
                 raise error
-            attempt = self._backoff(attempt, started, _retry_after(response), error)
+            attempt = self._backoff(attempt, started, error)
+
+    def _count(self, key: str, kind: str, response: httpx.Response) -> None:
+        with self._lock:
+            self.counts[key] += 1
+        if kind == "manifest":
+            limit = RateLimit.from_headers(response.headers)
+            if limit is not None:
+                self.ratelimit = limit
+
+    def _wait_turn(self) -> None:
+        """Every thread talking to this host waits out a Retry-After that any of them was given."""
+        delay = self._not_before - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    def _slow_down(self, seconds: float) -> None:
+        with self._lock:
+            self._not_before = max(self._not_before, time.monotonic() + min(seconds, self.retry.max_delay))
 
     def _on_unauthorized(self, response: httpx.Response, scope: str) -> None:
         challenge = parse_challenge(response.headers["www-authenticate"])
@@ -256,12 +282,12 @@ class RegistryClient:
             self.tokens.drop(key)  # expired or too narrow: fetch a fresh one
         self._challenge = challenge
 
-    def _backoff(self, attempt: int, started: float, retry_after: float | None, error: RegistryError) -> int:
+    def _backoff(self, attempt: int, started: float, error: RegistryError) -> int:
         attempt += 1
-        delay = self.retry.delay(attempt - 1, retry_after)
+        delay = self.retry.delay(attempt - 1, error.retry_after)
         if attempt >= self.retry.attempts or time.monotonic() - started + delay > self.retry.total:
             raise RegistryError(f"{error} (gave up after {attempt} attempts)", status=error.status, code=error.code,
-                                url=error.url, retryable=True)
+                                url=error.url, retryable=True, retry_after=error.retry_after)
         log.warning("%s; retrying in %.1fs (attempt %d of %d)", error, delay, attempt + 1, self.retry.attempts)
         time.sleep(delay)
         return attempt
@@ -278,7 +304,8 @@ class RegistryClient:
             return NotFound(text, status=status, code=code, url=url)
         if status in (401, 403):
             return AuthError(text, status=status, code=code, url=url)
-        return RegistryError(text, status=status, code=code, url=url, retryable=status in RETRYABLE_STATUS)
+        return RegistryError(text, status=status, code=code, url=url, retryable=status in RETRYABLE_STATUS,
+                             retry_after=_retry_after(response) if status in RETRYABLE_STATUS else None)
 
     def _send(self, method: str, url: str, headers: dict[str, str], content: bytes | Iterable[bytes] | None,
               stream: bool) -> httpx.Response:
@@ -376,17 +403,17 @@ class RegistryClient:
         return False
 
     @contextlib.contextmanager
-    def open_blob(self, repo: str, digest: str) -> Iterator[httpx.Response]:
-        r = self.request("GET", f"/v2/{repo}/blobs/{digest}", scope=pull_scope(repo), stream=True)
+    def open_blob(self, repo: str, digest: str, retry: bool = True) -> Iterator[httpx.Response]:
+        r = self.request("GET", f"/v2/{repo}/blobs/{digest}", scope=pull_scope(repo), stream=True, retry=retry)
         try:
             yield r
         finally:
             r.close()
 
-    def upload_blob(self, repo: str, digest: str, size: int, chunks: Iterable[bytes]) -> None:
+    def upload_blob(self, repo: str, digest: str, size: int, chunks: Iterable[bytes], retry: bool = True) -> None:
         """POST an upload, then one streaming PUT ?digest= (memory stays flat whatever the size)."""
         scope = push_scope(repo)
-        r = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope, ok=(202,))
+        r = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope, ok=(202,), retry=retry)
         location = r.headers.get("location")
         if not location:
             raise RegistryError(f"{self.registry}/{repo}: upload opened without a Location")

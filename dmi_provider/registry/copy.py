@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from dmi_provider.registry.auth import Credentials, docker_config_credentials
+from dmi_provider.registry.auth import Credentials, CredentialSource, docker_config_credentials
 from dmi_provider.registry.client import CHUNK, RegistryClient, RetryPolicy
 from dmi_provider.registry.errors import DigestMismatch, RegistryError
 from dmi_provider.registry.locations import BlobLocations
@@ -121,7 +121,8 @@ def _mib(n: float) -> str:
 class ClientPool:
     """One client per registry host, with its credentials and whether plain HTTP is allowed."""
 
-    def __init__(self, credentials: dict[str, Credentials] | None = None, insecure: Iterable[str] = (),
+    def __init__(self, credentials: dict[str, Credentials | CredentialSource] | None = None,
+                 insecure: Iterable[str] = (),
                  retry: RetryPolicy | None = None, use_docker_config: bool = True):
         self.credentials = dict(credentials or {})
         self.insecure = set(insecure)
@@ -210,12 +211,7 @@ class Copier:
         self.say(f"{src} -> {dst}: copying {plan.source_digest} ({plan.media_type}): {len(plan.blobs)} blobs, "
                  f"{_mib(sum(b.size for b in plan.blobs))}")
         self._copy_blobs(sc, dc, src.repository, dst.repository, plan.blobs, result)
-        *children, top = plan.manifests
-        for child in children:
-            dc.put_manifest(dst.repository, child.digest, child)
-            result.manifests_copied += 1
-        result.target_digest = dc.put_manifest(dst.repository, dst.tag or top.digest, top)
-        result.manifests_copied += 1
+        self._put_manifests(dc, dst, plan, result)
         self.say(
             f"{src} -> {dst}: copied {result.target_digest}: {result.blobs_copied} blobs copied "
             f"({_mib(result.bytes_transferred)}), {result.blobs_mounted} mounted, {result.blobs_skipped} skipped"
@@ -228,6 +224,21 @@ class Copier:
             result.ratelimit_limit, result.ratelimit_remaining = sc.ratelimit.limit, sc.ratelimit.remaining
         result.duration = round(plan.duration + time.monotonic() - started, 3)
         return result
+
+    @staticmethod
+    def _put_manifests(dc: RegistryClient, dst: Reference, plan: Plan, result: CopyResult) -> None:
+        *children, top = plan.manifests
+        for child in children:
+            dc.put_manifest(dst.repository, child.digest, child)
+            result.manifests_copied += 1
+        result.target_digest = dc.put_manifest(dst.repository, dst.tag or top.digest, top)
+        result.manifests_copied += 1
+
+    def target_digest(self, target: str) -> str | None:
+        """What the target reference holds now (one HEAD), or None."""
+        dst = parse_reference(target)
+        head = self.pool.get(dst.registry).head_manifest(dst.repository, dst.ref)
+        return head.digest if head else None
 
     def _up_to_date(self, dc: RegistryClient, dst: Reference, dst_head: Descriptor, src_digest: str,
                     platforms: tuple[str, ...], filtering: bool) -> bool:
@@ -313,28 +324,33 @@ class Copier:
                 self.say(f"  blob {short} mounted from {from_repo} ({_mib(blob.size)})")
                 return "mounted", 0
             self.locations.forget(dc.registry, blob.digest, from_repo)  # a stale hint
-        policy = sc.retry
+        # The only retry level of a blob copy: the GET and the upload inside are sent once per attempt.
+        policy, started = sc.retry, time.monotonic()
         for attempt in range(policy.attempts):
             try:
-                with _slots(sc, dc), sc.open_blob(src_repo, blob.digest) as response:
-                    started = time.monotonic()
-                    chunks = self._verified(response.iter_raw(CHUNK), blob, short, started)
-                    dc.upload_blob(dst_repo, blob.digest, blob.size, chunks)
-                elapsed = max(time.monotonic() - started, 1e-6)
-                self.locations.add(dc.registry, blob.digest, dst_repo)
-                self.say(f"  blob {short} copied {_mib(blob.size)} in {elapsed:.2f}s "
-                         f"({_mib(blob.size / elapsed)}/s)")
-                return "copied", blob.size
+                return self._stream_blob(sc, dc, src_repo, dst_repo, blob, short)
             except RegistryError as exc:
-                if not exc.retryable or attempt + 1 >= policy.attempts:
+                delay = policy.delay(attempt, exc.retry_after)
+                if (not exc.retryable or attempt + 1 >= policy.attempts
+                        or time.monotonic() - started + delay > policy.total):
                     raise
-                delay = policy.delay(attempt, None)
                 self.say(f"  blob {short} failed ({exc}); checking the target and retrying from zero in {delay:.1f}s")
                 time.sleep(delay)
                 if dc.blob_exists(dst_repo, blob.digest):
                     self.locations.add(dc.registry, blob.digest, dst_repo)
                     return "copied", blob.size
         raise AssertionError("unreachable")
+
+    def _stream_blob(self, sc: RegistryClient, dc: RegistryClient, src_repo: str, dst_repo: str, blob: Descriptor,
+                     short: str) -> tuple[str, int]:
+        with _slots(sc, dc), sc.open_blob(src_repo, blob.digest, retry=False) as response:
+            started = time.monotonic()
+            chunks = self._verified(response.iter_raw(CHUNK), blob, short, started)
+            dc.upload_blob(dst_repo, blob.digest, blob.size, chunks, retry=False)
+        elapsed = max(time.monotonic() - started, 1e-6)
+        self.locations.add(dc.registry, blob.digest, dst_repo)
+        self.say(f"  blob {short} copied {_mib(blob.size)} in {elapsed:.2f}s ({_mib(blob.size / elapsed)}/s)")
+        return "copied", blob.size
 
     def _verified(self, chunks: Iterable[bytes], blob: Descriptor, short: str, started: float) -> Iterator[bytes]:
         """Pass chunks on while hashing; the last chunk is held back until size and digest check out,

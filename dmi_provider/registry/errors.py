@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 
+from dmi_provider.errors import DmiError
 
-class RegistryError(Exception):
-    """A registry refused or failed a request. `retryable` tells the caller whether to try again."""
+
+class RegistryError(DmiError):
+    """A registry refused or failed a request. `retryable` tells the caller whether to try again;
+    `retry_after` is the registry's own Retry-After, in seconds, when it sent one."""
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None, url: str | None = None,
-                 retryable: bool = False):
-        super().__init__(message)
+                 retryable: bool = False, retry_after: float | None = None):
+        super().__init__(message, retryable=retryable)
         self.status = status
         self.code = code
         self.url = url
-        self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class AuthError(RegistryError):
@@ -35,6 +38,11 @@ class DigestMismatch(RegistryError):
 
 class ManifestTooLarge(RegistryError):
     pass
+
+
+class ManifestInvalid(RegistryError):
+    """A manifest that cannot be used: not JSON, an unknown media type, a malformed descriptor.
+    Not retryable: the same bytes come back next time."""
 
 
 class InsecureRedirect(RegistryError):

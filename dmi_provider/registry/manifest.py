@@ -10,6 +10,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from dmi_provider.registry.errors import ManifestInvalid
+
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -42,12 +44,21 @@ def _platform(entry: dict) -> str | None:
     p = entry.get("platform")
     if not isinstance(p, dict) or not p.get("os") or not p.get("architecture"):
         return None
-    return "/".join(x for x in (p["os"], p["architecture"], p.get("variant")) if x)
+    return "/".join(str(x) for x in (p["os"], p["architecture"], p.get("variant")) if x)
 
 
-def _descriptor(entry: dict) -> Descriptor:
-    return Descriptor(str(entry.get("mediaType", "")), str(entry["digest"]), int(entry.get("size", 0)),
-                      _platform(entry), tuple(entry.get("urls") or ()))
+def _descriptor(entry: object, where: str) -> Descriptor:
+    """A descriptor of a parsed manifest; anything malformed is a ManifestInvalid naming `where`."""
+    if not isinstance(entry, dict):
+        raise ManifestInvalid(f"{where}: a descriptor is not a JSON object")
+    digest, size, urls = entry.get("digest"), entry.get("size", 0), entry.get("urls") or []
+    if not isinstance(digest, str):
+        raise ManifestInvalid(f"{where}: a descriptor has no digest")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ManifestInvalid(f"{where}: descriptor {digest} has an invalid size {size!r}")
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise ManifestInvalid(f"{where}: descriptor {digest} has invalid urls")
+    return Descriptor(str(entry.get("mediaType", "")), digest, size, _platform(entry), tuple(urls))
 
 
 @dataclass(frozen=True)
@@ -66,23 +77,27 @@ class Manifest:
     @classmethod
     def parse(cls, raw: bytes, media_type: str, digest: str | None = None) -> Manifest:
         digest = digest or "sha256:" + hashlib.sha256(raw).hexdigest()
+        where = f"manifest {digest}"
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            raise ValueError(f"manifest {digest} is not JSON: {exc}") from None
+            raise ManifestInvalid(f"{where} is not JSON: {exc}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"manifest {digest} is not a JSON object")
+            raise ManifestInvalid(f"{where} is not a JSON object")
         media_type = str(data.get("mediaType") or media_type or "")
         if not media_type:  # OCI allows mediaType to be absent: tell by shape
             media_type = OCI_INDEX if "manifests" in data else OCI_MANIFEST
         if media_type not in INDEX_TYPES + IMAGE_TYPES:
-            raise ValueError(f"manifest {digest} has unsupported media type {media_type!r}")
-        annotations = tuple(sorted((str(k), str(v)) for k, v in (data.get("annotations") or {}).items()))
+            raise ManifestInvalid(f"{where} has unsupported media type {media_type!r}")
+        notes = data.get("annotations") or {}
+        if not isinstance(notes, dict):
+            raise ManifestInvalid(f"{where}: annotations is not a JSON object")
+        annotations = tuple(sorted((str(k), str(v)) for k, v in notes.items()))
         if media_type in INDEX_TYPES:
-            children = tuple(_descriptor(e) for e in data.get("manifests") or ())
+            children = tuple(_descriptor(e, where) for e in _list(data, "manifests", where))
             return cls(raw, media_type, digest, children=children, annotations=annotations)
-        blobs = [_descriptor(data["config"])] if data.get("config") else []
-        blobs += [_descriptor(e) for e in data.get("layers") or ()]
+        blobs = [_descriptor(data["config"], where)] if data.get("config") else []
+        blobs += [_descriptor(e, where) for e in _list(data, "layers", where)]
         return cls(raw, media_type, digest, blobs=tuple(blobs), annotations=annotations)
 
     def platforms(self) -> tuple[str, ...]:
@@ -90,6 +105,13 @@ class Manifest:
 
     def annotation(self, key: str) -> str | None:
         return dict(self.annotations).get(key)
+
+
+def _list(data: dict, key: str, where: str) -> list:
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        raise ManifestInvalid(f"{where}: {key} is not a list")
+    return value
 
 
 def platform_matches(platform: str | None, wanted: str) -> bool:

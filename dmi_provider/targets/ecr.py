@@ -1,34 +1,101 @@
-"""ECR through the amazon provider's EcrHook: registry login, and repositories with their settings."""
+"""target = ecr: AWS ECR through the amazon provider's EcrHook (registry login, repositories with their
+settings). Account and region come from the parsed environment (AWS_ACCOUNT, AWS_DEFAULT_REGION) or the
+AWS connection."""
 
 from __future__ import annotations
 
 import json
-import logging
+import threading
+import time
+from datetime import UTC, datetime
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from airflow.providers.amazon.aws.hooks.ecr import EcrHook
 from airflow.sdk.log import mask_secret
 
 from dmi_provider.config import EcrSettings
+from dmi_provider.errors import DmiError
+from dmi_provider.job import Job
 from dmi_provider.registry.auth import Credentials
-from dmi_provider.targets.endpoint import Endpoint
+from dmi_provider.targets.base import Endpoint, RepositoryOutcome
 
-log = logging.getLogger(__name__)
-
-
-def ecr_hook(aws_conn_id: str | None, region: str | None) -> EcrHook:
-    return EcrHook(aws_conn_id=aws_conn_id, region_name=region)
+RENEW_BEFORE = 300.0  # seconds before a token's expiry at which a new one is asked for
+MIN_LIFETIME = 300.0  # a token whose expiresAt is already past (clock skew) is used this long
 
 
-def ecr_login(hook: EcrHook, account: str | None, target_registry: str | None) -> Endpoint:
-    """A 12-hour token for the account's registry; `target-registry` replaces the token's host."""
-    creds = hook.get_temporary_credentials(registry_ids=[account] if account else None)
-    if not creds:
-        raise RuntimeError("ECR returned no authorization data")
-    first = creds[0]
-    mask_secret(first.password)
-    host = target_registry or urlsplit(first.proxy_endpoint).netloc or first.proxy_endpoint
-    return Endpoint(host, Credentials(first.username, first.password))
+class EcrTarget:
+    kind = "ecr"
+
+    def __init__(self, job: Job):
+        self.aws_conn_id = job.aws_conn_id
+        self.region = job.env.aws_region
+        self.account = job.env.aws_account
+        self.registry = job.target_registry  # replaces the token's host (PrivateLink, tests)
+        self.settings = job.ecr
+        self._login: tuple[str, Credentials, float] | None = None  # host, credentials, renew at (monotonic)
+        self._lock = threading.Lock()
+
+    @cached_property
+    def hook(self) -> EcrHook:
+        return EcrHook(aws_conn_id=self.aws_conn_id, region_name=self.region)
+
+    # -- login ------------------------------------------------------------------------------------
+    def endpoint(self) -> Endpoint:
+        host, _, _ = self._fresh()
+        return Endpoint(host, self.credentials)
+
+    def credentials(self) -> Credentials:
+        """The current token, renewed shortly before it expires (tokens last 12 hours)."""
+        return self._fresh()[1]
+
+    def _fresh(self) -> tuple[str, Credentials, float]:
+        with self._lock:
+            if self._login is None or time.monotonic() >= self._login[2]:
+                self._login = self._log_in()
+            return self._login
+
+    def _log_in(self) -> tuple[str, Credentials, float]:
+        found = self.hook.get_temporary_credentials(registry_ids=[self.account] if self.account else None)
+        if not found:
+            raise DmiError("ECR returned no authorization data", retryable=True)
+        first = found[0]
+        mask_secret(first.password)
+        host = self.registry or urlsplit(first.proxy_endpoint).netloc or first.proxy_endpoint
+        lifetime = (first.expires_at.astimezone(UTC) - datetime.now(UTC)).total_seconds() - RENEW_BEFORE
+        return host, Credentials(first.username, first.password), time.monotonic() + max(lifetime, MIN_LIFETIME)
+
+    # -- repositories -----------------------------------------------------------------------------
+    def ensure_repository(self, repository: str) -> RepositoryOutcome:
+        """Create the repository with the configured settings; an existing one is fine, and settings that
+        differ from the config are reported (not changed: encryption cannot change after creation)."""
+        client = self.hook.conn
+        wanted = _wanted(self.settings)
+        created = False
+        try:
+            found = client.describe_repositories(repositoryNames=[repository])["repositories"][0]
+        except client.exceptions.RepositoryNotFoundException:
+            kwargs = dict(wanted)
+            if self.settings.repository_tags:
+                kwargs["tags"] = [{"Key": k, "Value": v} for k, v in self.settings.repository_tags]
+            try:
+                found = client.create_repository(repositoryName=repository, **kwargs)["repository"]
+                created = True
+            except client.exceptions.RepositoryAlreadyExistsException:  # created by a parallel task
+                found = client.describe_repositories(repositoryNames=[repository])["repositories"][0]
+        if self.settings.lifecycle_policy:
+            client.put_lifecycle_policy(repositoryName=repository, lifecyclePolicyText=self.settings.lifecycle_policy)
+        return RepositoryOutcome(repository, created=created, uri=found.get("repositoryUri"),
+                                 differences=_differences(wanted, found))
+
+    def check_repository(self, repository: str) -> RepositoryOutcome:
+        client = self.hook.conn
+        try:
+            found = client.describe_repositories(repositoryNames=[repository])["repositories"][0]
+        except client.exceptions.RepositoryNotFoundException:
+            return RepositoryOutcome(repository, exists=False, note=f"repository {repository} would be created")
+        return RepositoryOutcome(repository, uri=found.get("repositoryUri"),
+                                 differences=_differences(_wanted(self.settings), found))
 
 
 def _wanted(settings: EcrSettings) -> dict:
@@ -40,32 +107,12 @@ def _wanted(settings: EcrSettings) -> dict:
             "encryptionConfiguration": encryption}
 
 
-def ensure_repository(hook: EcrHook, repository: str, settings: EcrSettings) -> dict:
-    """Create the repository with the configured settings; an existing one is fine, and settings that
-    differ from the config are reported (not changed: encryption cannot change after creation)."""
-    client = hook.conn
-    wanted = _wanted(settings)
-    try:
-        found = client.describe_repositories(repositoryNames=[repository])["repositories"][0]
-        created = False
-    except client.exceptions.RepositoryNotFoundException:
-        kwargs = dict(wanted)
-        if settings.repository_tags:
-            kwargs["tags"] = [{"Key": k, "Value": v} for k, v in settings.repository_tags]
-        try:
-            found = client.create_repository(repositoryName=repository, **kwargs)["repository"]
-            created = True
-        except client.exceptions.RepositoryAlreadyExistsException:  # created by a parallel task
-            found = client.describe_repositories(repositoryNames=[repository])["repositories"][0]
-            created = False
-    differences = []
+def _differences(wanted: dict, found: dict) -> tuple[str, ...]:
+    out = []
     for key, value in wanted.items():
         have = found.get(key)
         if key == "encryptionConfiguration" and isinstance(have, dict):
             have = {k: v for k, v in have.items() if k in value}
         if have is not None and have != value:
-            differences.append(f"{key}: repository has {json.dumps(have)}, config wants {json.dumps(value)}")
-    if settings.lifecycle_policy:
-        client.put_lifecycle_policy(repositoryName=repository, lifecyclePolicyText=settings.lifecycle_policy)
-    return {"repository": repository, "uri": found.get("repositoryUri"), "created": created,
-            "differences": differences}
+            out.append(f"{key}: repository has {json.dumps(have)}, config wants {json.dumps(value)}")
+    return tuple(out)

@@ -52,6 +52,11 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def when(value: object, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A timestamp of the tracking tables for people; '-' for none."""
+    return value.strftime(fmt) if isinstance(value, datetime) else "-"
+
+
 def _row(obj: object) -> dict:
     out = {c.key: getattr(obj, c.key) for c in obj.__table__.columns}  # type: ignore[attr-defined]
     return {k: _utc(v) if isinstance(v, datetime) else v for k, v in out.items()}

@@ -1,0 +1,27 @@
+"""A section's Target and Engine, with credentials from Airflow connections: what the operators and
+the CLI's `dmi plan` both use, so a plan on the command line is the pull task's plan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dmi_provider.engines import Engine, EngineSetup, make_engine
+from dmi_provider.engines.base import History
+from dmi_provider.hooks.connections import registry_credentials
+from dmi_provider.job import Job
+from dmi_provider.registry.copy import Plan
+from dmi_provider.targets import Target
+
+
+def engine_for(job: Job, target: Target, say: Callable[[str], None], history: History | None = None) -> Engine:
+    return make_engine(job.engine, EngineSetup(
+        endpoint=target.endpoint, source_registry=job.source_registry,
+        source_credentials=registry_credentials(job.source_conn_id), insecure=job.insecure_registries,
+        platforms=job.platforms, say=say, history=history, docker_url=job.docker_url,
+        docker_conn_id=job.docker_conn_id, keep_local_images=job.keep_local_images))
+
+
+def plan(job: Job, target: Target, engine: Engine, *, force: bool, dry_run: bool) -> tuple[str, list[Plan]]:
+    """(target host, one plan per tag pair), from HEAD requests (and manifest GETs unless dry_run)."""
+    host = target.endpoint().host
+    return host, engine.plan(job.references(host), force=force, dry_run=dry_run)

@@ -1,0 +1,83 @@
+"""The Engine protocol: how bytes move from the source to the target. No Airflow import here.
+
+An engine plans from HEAD requests (free under Docker Hub's limit), then stages, tags and transfers
+what the plan says. Plans and results are plain data (registry.copy.Plan / CopyResult), so each step
+can run in its own Airflow task, on another worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from dmi_provider.registry.auth import Credentials
+from dmi_provider.registry.copy import ClientPool, Copier, CopyResult, Plan
+from dmi_provider.registry.locations import BlobLocations, default_cache_path
+from dmi_provider.registry.reference import Reference
+from dmi_provider.targets.base import Endpoint
+
+Say = Callable[[str], None]
+# The latest good history row of a target reference (tracking), for engines that cannot tell from digests.
+History = Callable[[str], "dict | None"]
+
+
+@dataclass
+class EngineSetup:
+    """What every engine is built from. `endpoint` is called only when the target is first needed."""
+
+    endpoint: Callable[[], Endpoint]
+    source_registry: str
+    source_credentials: Credentials | None = None
+    insecure: Sequence[str] = ()
+    platforms: tuple[str, ...] = ()
+    say: Say = print
+    history: History | None = None
+    docker_url: str | None = None
+    docker_conn_id: str | None = None
+    keep_local_images: bool = False
+    workers: int = 4
+    blob_cache: bool = True  # remember where blobs sit (mount hints) across runs, per machine
+    use_docker_config: bool = False  # read ~/.docker/config.json for hosts without credentials (CLI only)
+
+
+class Engine(Protocol):
+    name: str
+
+    def plan(self, pairs: Sequence[tuple[Reference, Reference]], *, force: bool, dry_run: bool) -> list[Plan]:
+        """HEAD source and target of each pair; what must be copied (plans with `changed`)."""
+
+    def stage(self, plans: Sequence[Plan]) -> None:
+        """Bring what is to be copied close (the docker engine pulls); nothing for a registry copy."""
+
+    def tag(self, plans: Sequence[Plan]) -> None:
+        """Name the images to copy with their target references (docker tag); nothing for a registry copy."""
+
+    def transfer(self, plans: Sequence[Plan]) -> list[CopyResult]:
+        """Write what the plans say at the target, the tag last; one result per plan."""
+
+    def close(self) -> None: ...
+
+
+def open_copier(setup: EngineSetup) -> Copier:
+    """A registry-protocol copier for the setup's source and target, with their credentials."""
+    endpoint = setup.endpoint()
+    creds: dict = {}
+    if setup.source_credentials:
+        creds[setup.source_registry] = setup.source_credentials
+    if endpoint.credentials:
+        creds[endpoint.host] = endpoint.credentials
+    pool = ClientPool(creds, setup.insecure, use_docker_config=setup.use_docker_config)
+    locations = BlobLocations(default_cache_path() if setup.blob_cache else None)
+    return Copier(pool, workers=setup.workers, progress=setup.say, locations=locations)
+
+
+def run(engine: Engine, pairs: Sequence[tuple[Reference, Reference]], *, force: bool = False,
+        dry_run: bool = False) -> list[CopyResult]:
+    """All steps in one process (the CLI): plan, then stage, tag and transfer what changed."""
+    plans = engine.plan(pairs, force=force, dry_run=dry_run)
+    if dry_run:
+        return [p.result(dry_run=True) for p in plans]
+    engine.stage(plans)
+    engine.tag(plans)
+    return engine.transfer(plans)

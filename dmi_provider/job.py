@@ -1,0 +1,58 @@
+"""What one section mirrors, as plain data. No Airflow import here.
+
+The operators build a Job from their arguments, the CLI from a config section; engines and targets
+read it. Small and picklable: it travels inside operators to the workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dmi_provider.config import EcrSettings, Environment, MirrorSpec
+from dmi_provider.registry.reference import Reference, parse_reference
+
+
+@dataclass(frozen=True)
+class Job:
+    section: str
+    source: str  # registry/repository, e.g. docker.io/istio/proxyv2
+    pairs: tuple[tuple[str, str], ...]  # (source tag, target tag)
+    target_repository: str
+    target: str = "ecr"
+    target_registry: str | None = None
+    target_conn_id: str | None = None
+    aws_conn_id: str | None = "aws_default"
+    ecr: EcrSettings = field(default_factory=EcrSettings)
+    source_conn_id: str | None = None
+    platforms: tuple[str, ...] = ()
+    insecure_registries: tuple[str, ...] = ()
+    engine: str = "registry"
+    docker_url: str | None = None
+    docker_conn_id: str | None = None
+    keep_local_images: bool = False
+    tracking_conn_id: str | None = None
+    env: Environment = field(default_factory=Environment)
+
+    @property
+    def source_registry(self) -> str:
+        return parse_reference(f"{self.source}:{self.pairs[0][0]}").registry
+
+    def references(self, target_host: str) -> list[tuple[Reference, Reference]]:
+        """(source, target) references of every tag pair, the target on `target_host`."""
+        return [(parse_reference(f"{self.source}:{src}"),
+                 parse_reference(f"{target_host}/{self.target_repository}:{dst}")) for src, dst in self.pairs]
+
+    def target_name(self, tag: str) -> str:
+        """A target reference for messages before the target's host is known (ECR: from the login)."""
+        host = self.target_registry or self.env.ecr_host() or f"<{self.target}>"
+        return f"{host}/{self.target_repository}:{tag}"
+
+    @classmethod
+    def from_spec(cls, spec: MirrorSpec, env: Environment) -> Job:
+        return cls(section=spec.section, source=spec.source, pairs=spec.pairs(),
+                   target_repository=spec.target_repository, target=spec.target, target_registry=spec.target_registry,
+                   target_conn_id=spec.target_conn_id, aws_conn_id=spec.aws_conn_id, ecr=spec.ecr,
+                   source_conn_id=spec.source_conn_id, platforms=spec.platforms,
+                   insecure_registries=spec.insecure_registries, engine=spec.engine, docker_url=spec.docker_url,
+                   docker_conn_id=spec.docker_conn_id, keep_local_images=spec.keep_local_images,
+                   tracking_conn_id=spec.tracking_conn_id, env=env)

@@ -1,0 +1,49 @@
+"""The Target protocol: where images go. Every target module implements it; nothing here knows a cloud."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from dmi_provider.registry.auth import Credentials, CredentialSource
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A registry host and its login: fixed credentials, or a source asked each time (renews tokens)."""
+
+    host: str
+    credentials: Credentials | CredentialSource | None = None
+
+    def login(self) -> Credentials | None:
+        """The credentials as of now (a source is asked)."""
+        return self.credentials() if callable(self.credentials) else self.credentials
+
+
+@dataclass(frozen=True)
+class RepositoryOutcome:
+    """What ensure_repository did: created it, found it (with settings that differ), or nothing to do."""
+
+    repository: str
+    created: bool = False
+    exists: bool = True
+    uri: str | None = None
+    differences: tuple[str, ...] = ()
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Target(Protocol):
+    """Where a section's images go. `endpoint()` may log in (once, then renewed when it expires);
+    `ensure_repository` makes the repository ready for a push with the section's settings;
+    `check_repository` only looks (for `dmi plan`)."""
+
+    kind: str
+
+    def endpoint(self) -> Endpoint: ...
+
+    def ensure_repository(self, repository: str) -> RepositoryOutcome: ...
+
+    def check_repository(self, repository: str) -> RepositoryOutcome: ...

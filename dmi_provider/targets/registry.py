@@ -1,0 +1,34 @@
+"""target = registry: any OCI / Docker v2 registry. Repositories are created on push."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from dmi_provider.errors import DmiError
+from dmi_provider.hooks.connections import registry_credentials
+from dmi_provider.job import Job
+from dmi_provider.registry.reference import check_host
+from dmi_provider.targets.base import Endpoint, RepositoryOutcome
+
+
+class RegistryTarget:
+    kind = "registry"
+
+    def __init__(self, job: Job):
+        if not job.target_registry:
+            raise DmiError(f"[{job.section}] target = registry needs target-registry (host[:port])")
+        self.host = check_host(job.target_registry)
+        self.conn_id = job.target_conn_id
+
+    @cached_property
+    def _endpoint(self) -> Endpoint:
+        return Endpoint(self.host, registry_credentials(self.conn_id))
+
+    def endpoint(self) -> Endpoint:
+        return self._endpoint
+
+    def ensure_repository(self, repository: str) -> RepositoryOutcome:
+        return RepositoryOutcome(repository, note="created on push by the registry")
+
+    def check_repository(self, repository: str) -> RepositoryOutcome:
+        return self.ensure_repository(repository)
