@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from dmi_provider import __version__
-from dmi_provider.config import KEYS, ConfigError, MirrorConfig, MirrorSpec, load_config
+from dmi_provider.config import ConfigError, MirrorConfig, MirrorSpec, load_config
 from dmi_provider.registry.auth import Credentials
 
 EXIT_BAD_INPUT = 2
@@ -234,10 +234,10 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_keys(_args: argparse.Namespace) -> int:
-    width = max(map(len, KEYS))
-    for key, text in KEYS.items():
-        print(f"{key:<{width}}  {text}")
+def cmd_keys(args: argparse.Namespace) -> int:
+    from dmi_provider.config_keys import markdown_table, plain_list
+
+    print(markdown_table() if args.markdown else plain_list())
     return 0
 
 
@@ -294,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("keys", help="list every config.ini key and what it accepts")
+    p = sub.add_parser("keys", help="list every config.ini key, its default and what it accepts")
+    p.add_argument("--markdown", action="store_true", help="as README's Markdown table")
     p.set_defaults(func=cmd_keys)
     return parser
 

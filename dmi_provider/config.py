@@ -10,65 +10,27 @@ from __future__ import annotations
 import ast
 import configparser
 import difflib
-import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
-from dmi_provider.registry.reference import (
-    DOCKER_HUB,
-    InvalidReference,
-    check_host,
-    check_path,
-    check_tag,
-    normalize_repository,
+from dmi_provider.config_keys import (
+    ENGINES,
+    KEY_TABLE,
+    KEYS,
+    REFRESH_HELP,
+    TARGETS,
+    Refresh,
+    parse_refresh,
 )
+from dmi_provider.registry.reference import InvalidReference, check_path, normalize_repository
 
 DAG_PREFIX = "dmi_mirror"
 DEFAULT = "DEFAULT"
-
-# key -> one-line description of what is allowed (used in errors and by `dmi keys`).
-KEYS: dict[str, str] = {
-    "refresh": "0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w",
-    "image": "the image name on the source registry, e.g. proxyv2 or library/alpine",
-    "tag": "one tag, e.g. 1.7.0",
-    "tags": "tags separated by commas or spaces, e.g. 1.7.0, 1.8.0",
-    "source-repository": "the source namespace, e.g. istio (the image is source-repository/image)",
-    "project": "the target namespace: the target repository is project/image",
-    "source-registry": "host[:port] of the source registry (default docker.io)",
-    "platforms": "os/arch[/variant] list, e.g. linux/amd64, linux/arm64 (default: all)",
-    "target": "ecr (default) or registry",
-    "target-registry": "host[:port] to push to (required for target = registry)",
-    "target-repository": "the target repository path (default project/image)",
-    "target-tag": "the tag to write at the target (only with a single source tag)",
-    "insecure-registries": "hosts allowed over plain HTTP, separated by commas or spaces",
-    "source-conn-id": "Airflow connection with credentials for the source registry",
-    "target-conn-id": "Airflow connection with credentials for a target = registry registry",
-    "aws-conn-id": "Airflow AWS connection for ECR (default aws_default)",
-    "tracking-conn-id": "Airflow connection of the tracking database (default dmi_tracking; else SQLite)",
-    "engine": "registry (default, no Docker daemon) or docker",
-    "docker-url": "Docker daemon for engine = docker (default $DOCKER_HOST, else unix:///var/run/docker.sock)",
-    "docker-conn-id": "Airflow Docker connection the daemon logs in with (engine = docker)",
-    "keep-local-images": "true or false: keep pulled images on the daemon after a push (default false)",
-    "scan-on-push": "true or false (ECR; default false)",
-    "tag-mutability": "MUTABLE (default) or IMMUTABLE (ECR)",
-    "encryption": "AES256 (default) or KMS (ECR)",
-    "kms-key": "KMS key ARN or alias (ECR, with encryption = KMS)",
-    "lifecycle-policy": "path to an ECR lifecycle policy JSON file (relative to config.ini)",
-    "repository-tags": "key=value pairs for the ECR repository, separated by commas",
-}
-ECR_ONLY = ("aws-conn-id", "scan-on-push", "tag-mutability", "encryption", "kms-key", "lifecycle-policy",
-            "repository-tags")
-TARGETS = ("ecr", "registry")
-ENGINES = ("registry", "docker")
-_REFRESH_RE = re.compile(r"^([1-9][0-9]*)\s*([mhdw])$")
-_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
-_PLATFORM_RE = re.compile(r"^[a-z0-9_.-]+/[a-z0-9_.-]+(?:/[a-z0-9_.-]+)?$")
-_CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
-_BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+__all__ = ["ENGINES", "KEYS", "KEY_TABLE", "TARGETS", "ConfigError", "EcrSettings", "Environment", "MirrorConfig",
+           "MirrorSpec", "Refresh", "load_config", "parse_config", "parse_refresh"]
 _ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
 _REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]+$")
 
@@ -102,38 +64,6 @@ class ConfigError(ValueError):
         n = len(self.issues)
         head = f"{n} problem{'s' if n != 1 else ''} in the mirror configuration:"
         super().__init__("\n".join([head, *(f"  {i}" for i in self.issues)]))
-
-
-@dataclass(frozen=True)
-class Refresh:
-    """`0` (once) or a fixed interval; `text` is canonical (60m -> 1h, 7d -> 1w)."""
-
-    text: str
-    interval: timedelta | None
-
-    @property
-    def once(self) -> bool:
-        return self.interval is None
-
-    @property
-    def schedule(self) -> str:
-        return "@once" if self.interval is None else f"every {self.text} ({self.interval})"
-
-
-def parse_refresh(value: str) -> Refresh:
-    text = value.strip().lower()
-    if text == "0":
-        return Refresh("0", None)
-    m = _REFRESH_RE.match(text)
-    if not m:
-        raise ValueError(KEYS["refresh"])
-    interval = int(m.group(1)) * _UNITS[m.group(2)]
-    # Canonical text: the largest unit that divides the interval exactly.
-    for unit in ("w", "d", "h", "m"):
-        n, rest = divmod(interval, _UNITS[unit])
-        if not rest:
-            return Refresh(f"{n}{unit}", interval)
-    raise AssertionError("unreachable: minutes divide every interval")
 
 
 def dag_id_for(refresh: Refresh, default: Refresh) -> str:
@@ -229,10 +159,6 @@ class MirrorConfig:
             if spec.section == name:
                 return spec
         raise KeyError(name)
-
-
-def _split(value: str) -> list[str]:
-    return [v for v in re.split(r"[\s,]+", value.strip()) if v]
 
 
 def group_id_for(section: str) -> str:
@@ -368,8 +294,8 @@ def parse_config(text: str, path: str = "config.ini", environ: Mapping[str, str]
         if spec is not None:
             specs.append(spec)
     _check_collisions(reader, specs)
-    if reader.issues:
-        raise ConfigError(reader.issues)
+    if reader.issues:  # in the order of the file, the environment first
+        raise ConfigError(sorted(reader.issues, key=lambda i: (i.file != "environment", i.line or 0)))
     return MirrorConfig(path, default_refresh, tuple(specs), env)
 
 
@@ -382,173 +308,126 @@ def _check_known(reader: _Reader, section: str, key: str, value: str) -> bool:
     return False
 
 
-def _read_section(
-    reader: _Reader,
-    section: str,
-    own: dict[str, str],
-    defaults: dict[str, str],
-    default_refresh: Refresh | None,
-    base_dir: Path,
-) -> MirrorSpec | None:
-    start = len(reader.issues)
+class _Section:
+    """One section being read: the raw values it sees (its own over [DEFAULT]'s) and the parsed ones."""
+
+    def __init__(self, reader: _Reader, name: str, own: dict[str, str], defaults: dict[str, str]):
+        self.reader, self.name, self.own = reader, name, own
+        inherited = dict(defaults)
+        if "tag" in own or "tags" in own:  # a section's own tag/tags replace [DEFAULT]'s, both keys
+            inherited.pop("tag", None)
+            inherited.pop("tags", None)
+        self.raw = {**inherited, **own}
+        self.values: dict[str, object] = {}
+        self.start = len(reader.issues)
+
+    def bad(self, key: str | None, message: str) -> None:
+        self.reader.add(self.name, key, self.raw.get(key) if key else None, message)
+
+    def given(self, key: str) -> bool:
+        return bool((self.raw.get(key) or "").strip())
+
+    def walk(self, base_dir: Path, default_refresh: Refresh | None) -> None:
+        """Parse every key of the table that is set; unset keys take the table's value."""
+        for key in KEY_TABLE:
+            text = (self.raw.get(key.name) or "").strip()
+            if key.name == "refresh" and "refresh" not in self.own:
+                self.values["refresh"] = default_refresh  # [DEFAULT]'s was checked (and reported) once
+            elif not text:
+                self.values[key.name] = key.value
+            else:
+                try:
+                    self.values[key.name] = key.parse(text, base_dir)
+                except ValueError as exc:
+                    self.bad(key.name, str(exc))
+                    self.values[key.name] = key.value
+
+    def get(self, key: str) -> object:
+        return self.values.get(key)
+
+
+def _read_section(reader: _Reader, section: str, own: dict[str, str], defaults: dict[str, str],
+                  default_refresh: Refresh | None, base_dir: Path) -> MirrorSpec | None:
     for key, value in own.items():
         _check_known(reader, section, key, value)
-    merged = {**defaults, **own}
-
-    def get(key: str) -> str | None:
-        value = merged.get(key)
-        return value.strip() if value is not None and value.strip() else None
-
-    def bad(key: str, message: str) -> None:
-        reader.add(section, key, merged.get(key), message)
-
-    def choice(key: str, allowed: tuple[str, ...], default: str, upper: bool = False) -> str:
-        value = get(key) or default
-        value = value.upper() if upper else value.lower()
-        if value not in allowed:
-            bad(key, f"expected one of: {', '.join(allowed)}")
-        return value
-
-    # refresh
-    refresh = default_refresh
-    if "refresh" in own:
-        try:
-            refresh = parse_refresh(own["refresh"])
-        except ValueError as exc:
-            bad("refresh", str(exc))
-    elif default_refresh is None and "refresh" not in defaults:
-        reader.add(section, "refresh", None, f"missing: set refresh in [DEFAULT] or here ({KEYS['refresh']})")
-
-    # source
-    source_registry = DOCKER_HUB
-    if get("source-registry"):
-        try:
-            source_registry = check_host(get("source-registry") or "")
-        except InvalidReference as exc:
-            bad("source-registry", str(exc))
-    image = get("image")
-    source_path = None
-    if image is None:
-        reader.add(section, "image", None, "missing: every section needs image (the name on the source registry)")
-    else:
-        namespace = get("source-repository")
-        candidate = f"{namespace.strip('/')}/{image.strip('/')}" if namespace else image
-        try:
-            source_path = normalize_repository(source_registry, check_path(candidate))
-        except InvalidReference as exc:
-            bad("image" if not namespace or not _path_ok(image) else "source-repository", str(exc))
-
-    # tags: a section's own tag/tags win over [DEFAULT]'s.
-    tag_source = own if ("tag" in own or "tags" in own) else defaults
-    tags: list[str] = []
-    issues_before_tags = len(reader.issues)
-    for key in ("tag", "tags"):
-        if key in tag_source:
-            for tag in _split(tag_source[key]):
-                try:
-                    check_tag(tag)
-                except InvalidReference as exc:
-                    reader.add(section, key, tag_source[key], str(exc))
-                    continue
-                if tag not in tags:
-                    tags.append(tag)
-    if not tags and len(reader.issues) == issues_before_tags:  # absent, or present but empty
-        key = "tags" if "tags" in tag_source and "tag" not in tag_source else "tag"
-        reader.add(section, key, tag_source.get(key), "missing: set tag (or tags) to the tag(s) to mirror")
-
-    # target
-    target = choice("target", TARGETS, "ecr")
-    target_registry = None
-    if get("target-registry"):
-        try:
-            target_registry = check_host(get("target-registry") or "")
-        except InvalidReference as exc:
-            bad("target-registry", str(exc))
-    elif target == "registry":
-        reader.add(section, "target-registry", None, "missing: target = registry needs target-registry (host[:port])")
-    if target == "registry":
-        for key in ECR_ONLY:
-            if key in own:
-                bad(key, "applies only to target = ecr")
-
-    target_repository = None
-    if get("target-repository"):
-        try:
-            target_repository = check_path((get("target-repository") or "").strip("/"))
-        except InvalidReference as exc:
-            bad("target-repository", str(exc))
-    elif get("project") is None:
-        reader.add(section, "project", None, "missing: set project (the target repository is project/image)")
-    elif image is not None and _path_ok(image):
-        try:
-            target_repository = check_path(f"{(get('project') or '').strip('/')}/{image.strip('/')}")
-        except InvalidReference as exc:
-            bad("project", str(exc))
-
-    target_tag = None
-    if get("target-tag"):
-        try:
-            target_tag = check_tag(get("target-tag") or "")
-        except InvalidReference as exc:
-            bad("target-tag", str(exc))
-        if len(tags) > 1:
-            bad("target-tag", f"needs exactly one source tag, this section mirrors {len(tags)}: {', '.join(tags)}")
-
-    platforms = tuple(dict.fromkeys(_split(get("platforms") or "")))
-    for platform in platforms:
-        if not _PLATFORM_RE.match(platform):
-            bad("platforms", f"{platform!r} is not os/arch[/variant], e.g. linux/amd64 or linux/arm/v7")
-
-    insecure = []
-    for host in _split(get("insecure-registries") or ""):
-        try:
-            insecure.append(check_host(host))
-        except InvalidReference as exc:
-            bad("insecure-registries", str(exc))
-
-    conn_ids: dict[str, str | None] = {}
-    for key in ("source-conn-id", "target-conn-id", "aws-conn-id", "tracking-conn-id", "docker-conn-id"):
-        value = get(key)
-        if value is not None and not _CONN_ID_RE.match(value):
-            bad(key, "expected an Airflow connection id (letters, digits, _ . -)")
-        conn_ids[key] = value
-
-    engine = choice("engine", ENGINES, "registry")
-    if engine == "docker" and platforms:
-        bad("platforms", "engine = docker mirrors the daemon's own platform only: remove platforms, or use "
-                         "engine = registry")
-    docker_url = get("docker-url")
-    if docker_url and not re.match(r"^(unix|tcp|https?|ssh|npipe)://\S+$", docker_url):
-        bad("docker-url", "expected unix:///path/docker.sock, tcp://host:port, https://host:port or ssh://host")
-    keep_local = _read_bool(get, bad, "keep-local-images")
-    ecr = _read_ecr(get, bad, choice, base_dir)
-
-    if len(reader.issues) > start or refresh is None or source_path is None or target_repository is None:
+    sec = _Section(reader, section, own, defaults)
+    sec.walk(base_dir, default_refresh)
+    refresh = sec.get("refresh")
+    if refresh is None and "refresh" not in own and "refresh" not in defaults:
+        reader.add(section, "refresh", None, f"missing: set refresh in [DEFAULT] or here ({REFRESH_HELP})")
+    source_path = _source_path(sec)
+    tags = _tags(sec)
+    target_repository = _target_rules(sec, tags)
+    if len(reader.issues) > sec.start or not isinstance(refresh, Refresh) or not source_path or not target_repository:
         return None
+    return _spec(sec, refresh, default_refresh, source_path, tags, target_repository)
+
+
+def _source_path(sec: _Section) -> str | None:
+    image, namespace = (sec.raw.get("image") or "").strip(), (sec.raw.get("source-repository") or "").strip()
+    if not image:
+        sec.reader.add(sec.name, "image", None, "missing: every section needs image (the name on the source registry)")
+        return None
+    candidate = f"{namespace.strip('/')}/{image.strip('/')}" if namespace else image
+    try:
+        return normalize_repository(str(sec.get("source-registry")), check_path(candidate))
+    except InvalidReference as exc:
+        sec.bad("image" if not namespace or not _path_ok(image) else "source-repository", str(exc))
+        return None
+
+
+def _tags(sec: _Section) -> tuple[str, ...]:
+    tags = tuple(dict.fromkeys([*sec.get("tag"), *sec.get("tags")]))  # type: ignore[misc]
+    if not tags and not any(i.key in ("tag", "tags") for i in sec.reader.issues[sec.start:]):
+        key = "tags" if "tags" in sec.raw and "tag" not in sec.raw else "tag"
+        sec.reader.add(sec.name, key, sec.raw.get(key), "missing: set tag (or tags) to the tag(s) to mirror")
+    return tags
+
+
+def _target_rules(sec: _Section, tags: tuple[str, ...]) -> str | None:
+    """Rules between keys; returns the target repository."""
+    target = sec.get("target")
+    if target == "registry" and not sec.get("target-registry") and not sec.given("target-registry"):
+        sec.reader.add(sec.name, "target-registry", None,
+                       "missing: target = registry needs target-registry (host[:port])")
+    for key in KEY_TABLE:
+        if key.targets and key.name in sec.own and target in TARGETS and target not in key.targets:
+            sec.bad(key.name, f"applies only to target = {' or '.join(key.targets)}")
+    if sec.get("target-tag") and len(tags) > 1:
+        sec.bad("target-tag", f"needs exactly one source tag, this section mirrors {len(tags)}: {', '.join(tags)}")
+    if sec.get("engine") == "docker" and sec.get("platforms"):
+        sec.bad("platforms", "engine = docker mirrors the daemon's own platform only: remove platforms, or use "
+                             "engine = registry")
+    if sec.get("kms-key") and sec.get("encryption") != "KMS":
+        sec.bad("kms-key", "needs encryption = KMS")
+    if sec.given("target-repository"):
+        return sec.get("target-repository")  # type: ignore[return-value]
+    project, image = (sec.raw.get("project") or "").strip(), (sec.raw.get("image") or "").strip()
+    if not project:
+        sec.reader.add(sec.name, "project", None, "missing: set project (the target repository is project/image)")
+    elif image and _path_ok(image):
+        try:
+            return check_path(f"{project.strip('/')}/{image.strip('/')}")
+        except InvalidReference as exc:
+            sec.bad("project", str(exc))
+    return None
+
+
+def _spec(sec: _Section, refresh: Refresh, default_refresh: Refresh | None, source_path: str,
+          tags: tuple[str, ...], target_repository: str) -> MirrorSpec:
+    v = sec.values
+    policy = v["lifecycle-policy"] or (None, None)
     return MirrorSpec(
-        section=section,
-        group_id=group_id_for(section),
-        dag_id=dag_id_for(refresh, default_refresh or refresh),
-        refresh=refresh,
-        source_registry=source_registry,
-        source_repository=source_path,
-        tags=tuple(tags),
-        target=target,
-        target_registry=target_registry,
-        target_repository=target_repository,
-        target_tag=target_tag,
-        platforms=platforms,
-        insecure_registries=tuple(dict.fromkeys(insecure)),
-        source_conn_id=conn_ids["source-conn-id"],
-        target_conn_id=conn_ids["target-conn-id"],
-        aws_conn_id=conn_ids["aws-conn-id"] or "aws_default",
-        tracking_conn_id=conn_ids["tracking-conn-id"] or "dmi_tracking",
-        engine=engine,
-        docker_url=docker_url,
-        docker_conn_id=conn_ids["docker-conn-id"],
-        keep_local_images=keep_local,
-        ecr=ecr,
-    )
+        section=sec.name, group_id=group_id_for(sec.name), dag_id=dag_id_for(refresh, default_refresh or refresh),
+        refresh=refresh, source_registry=v["source-registry"], source_repository=source_path, tags=tags,
+        target=v["target"], target_registry=v["target-registry"], target_repository=target_repository,
+        target_tag=v["target-tag"], platforms=v["platforms"], insecure_registries=v["insecure-registries"],
+        source_conn_id=v["source-conn-id"], target_conn_id=v["target-conn-id"], aws_conn_id=v["aws-conn-id"],
+        tracking_conn_id=v["tracking-conn-id"], engine=v["engine"], docker_url=v["docker-url"],
+        docker_conn_id=v["docker-conn-id"], keep_local_images=v["keep-local-images"],
+        ecr=EcrSettings(v["scan-on-push"], v["tag-mutability"], v["encryption"], v["kms-key"], policy[1], policy[0],
+                        v["repository-tags"]),
+    )  # type: ignore[arg-type]
 
 
 def _path_ok(path: str) -> bool:
@@ -557,50 +436,6 @@ def _path_ok(path: str) -> bool:
     except InvalidReference:
         return False
     return True
-
-
-def _read_bool(get: Callable[[str], str | None], bad: Callable[[str, str], None], key: str) -> bool:
-    value = (get(key) or "false").lower()
-    if value not in _BOOLS:
-        bad(key, "expected true or false")
-    return _BOOLS.get(value, False)
-
-
-def _read_ecr(
-    get: Callable[[str], str | None],
-    bad: Callable[[str, str], None],
-    choice: Callable[..., str],
-    base_dir: Path,
-) -> EcrSettings:
-    scan = _read_bool(get, bad, "scan-on-push")
-    mutability = choice("tag-mutability", ("MUTABLE", "IMMUTABLE"), "MUTABLE", upper=True)
-    encryption = choice("encryption", ("AES256", "KMS"), "AES256", upper=True)
-    kms_key = get("kms-key")
-    if kms_key and encryption != "KMS":
-        bad("kms-key", "needs encryption = KMS")
-    policy_text = policy_path = None
-    if get("lifecycle-policy"):
-        policy_path = str(base_dir / (get("lifecycle-policy") or ""))
-        try:
-            policy_text = Path(policy_path).read_text(encoding="utf-8")
-            policy = json.loads(policy_text)
-            if not isinstance(policy, dict) or not isinstance(policy.get("rules"), list):
-                bad("lifecycle-policy", f"{policy_path}: expected a JSON object with a \"rules\" list")
-        except FileNotFoundError:
-            bad("lifecycle-policy", f"no such file: {policy_path}")
-        except (OSError, UnicodeDecodeError) as exc:
-            bad("lifecycle-policy", f"cannot read {policy_path}: {exc}")
-        except json.JSONDecodeError as exc:
-            bad("lifecycle-policy", f"{policy_path} is not JSON: {exc}")
-    repo_tags: list[tuple[str, str]] = []
-    for item in [i.strip() for i in (get("repository-tags") or "").split(",") if i.strip()]:
-        key, sep, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key or len(key) > 128 or len(value) > 256:
-            bad("repository-tags", f"{item!r}: expected key=value (key 1-128, value up to 256 characters)")
-            continue
-        repo_tags.append((key, value))
-    return EcrSettings(scan, mutability, encryption, kms_key, policy_text, policy_path, tuple(repo_tags))
 
 
 def _check_collisions(reader: _Reader, specs: list[MirrorSpec]) -> None:

@@ -349,12 +349,12 @@ def test_target_key_rules():
     """)
     assert found == [
         "config.ini:4: [generic] target-registry: missing: target = registry needs target-registry (host[:port])",
-        "config.ini:10: [generic] scan-on-push = 'maybe': applies only to target = ecr",
         "config.ini:7: [generic] target-tag = 'stable': needs exactly one source tag, this section mirrors 2: 1, 2",
         "config.ini:10: [generic] scan-on-push = 'maybe': expected true or false",
+        "config.ini:10: [generic] scan-on-push = 'maybe': applies only to target = ecr",
         "config.ini:15: [ecr] target = 's3': expected one of: ecr, registry",
-        "config.ini:18: [ecr] tag-mutability = 'sometimes': expected one of: MUTABLE, IMMUTABLE",
         "config.ini:17: [ecr] kms-key = 'alias/x': needs encryption = KMS",
+        "config.ini:18: [ecr] tag-mutability = 'sometimes': expected one of: MUTABLE, IMMUTABLE",
         f"config.ini:19: [ecr] lifecycle-policy = 'nowhere.json': no such file: {Path.cwd() / 'nowhere.json'}",
         "config.ini:20: [ecr] repository-tags = 'novalue': 'novalue': expected key=value (key 1-128, value up to "
         "256 characters)",

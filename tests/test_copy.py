@@ -344,3 +344,37 @@ def test_plan_crosses_a_process_boundary_as_json(hub, hub_registry, open_registr
     wire["manifests"][0]["raw"] = wire["manifests"][1]["raw"]
     with pytest.raises(DigestMismatch, match="changed on its way"):
         Plan.from_dict(wire)
+
+
+def test_one_retry_level_per_blob(proxy_factory, open_registry, factory, repo_name):
+    artifact, src_repo = _setup(factory, repo_name, open_registry)
+    proxy = proxy_factory(open_registry)
+    big = artifact.layers[0]
+    proxy.inject(Fault(method="GET", path=f"/blobs/{big.digest}", status=503, times=None))
+    with pytest.raises(RegistryError, match="HTTP 503") as exc:
+        Copier(make_pool(proxy, open_registry)).copy(ref(proxy, src_repo), ref(open_registry, repo_name("dst")))
+    assert exc.value.retryable  # Airflow may try the task again later
+    # The blob copy is the only retry level: not attempts x attempts GETs (the GET used to retry inside).
+    assert proxy.count("GET", "blob", 503) == FAST_RETRY["attempts"]
+
+
+def test_a_retry_after_slows_every_thread_talking_to_that_host(proxy_factory, open_registry, factory, repo_name,
+                                                               monkeypatch):
+    from dmi_provider.registry.client import RegistryClient, RetryPolicy, pull_scope
+
+    artifact, src_repo = _setup(factory, repo_name, open_registry)
+    proxy = proxy_factory(open_registry)
+    proxy.inject(Fault(method="GET", path="/manifests/", status=429, headers={"Retry-After": "2"},
+                       body=b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}'))
+    client = RegistryClient(proxy.host, insecure=True, retry=RetryPolicy(**FAST_RETRY))
+    slept: list[float] = []
+    monkeypatch.setattr("dmi_provider.registry.client.time.sleep", slept.append)
+    with pytest.raises(RegistryError, match="TOOMANYREQUESTS") as exc:
+        client.request("GET", f"/v2/{src_repo}/manifests/v1", scope=pull_scope(src_repo), retry=False)
+    assert exc.value.retry_after == 2.0
+    other = threading.Thread(target=client.blob_exists, args=(src_repo, artifact.layers[1].digest))
+    other.start()
+    other.join(30)
+    assert len(slept) == 1 and 1.0 < slept[0] <= 2.0  # the other thread waited its turn before asking
+    assert proxy.count("HEAD", "blob", 200) == 1
+    client.close()

@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.sdk.log import redact
 
 from dmi_provider import backends, mirror
-from dmi_provider.config import EcrSettings, Environment, current_environment
+from dmi_provider.config import KEYS, EcrSettings, Environment, current_environment
 from dmi_provider.engines import Engine
 from dmi_provider.errors import is_retryable
 from dmi_provider.hooks.connections import tracking_url
@@ -27,6 +27,7 @@ from dmi_provider.targets import Target, make_target
 from dmi_provider.tracking.store import TrackingStore
 
 TagPairs = Sequence[str | Sequence[str]]
+DEFAULT_TARGET, DEFAULT_ENGINE = KEYS["target"].value, KEYS["engine"].value
 
 
 class MirrorBaseOperator(BaseOperator):
@@ -59,11 +60,11 @@ class MirrorBaseOperator(BaseOperator):
     template_fields: Sequence[str] = ("source", "target_repository", "target_registry")
     ui_color = "#e8f1fb"
 
-    def __init__(self, *, source: str, tags: TagPairs, target_repository: str, target: str = "ecr",
+    def __init__(self, *, source: str, tags: TagPairs, target_repository: str, target: str = DEFAULT_TARGET,
                  target_registry: str | None = None, platforms: Sequence[str] = (),
                  insecure_registries: Sequence[str] = (), source_conn_id: str | None = None,
-                 target_conn_id: str | None = None, aws_conn_id: str | None = "aws_default", engine: str = "registry",
-                 ecr_settings: EcrSettings | None = None, section: str | None = None,
+                 target_conn_id: str | None = None, aws_conn_id: str | None = "aws_default",
+                 engine: str = DEFAULT_ENGINE, ecr_settings: EcrSettings | None = None, section: str | None = None,
                  docker_url: str | None = None, docker_conn_id: str | None = None, keep_local_images: bool = False,
                  tracking_conn_id: str | None = None, environment: Environment | None = None,
                  pull_task_id: str = "pull", push_task_id: str = "push", **kwargs: Any):

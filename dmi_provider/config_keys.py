@@ -1,0 +1,236 @@
+"""Every config.ini key in one table: name, default, what it accepts, its parser, the targets it
+applies to. The section reader walks it; `dmi keys` and README's key table are printed from it.
+Plain Python: no Airflow import here."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from dmi_provider.registry.reference import DOCKER_HUB, check_host, check_path, check_tag
+
+REFRESH_HELP = "0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"
+TARGETS = ("ecr", "registry")  # the lookup of dmi_provider.targets.TARGETS (a test keeps them equal)
+ENGINES = ("registry", "docker")  # likewise dmi_provider.engines.ENGINES
+_PLATFORM_RE = re.compile(r"^[a-z0-9_.-]+/[a-z0-9_.-]+(?:/[a-z0-9_.-]+)?$")
+_CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+_DOCKER_URL_RE = re.compile(r"^(unix|tcp|https?|ssh|npipe)://\S+$")
+_REFRESH_RE = re.compile(r"^([1-9][0-9]*)\s*([mhdw])$")
+_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def split_list(value: str) -> list[str]:
+    return [v for v in re.split(r"[\s,]+", value.strip()) if v]
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """`0` (once) or a fixed interval; `text` is canonical (60m -> 1h, 7d -> 1w)."""
+
+    text: str
+    interval: timedelta | None
+
+    @property
+    def once(self) -> bool:
+        return self.interval is None
+
+    @property
+    def schedule(self) -> str:
+        return "@once" if self.interval is None else f"every {self.text} ({self.interval})"
+
+
+def parse_refresh(value: str) -> Refresh:
+    text = value.strip().lower()
+    if text == "0":
+        return Refresh("0", None)
+    m = _REFRESH_RE.match(text)
+    if not m:
+        raise ValueError(REFRESH_HELP)
+    interval = int(m.group(1)) * _UNITS[m.group(2)]
+    # Canonical text: the largest unit that divides the interval exactly.
+    for unit in ("w", "d", "h", "m"):
+        n, rest = divmod(interval, _UNITS[unit])
+        if not rest:
+            return Refresh(f"{n}{unit}", interval)
+    raise AssertionError("unreachable: minutes divide every interval")
+
+
+# -- parsers: text -> value, or ValueError with what is allowed ------------------------------------------
+Parser = Callable[[str, Path], Any]
+
+
+def _text(value: str, _base: Path) -> str:
+    return value
+
+
+def _each(check: Callable[[str], str]) -> Parser:
+    """A list whose every item passes `check`; all bad items are named at once."""
+    def parse(value: str, _base: Path) -> tuple[str, ...]:
+        items, bad = [], []
+        for item in dict.fromkeys(split_list(value)):
+            try:
+                items.append(check(item))
+            except ValueError as exc:
+                bad.append(str(exc))
+        if bad:
+            raise ValueError("; ".join(bad))
+        return tuple(items)
+    return parse
+
+
+def _one(check: Callable[[str], str]) -> Parser:
+    return lambda value, _base: check(value)
+
+
+def _choice(*allowed: str, upper: bool = False) -> Parser:
+    def parse(value: str, _base: Path) -> str:
+        value = value.upper() if upper else value.lower()
+        if value not in allowed:
+            raise ValueError(f"expected one of: {', '.join(allowed)}")
+        return value
+    return parse
+
+
+def _bool(value: str, _base: Path) -> bool:
+    if value.lower() not in BOOLS:
+        raise ValueError("expected true or false")
+    return BOOLS[value.lower()]
+
+
+def _conn_id(value: str, _base: Path) -> str:
+    if not _CONN_ID_RE.match(value):
+        raise ValueError("expected an Airflow connection id (letters, digits, _ . -)")
+    return value
+
+
+def _platform(value: str) -> str:
+    if not _PLATFORM_RE.match(value):
+        raise ValueError(f"{value!r} is not os/arch[/variant], e.g. linux/amd64 or linux/arm/v7")
+    return value
+
+
+def _docker_url(value: str, _base: Path) -> str:
+    if not _DOCKER_URL_RE.match(value):
+        raise ValueError("expected unix:///path/docker.sock, tcp://host:port, https://host:port or ssh://host")
+    return value
+
+
+def _refresh(value: str, _base: Path) -> Refresh:
+    return parse_refresh(value)
+
+
+def _lifecycle_policy(value: str, base: Path) -> tuple[str, str]:
+    """(path, JSON text) of a policy file, relative to config.ini's folder."""
+    path = str(base / value)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        policy = json.loads(text)
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(policy, dict) or not isinstance(policy.get("rules"), list):
+        raise ValueError(f"{path}: expected a JSON object with a \"rules\" list")
+    return path, text
+
+
+def _repository_tags(value: str, _base: Path) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in [i.strip() for i in value.split(",") if i.strip()]:
+        key, sep, val = item.partition("=")
+        key, val = key.strip(), val.strip()
+        if not sep or not key or len(key) > 128 or len(val) > 256:
+            raise ValueError(f"{item!r}: expected key=value (key 1-128, value up to 256 characters)")
+        pairs.append((key, val))
+    return tuple(pairs)
+
+
+# -- the table --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Key:
+    name: str
+    default: str  # as documented
+    help: str  # what it accepts
+    parse: Parser = _text
+    value: Any = None  # the value when the key is not set
+    targets: tuple[str, ...] = ()  # the targets it applies to; empty: all
+
+
+ECR = ("ecr",)
+KEY_TABLE: tuple[Key, ...] = (
+    Key("refresh", "required (in `[DEFAULT]` or the section)", "`0` (mirror once, never refresh) or `N` followed by "
+        "`m`, `h`, `d` or `w`, N a positive integer: `30m`, `6h`, `1d`, `1w`", _refresh),
+    Key("image", "required", "the image name on the source registry, e.g. `proxyv2`, or a path such as "
+        "`library/alpine`"),
+    Key("tag", "required unless `tags` is set", "one tag, e.g. `1.7.0`", _each(check_tag), ()),
+    Key("tags", "—", "several tags, e.g. `1.7.0, 1.8.0`; with `tag` too, both are mirrored. A section's own "
+        "`tag`/`tags` replace those of `[DEFAULT]`", _each(check_tag), ()),
+    Key("source-repository", "none", "the source namespace (`istio`); the source is `source-repository/image`. On "
+        "Docker Hub a one-part name means `library/NAME` (`alpine` → `docker.io/library/alpine`)"),
+    Key("project", "required unless `target-repository` is set", "the target namespace: the target repository is "
+        "`project/image`"),
+    Key("source-registry", "`docker.io`", "`host[:port]` of the source registry (`quay.io`, `ghcr.io`, "
+        "`registry.local:5000`). Docker Hub's aliases (`index.docker.io`, `registry-1.docker.io`) all mean "
+        "`docker.io`", _one(check_host), DOCKER_HUB),
+    Key("platforms", "all", "`os/arch[/variant]` list, e.g. `linux/amd64, linux/arm64`. With a filter the target "
+        "gets a new index listing only those platforms (its digest differs from the source's)", _each(_platform), ()),
+    Key("target", "`ecr`", "`ecr` (AWS ECR) or `registry` (any OCI / Docker v2 registry)", _choice(*TARGETS), "ecr"),
+    Key("target-registry", "ECR: the host from the ECR token", "`host[:port]` to push to. Required for "
+        "`target = registry`. For ECR it replaces the registry host of the token (PrivateLink endpoints, tests)",
+        _one(check_host)),
+    Key("target-repository", "`project/image`", "the full target repository path, for renaming",
+        _one(lambda v: check_path(v.strip("/")))),
+    Key("target-tag", "the source tag", "the tag written at the target (re-tagging); only with exactly one source "
+        "tag", _one(check_tag)),
+    Key("insecure-registries", "none", "hosts allowed over plain HTTP; every other registry is HTTPS with verified "
+        "TLS", _each(check_host), ()),
+    Key("source-conn-id", "anonymous", "Airflow connection with the source registry's credentials (login, "
+        "password)", _conn_id),
+    Key("target-conn-id", "none", "Airflow connection with the credentials of a `target = registry` registry",
+        _conn_id),
+    Key("aws-conn-id", "`aws_default`", "Airflow AWS connection used for ECR (falls back to the usual AWS variables "
+        "and profiles)", _conn_id, "aws_default", ECR),
+    Key("tracking-conn-id", "`dmi_tracking`", "Airflow connection of the tracking database; when it does not exist, "
+        "SQLite at `DB_PATH`, else `$AIRFLOW_HOME/dmi/tracking.db`", _conn_id, "dmi_tracking"),
+    Key("engine", "`registry`", "`registry` copies registry to registry without a Docker daemon; `docker` pulls, "
+        "tags and pushes through a Docker daemon (see \"The docker engine\")", _choice(*ENGINES), "registry"),
+    Key("docker-url", "`$DOCKER_HOST`, else `unix:///var/run/docker.sock`", "the daemon for `engine = docker` "
+        "(`unix://`, `tcp://`, `https://`, `ssh://`)", _docker_url),
+    Key("docker-conn-id", "none", "Airflow Docker connection the daemon logs in with (through the docker provider's "
+        "`DockerHook`); source and target credentials are otherwise passed per pull and push", _conn_id),
+    Key("keep-local-images", "`false`", "`engine = docker`: keep the pulled and tagged images on the daemon after a "
+        "successful push (by default they are removed so workers do not fill their disks)", _bool, False),
+    Key("scan-on-push", "`false`", "ECR: `true` or `false` (also `yes`/`no`, `on`/`off`, `1`/`0`)", _bool, False,
+        ECR),
+    Key("tag-mutability", "`MUTABLE`", "ECR: `MUTABLE` or `IMMUTABLE`", _choice("MUTABLE", "IMMUTABLE", upper=True),
+        "MUTABLE", ECR),
+    Key("encryption", "`AES256`", "ECR: `AES256` or `KMS`", _choice("AES256", "KMS", upper=True), "AES256", ECR),
+    Key("kms-key", "AWS-managed key", "ECR: KMS key ARN, id or alias; only with `encryption = KMS`", targets=ECR),
+    Key("lifecycle-policy", "none", "ECR: path to a lifecycle policy JSON file (relative paths are relative to "
+        "`config.ini`); it must be a JSON object with a `rules` list", _lifecycle_policy, targets=ECR),
+    Key("repository-tags", "none", "ECR: resource tags for the repository, `key=value` pairs separated by commas",
+        _repository_tags, (), ECR),
+)
+KEYS: dict[str, Key] = {k.name: k for k in KEY_TABLE}
+
+
+def markdown_table() -> str:
+    """README's key table."""
+    rows = ["| key | default | what it accepts |", "| --- | --- | --- |"]
+    rows += [f"| `{k.name}` | {k.default} | {k.help} |" for k in KEY_TABLE]
+    return "\n".join(rows)
+
+
+def plain_list() -> str:
+    """`dmi keys`: every key, its default, and what it accepts, without Markdown."""
+    width = max(len(k.name) for k in KEY_TABLE)
+    return "\n".join(f"{k.name:<{width}}  {k.help.replace('`', '')} (default: {k.default.replace('`', '')})"
+                     for k in KEY_TABLE)
