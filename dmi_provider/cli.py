@@ -71,6 +71,9 @@ def _credentials(value: str | None, what: str) -> Credentials | None:
         if env not in os.environ:
             raise ValueError(f"--{what}-creds {value!r}: give USER:PASSWORD, or USER with the password in ${env}")
         return Credentials(value, os.environ[env])
+    print(f"dmi copy: warning: a password given in --{what}-creds is visible to every user of this machine (ps) "
+          f"and kept in shell history; give USER alone and the password in ${f'DMI_{what.upper()}_PASSWORD'}",
+          file=sys.stderr)
     return Credentials.parse(value)
 
 

@@ -31,8 +31,8 @@ DAG_PREFIX = "dmi_mirror"
 DEFAULT = "DEFAULT"
 __all__ = ["ENGINES", "KEYS", "KEY_TABLE", "TARGETS", "ConfigError", "EcrSettings", "Environment", "MirrorConfig",
            "MirrorSpec", "Refresh", "load_config", "parse_config", "parse_refresh"]
-_ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
-_REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]+$")
+_ACCOUNT_RE = re.compile(r"^[0-9]{12}$", re.ASCII)
+_REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]+$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,9 @@ class ConfigError(ValueError):
         super().__init__("\n".join([head, *(f"  {i}" for i in self.issues)]))
 
 
-def dag_id_for(refresh: Refresh, default: Refresh) -> str:
+def dag_id_for(refresh: Refresh, default: Refresh | None) -> str:
+    """`dmi_mirror` for [DEFAULT]'s refresh; `dmi_mirror_R` for another (and for every section when
+    [DEFAULT] sets none, so sections with different refreshes never share a schedule)."""
     if refresh == default:
         return DAG_PREFIX
     return f"{DAG_PREFIX}_{'once' if refresh.once else refresh.text}"
@@ -218,10 +220,10 @@ def read_environment(environ: Mapping[str, str], issues: list[ConfigIssue]) -> E
     if cloud.upper() != "AWS":
         bad("CLOUD", cloud, "only AWS is supported today")
     account = environ.get("AWS_ACCOUNT", "").strip() or None
-    if account and not _ACCOUNT_RE.match(account):
+    if account and not _ACCOUNT_RE.fullmatch(account):
         bad("AWS_ACCOUNT", account, "expected a 12-digit AWS account id")
     region = environ.get("AWS_DEFAULT_REGION", "").strip() or None
-    if region and not _REGION_RE.match(region):
+    if region and not _REGION_RE.fullmatch(region):
         bad("AWS_DEFAULT_REGION", region, "expected an AWS region such as us-east-1")
     db_path = environ.get("DB_PATH", "").strip() or None
     return Environment(cloud.upper(), account, region, db_path)
@@ -418,7 +420,7 @@ def _spec(sec: _Section, refresh: Refresh, default_refresh: Refresh | None, sour
     v = sec.values
     policy = v["lifecycle-policy"] or (None, None)
     return MirrorSpec(
-        section=sec.name, group_id=group_id_for(sec.name), dag_id=dag_id_for(refresh, default_refresh or refresh),
+        section=sec.name, group_id=group_id_for(sec.name), dag_id=dag_id_for(refresh, default_refresh),
         refresh=refresh, source_registry=v["source-registry"], source_repository=source_path, tags=tags,
         target=v["target"], target_registry=v["target-registry"], target_repository=target_repository,
         target_tag=v["target-tag"], platforms=v["platforms"], insecure_registries=v["insecure-registries"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,11 +18,13 @@ from dmi_provider.registry.reference import DOCKER_HUB, check_host, check_path, 
 REFRESH_HELP = "0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"
 TARGETS = ("ecr", "registry")  # the lookup of dmi_provider.targets.TARGETS (a test keeps them equal)
 ENGINES = ("registry", "docker")  # likewise dmi_provider.engines.ENGINES
-_PLATFORM_RE = re.compile(r"^[a-z0-9_.-]+/[a-z0-9_.-]+(?:/[a-z0-9_.-]+)?$")
-_CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
-_DOCKER_URL_RE = re.compile(r"^(unix|tcp|https?|ssh|npipe)://\S+$")
-_REFRESH_RE = re.compile(r"^([1-9][0-9]*)\s*([mhdw])$")
+_PLATFORM_RE = re.compile(r"^[a-z0-9_.-]+/[a-z0-9_.-]+(?:/[a-z0-9_.-]+)?$", re.ASCII)
+_CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$", re.ASCII)
+_DOCKER_URL_RE = re.compile(r"^(unix|tcp|https?|ssh|npipe)://\S+$", re.ASCII)
+_REFRESH_RE = re.compile(r"^([1-9][0-9]*)\s*([mhdw])$", re.ASCII)
 _UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+MAX_REFRESH = timedelta(weeks=520)
+MAX_POLICY_BYTES = 30 * 1024  # ECR's own limit on a lifecycle policy's text
 BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
@@ -49,10 +52,13 @@ def parse_refresh(value: str) -> Refresh:
     text = value.strip().lower()
     if text == "0":
         return Refresh("0", None)
-    m = _REFRESH_RE.match(text)
+    m = _REFRESH_RE.fullmatch(text)
     if not m:
         raise ValueError(REFRESH_HELP)
-    interval = int(m.group(1)) * _UNITS[m.group(2)]
+    count, unit = int(m.group(1)), m.group(2)
+    if count > MAX_REFRESH // _UNITS[unit]:
+        raise ValueError(f"at most {MAX_REFRESH.days // 7}w (about 10 years); use 0 to mirror once")
+    interval = count * _UNITS[unit]
     # Canonical text: the largest unit that divides the interval exactly.
     for unit in ("w", "d", "h", "m"):
         n, rest = divmod(interval, _UNITS[unit])
@@ -104,19 +110,19 @@ def _bool(value: str, _base: Path) -> bool:
 
 
 def _conn_id(value: str, _base: Path) -> str:
-    if not _CONN_ID_RE.match(value):
+    if not _CONN_ID_RE.fullmatch(value):
         raise ValueError("expected an Airflow connection id (letters, digits, _ . -)")
     return value
 
 
 def _platform(value: str) -> str:
-    if not _PLATFORM_RE.match(value):
+    if not _PLATFORM_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not os/arch[/variant], e.g. linux/amd64 or linux/arm/v7")
     return value
 
 
 def _docker_url(value: str, _base: Path) -> str:
-    if not _DOCKER_URL_RE.match(value):
+    if not _DOCKER_URL_RE.fullmatch(value):
         raise ValueError("expected unix:///path/docker.sock, tcp://host:port, https://host:port or ssh://host")
     return value
 
@@ -126,20 +132,33 @@ def _refresh(value: str, _base: Path) -> Refresh:
 
 
 def _lifecycle_policy(value: str, base: Path) -> tuple[str, str]:
-    """(path, JSON text) of a policy file, relative to config.ini's folder."""
-    path = str(base / value)
+    """(path, JSON text) of a policy file inside config.ini's folder: a regular file, size-capped
+    (read at DAG parse time, so nothing may hang or escape there)."""
+    folder = base.resolve()
+    path = (folder / value).resolve()
+    if not path.is_relative_to(folder):
+        raise ValueError(f"{path} is outside the config's folder {folder}: keep policy files beside config.ini")
     try:
-        text = Path(path).read_text(encoding="utf-8")
-        policy = json.loads(text)
+        info = path.stat()
     except FileNotFoundError:
         raise ValueError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path} is not a regular file")
+    if info.st_size > MAX_POLICY_BYTES:
+        raise ValueError(f"{path} has {info.st_size} bytes; a lifecycle policy has at most {MAX_POLICY_BYTES}")
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(MAX_POLICY_BYTES + 1).decode("utf-8")
+        policy = json.loads(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read {path}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not JSON: {exc}") from None
     if not isinstance(policy, dict) or not isinstance(policy.get("rules"), list):
         raise ValueError(f"{path}: expected a JSON object with a \"rules\" list")
-    return path, text
+    return str(path), text
 
 
 def _repository_tags(value: str, _base: Path) -> tuple[tuple[str, str], ...]:

@@ -392,3 +392,69 @@ def test_file_level_errors(tmp_path):
     assert errors("[a]\nimage = a\n[a]\nimage = b\n") == ["config.ini:3: [a]: section appears twice"]
     assert errors("[a]\nimage = a\nimage = b\n") == ["config.ini:3: [a] image: key appears twice in the section"]
     assert errors("[DEFAULT]\nrefresh = 1w\n[a]\njust words\n") == ["config.ini:4: not an ini line: 'just words'"]
+
+
+# -- the security review's findings ---------------------------------------------------------------------
+def test_without_a_default_refresh_each_section_picks_its_dag():
+    config = parse("[alpine]\nimage = alpine\ntag = 3\nproject = p\nrefresh = 1h\n"
+                   "[nginx]\nimage = nginx\ntag = 1\nproject = p\nrefresh = 1w\n[once]\nimage = x\ntag = 1\n"
+                   "project = p\nrefresh = 0\n")
+    assert {name: [s.section for s in specs] for name, specs in config.dags().items()} == {
+        "dmi_mirror_1h": ["alpine"], "dmi_mirror_1w": ["nginx"], "dmi_mirror_once": ["once"]}
+
+
+def test_a_huge_refresh_is_one_clear_error_among_the_others():
+    found = errors("[DEFAULT]\nrefresh = 99999999999999999999w\n[a]\nimage = A\ntag = 1\nproject = p\n")
+    assert found == [
+        "config.ini:2: [DEFAULT] refresh = '99999999999999999999w': at most 520w (about 10 years); use 0 to "
+        "mirror once",
+        "config.ini:4: [a] image = 'A': 'A' is not a repository path: lowercase letters, digits and separators "
+        "(. _ __ -) in components joined by /"]
+    assert parse("[DEFAULT]\nrefresh = 520w\n[a]\nimage = a\ntag = 1\nproject = p\n").default_refresh.text == "520w"
+
+
+def test_lifecycle_policy_stays_beside_the_config(tmp_path):
+    import os
+
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (tmp_path / "outside.json").write_text('{"rules": []}')
+    (folder / "big.json").write_text('{"rules": [], "pad": "' + "x" * 40000 + '"}')
+    (folder / "sub").mkdir()
+    os.mkfifo(folder / "fifo.json")  # opening it would block the DAG parser forever
+    config = folder / "config.ini"
+    cases = {"a": "/proc/self/status", "b": "../outside.json", "c": "fifo.json", "d": "/dev/zero", "e": "big.json",
+             "f": "sub"}
+    config.write_text("[DEFAULT]\nrefresh = 1w\nproject = p\ntag = 1\n" + "".join(
+        f"[{name}]\nimage = {name}\nlifecycle-policy = {value}\n" for name, value in cases.items()))
+    with pytest.raises(ConfigError) as exc:
+        load_config(config, {})
+    found = {i.section: i.message for i in exc.value.issues}
+    assert found["a"].endswith(f"/status is outside the config's folder {folder}: keep policy files beside config.ini")
+    assert found["b"].startswith(f"{tmp_path / 'outside.json'} is outside the config's folder")
+    assert found["c"] == f"{folder / 'fifo.json'} is not a regular file"
+    assert found["d"].startswith("/dev/zero is outside the config's folder")
+    assert found["e"] == f"{folder / 'big.json'} has {(folder / 'big.json').stat().st_size} bytes; a lifecycle " \
+                         "policy has at most 30720"
+    assert found["f"] == f"{folder / 'sub'} is not a regular file"
+
+
+@pytest.mark.parametrize("text", ["ü٣", "1.0\n", "a" * 129, "٣"])
+def test_tags_are_ascii_and_whole(text):
+    from dmi_provider.registry.reference import InvalidReference, check_tag
+
+    with pytest.raises(InvalidReference):
+        check_tag(text)
+
+
+@pytest.mark.parametrize("text", ["reg.example.com\n", "rég.example.com", "reg.example.com:5000\n"])
+def test_hosts_are_ascii_and_whole(text):
+    from dmi_provider.registry.reference import InvalidReference, check_host
+
+    with pytest.raises(InvalidReference):
+        check_host(text)
+
+
+def test_connection_ids_are_plain():
+    assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\ntag = 1\nproject = p\nsource-conn-id = \"x\"\n") == [
+        "config.ini:7: [a] source-conn-id = '\"x\"': expected an Airflow connection id (letters, digits, _ . -)"]

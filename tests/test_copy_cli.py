@@ -51,12 +51,14 @@ def test_copy_cli_json_and_progress(open_registry, basic_registry, factory, repo
     assert done.stderr.count(" copied ") >= len(artifact.blobs)  # one progress line per blob, with MiB/s
     assert "MiB/s" in done.stderr
     assert BASIC_USER[1] not in done.stderr + done.stdout
+    assert "warning: a password given in --dst-creds is visible to every user of this machine (ps)" in done.stderr
 
     again = dmi("copy", "--insecure", open_registry.host, "--insecure", basic_registry.host,
                 "--dst-creds", BASIC_USER[0], f"{open_registry.host}/{src}:1.0", f"{basic_registry.host}/{dst}:1.0",
                 env={"DMI_DST_PASSWORD": BASIC_USER[1]})
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith(f"unchanged: {open_registry.host}/{src}:1.0 -> ")
+    assert "warning" not in again.stderr  # USER alone, the password from the environment
 
 
 def test_copy_cli_failures(open_registry, repo_name):

@@ -35,6 +35,9 @@ def test_compose_names_every_service_and_shares_the_secrets():
         assert not any("docker.sock" in m for m in mounts)  # the docker socket is opt-in
         assert compose["services"][name]["build"] == "."
     assert len(secrets) == 1  # one JWT secret and Fernet key for all
+    for secret in (*secrets.pop(), compose["services"]["airflow-apiserver"]["environment"]["AIRFLOW__API__SECRET_KEY"]):
+        assert re.fullmatch(r"\$\{AIRFLOW_[A-Z_]+:\?set AIRFLOW_[A-Z_]+ in \.env \(see README, Deploy\)\}", secret)
+    assert compose["services"]["airflow-apiserver"]["ports"] == ["127.0.0.1:8080:8080"]  # not on every interface
     override = yaml.safe_load((ROOT / "docker-compose.docker-engine.yaml").read_text())
     assert any("docker.sock" in m for m in override["services"]["airflow-worker"]["volumes"])
 

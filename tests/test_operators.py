@@ -58,6 +58,7 @@ class FakeEngine:
 
     name = "fake"
     fail: DmiError | None = None
+    fail_on: str | None = None  # fail only the plan whose target ends with this
 
     def __init__(self, setup):
         self.setup = setup
@@ -76,7 +77,8 @@ class FakeEngine:
 
     def transfer(self, plans):
         CALLS.append("transfer")
-        if FakeEngine.fail:
+        if FakeEngine.fail and (FakeEngine.fail_on is None or any(p.target.endswith(FakeEngine.fail_on)
+                                                                  for p in plans)):
             raise FakeEngine.fail
         results = []
         for plan in plans:
@@ -115,7 +117,7 @@ def group(monkeypatch, tmp_path):
     monkeypatch.setitem(ENGINES, "fake", "tests.test_operators:FakeEngine")
     monkeypatch.setitem(TARGETS, "fake", "tests.test_operators:FakeTarget")
     CALLS.clear()
-    FakeEngine.fail = None
+    FakeEngine.fail = FakeEngine.fail_on = None
     common = {"source": "docker.io/istio/proxyv2", "tags": ["1", ("2", "stable")], "target_repository": "istio/proxyv2",
               "target": "fake", "engine": "fake", "section": "aws/proxyv2",
               "environment": Environment(db_path=str(tmp_path / "t.db"))}
@@ -150,7 +152,8 @@ def test_a_group_asks_the_engine_and_target_and_records(group):
     ops, store = group
     out, _ti, events = run(ops, ["pull", "tag", "ensure", "push", "record"])
     assert CALLS == ["endpoint", "plan force=False dry_run=False", "stage 2", "close",
-                     "tag ['fake.example:5000/istio/proxyv2:1']", "close", "ensure istio/proxyv2", "transfer", "close"]
+                     "tag ['fake.example:5000/istio/proxyv2:1']", "close", "ensure istio/proxyv2",
+                     "transfer", "transfer", "close"]  # one per plan: what was written before a failure is known
     assert out["pull"]["target_host"] == "fake.example:5000" and out["pull"]["changed"] is True
     assert out["tag"] == ["fake.example:5000/istio/proxyv2:1"]
     assert out["ensure"]["created"] is True
@@ -190,3 +193,21 @@ def test_a_failed_transfer_is_recorded_and_fails_the_run(group, retryable):
     statuses = {r["target"].rsplit(":", 1)[1]: r["status"] for r in store.history()}
     assert statuses == {"1": "failed", "stable": "unchanged"}
     assert CALLS[-1] == "close"  # the engine is closed on failure too
+
+
+def test_a_tag_written_before_another_failed_is_recorded_as_copied(group):
+    ops, store = group
+    FakeEngine.fail, FakeEngine.fail_on = DmiError("tag 2 refused"), ":stable"
+    out, ti, _events = run(ops, ["pull", "tag", "ensure", "push", "record"], params={"force": True})
+    assert isinstance(out["push"], AirflowFailException)
+    assert [r["target"] for r in ti.xcom[("push", "partial")]] == ["fake.example:5000/istio/proxyv2:1"]
+    statuses = {r["target"].rsplit(":", 1)[1]: (r["status"], r["error"]) for r in store.history()}
+    assert statuses == {"1": ("copied", None), "stable": ("failed", "DmiError: tag 2 refused")}
+    assert isinstance(out["record"], AirflowFailException)  # the run still shows the failure
+
+
+def test_a_retried_record_task_writes_each_row_once(group):
+    ops, store = group
+    _out, ti, _events = run(ops, ["pull", "tag", "ensure", "push", "record"])
+    run(ops, ["record"], ti=ti)  # Airflow runs record again (a retry, or "clear task")
+    assert sorted(r["status"] for r in store.history()) == ["copied", "unchanged"]

@@ -99,26 +99,98 @@ def test_concurrent_writers_on_sqlite(tmp_path):
 
 
 def test_history_pages_render_from_sqlite(tmp_path):
-    """The UI plugin's pages on a SQLite tracking database (the stack test covers PostgreSQL and auth)."""
+    """The UI plugin's pages on a SQLite tracking database (the stack test covers PostgreSQL and auth):
+    escaped, filtered in SQL, and only rows of the DAGs the user may read."""
     url = f"sqlite:///{tmp_path / 'ui.db'}"
     store = TrackingStore(url)
     store.record(MirrorOutcome("dmi_mirror", "manual__1", "alpine", "docker.io/library/alpine:3.20",
                                "ecr.example/mirror/alpine:3.20", "copied", target_digest="sha256:" + "c" * 64))
     store.record(MirrorOutcome("dmi_mirror", "manual__2", "alpine", "docker.io/library/alpine:3.20",
                                "ecr.example/mirror/alpine:3.20", "failed", error="HTTP 404 <b>gone</b>"))
+    store.record(MirrorOutcome("secret_dag", "manual__9", "hidden", "docker.io/team/secret:1",
+                               "ecr.example/team/secret:1", "failed", error="secret error text"))
     code = (
         "import asyncio\n"
         "from dmi_provider.plugins import history as h\n"
-        "for page in (h.state_page(), h.history_page(status='failed', limit=10),"
-        " h.image_page(target='ecr.example/mirror/alpine:3.20')):\n"
+        "h.readable_dags = lambda user: {'dmi_mirror'}  # what the auth manager would say for this user\n"
+        "for page in (h.state_page(None), h.history_page(None, status='failed', limit=10),"
+        " h.image_page(None, target='ecr.example/mirror/alpine:3.20'),"
+        " h.history_page(None, dag_id='secret_dag', limit=10),"
+        " h.image_page(None, target='ecr.example/team/secret:1')):\n"
         "    print(asyncio.run(page).body.decode())\n"
     )
     env = {"PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(tmp_path / "home"),
            "AIRFLOW_CONN_DMI_TRACKING": url}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    state, failed, image = done.stdout.split("<!doctype html>")[1:]
+    state, failed, image, secret_history, secret_image = done.stdout.split("<!doctype html>")[1:]
     assert "ecr.example/mirror/alpine:3.20" in state and "sha256:" + "c" * 64 in state
     assert 'href="../dags/dmi_mirror/runs/manual__2"' in state  # the last run links to the DAG run
     assert "HTTP 404 &lt;b&gt;gone&lt;/b&gt;" in failed and "manual__1" not in failed  # escaped, filtered
     assert image.count("sha256:" + "c" * 64) >= 1 and "<h2>Digests</h2>" in image
+    assert "secret" not in state + failed and "secret error text" not in secret_history + secret_image
+    assert "No history matches" in secret_history and "No runs on record" in secret_image
+
+    empty = tmp_path / "empty.db"
+    env["AIRFLOW_CONN_DMI_TRACKING"] = f"sqlite:///{empty}"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0 and "No image has been mirrored yet." in done.stdout
+    assert TrackingStore(f"sqlite:///{empty}", read_only=True).engine.connect().exec_driver_sql(
+        "SELECT count(*) FROM sqlite_master").scalar() == 0  # the UI created no table
+
+
+# -- the security review's findings ---------------------------------------------------------------------
+RECORD_AT_ONCE = ("import sys, threading; from dmi_provider.tracking.store import *; "
+                  "s = TrackingStore(sys.argv[1]); "
+                  "s.record(MirrorOutcome('d', 'r', 's', 'src', f't{sys.argv[2]}', 'copied', target_digest='x'))")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_creating_the_tables_is_safe_when_many_record_at_once(kind, tmp_path, request):
+    """Parallel record tasks on a fresh deployment: each process finds no table and creates them."""
+    for round_ in range(5):
+        if kind == "sqlite":
+            url = f"sqlite:///{tmp_path / f'fresh{round_}.db'}"
+        else:
+            url = request.getfixturevalue("postgres").database(f"fresh_{round_}")
+        procs = [subprocess.Popen([sys.executable, "-c", RECORD_AT_ONCE, url, str(n)], stderr=subprocess.PIPE)
+                 for n in range(4)]
+        codes = [p.wait(120) for p in procs]
+        assert codes == [0, 0, 0, 0], [p.stderr.read().decode()[-800:] for p in procs if p.returncode]
+        store = TrackingStore(url)
+        assert len(store.history()) == 4
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM dmi_schema").scalar() == 1
+        store.close()
+
+
+def test_a_read_only_store_creates_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    reader = TrackingStore(url, read_only=True)
+    assert reader.state() == [] and reader.history() == [] and reader.timeline("x") == []
+    with reader.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar() == 0  # no table made
+    with pytest.raises(RuntimeError, match="read-only"):
+        reader.record(outcome("copied", "sha256:" + "1" * 64, "r1"))
+
+
+def test_a_retried_record_writes_no_duplicate(store):
+    store.record(outcome("failed", None, "r1", error="boom"))
+    store.record(outcome("copied", "sha256:" + "1" * 64, "r1"))  # the record task's retry, same run
+    store.record(outcome("copied", "sha256:" + "1" * 64, "r2"))
+    rows = store.history()
+    assert [(r["run_id"], r["status"]) for r in rows] == [("r2", "copied"), ("r1", "copied")]
+
+
+def test_history_filters_run_in_sql_before_the_limit(store):
+    for n in range(30):
+        store.record(outcome("copied", "sha256:" + "1" * 64, f"busy{n}", target="ecr/a:1"))
+    other = outcome("copied", "sha256:" + "2" * 64, "quiet", target="ecr/a:10")
+    other.dag_id = "dmi_mirror_1d"
+    store.record(other)
+    for n in range(30):
+        store.record(outcome("copied", "sha256:" + "1" * 64, f"late{n}", target="ecr/a:1"))
+    assert [r["run_id"] for r in store.history(dag_id="dmi_mirror_1d", limit=10)] == ["quiet"]
+    assert [r["run_id"] for r in store.history(target="ecr/a:10", limit=10)] == ["quiet"]  # exact, not LIKE
+    assert {r["dag_id"] for r in store.history(dag_ids={"dmi_mirror"}, limit=100)} == {"dmi_mirror"}
+    assert store.state(dag_ids=set()) == [] and len(store.state(dag_ids={"dmi_mirror_1d"})) == 1

@@ -215,7 +215,18 @@ class PushImageOperator(MirrorBaseOperator):
     def execute(self, context: Any) -> list[dict]:
         self.skip_unless_selected(context)
         plans = mirror.plans_of(self.skip_unless_copying(context))
-        return [r.to_dict() for r in self.guarded(context, lambda: self.engine_backend.transfer(plans))]
+        done: list[dict] = []
+
+        def work() -> list[dict]:
+            for plan in plans:  # one at a time, so what was written before a failure is known
+                done.extend(r.to_dict() for r in self.engine_backend.transfer([plan]))
+            return done
+
+        try:
+            return self.guarded(context, work)
+        except Exception:
+            context["ti"].xcom_push(key="partial", value=done)  # record keeps tag 1 copied if tag 2 failed
+            raise
 
 
 class RecordMirrorOperator(MirrorBaseOperator):
@@ -233,8 +244,9 @@ class RecordMirrorOperator(MirrorBaseOperator):
     def execute(self, context: Any) -> list[dict]:
         self.skip_unless_selected(context)
         ti = context["ti"]
-        outcomes = mirror.outcomes(self.job, self.run_info(context), self.pulled(context),
-                                   ti.xcom_pull(task_ids=self.push_task_id), self.first_error(context))
+        pushed = ti.xcom_pull(task_ids=self.push_task_id) or ti.xcom_pull(task_ids=self.push_task_id, key="partial")
+        outcomes = mirror.outcomes(self.job, self.run_info(context), self.pulled(context), pushed,
+                                   self.first_error(context))
         store = self.tracking_store()
         try:
             for outcome in outcomes:

@@ -1,8 +1,9 @@
 """The "Image mirror" pages in the Airflow UI: current state, history with filters, one image's timeline.
 
 A FastAPI app mounted by the api-server under /dmi, behind Airflow's own authentication (the
-caller's JWT, as a bearer token or the UI's session cookie). Pages are plain server-rendered HTML:
-the UI shows them in a sandboxed iframe, so they use no script.
+caller's JWT, as a bearer token or the UI's session cookie). Rows are filtered, in SQL, to the DAGs the
+caller may read; the tracking databases are only read (nothing is created or migrated here). Pages are
+plain server-rendered HTML: the UI shows them in a sandboxed iframe, so they use no script.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
-from airflow.api_fastapi.core_api.security import requires_access_view
+from airflow.api_fastapi.core_api.security import BaseUser, GetUserDep, requires_access_view
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -50,10 +51,19 @@ _ORDER = {"state": (lambda r: r["target"], False), "timeline": (lambda r: r["fir
           "history": (lambda r: (r["finished_at"], r["id"]), True)}
 
 
-def _query(method: str, **kwargs: object) -> list[dict]:
+def readable_dags(user: BaseUser) -> set[str]:
+    """The DAGs this user may read, as Airflow's auth manager says: rows of other DAGs are not shown."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
+
+
+def _query(user: BaseUser, method: str, **kwargs: object) -> list[dict]:
+    """Rows of every tracking database, read-only (the UI never creates or migrates tables)."""
+    kwargs["dag_ids"] = readable_dags(user)
     rows: list[dict] = []
     for url in tracking_urls():
-        store = TrackingStore(url)
+        store = TrackingStore(url, read_only=True)
         try:
             rows += getattr(store, method)(**kwargs)
         finally:
@@ -113,8 +123,8 @@ def _table(header: list[str], rows: list[list[str]], empty: str) -> str:
 
 
 @app.get("/", response_class=HTMLResponse)
-async def state_page() -> HTMLResponse:
-    rows = await run_in_threadpool(_query, "state")
+async def state_page(user: GetUserDep) -> HTMLResponse:
+    rows = await run_in_threadpool(_query, user, "state")
     table = _table(
         ["Target", "Source", "Digest", "Status", "First mirrored", "Last checked", "Last changed", "Last run"],
         [[_image_link(r["target"]), _e(r["source"]), _digest(r["last_digest"]),
@@ -126,14 +136,13 @@ async def state_page() -> HTMLResponse:
 
 
 @app.get("/history", response_class=HTMLResponse)
-async def history_page(image: str | None = None, status: str | None = None, since: str | None = None,
+async def history_page(user: GetUserDep, image: str | None = None, status: str | None = None, since: str | None = None,
                        until: str | None = None, dag_id: str | None = None,
                        limit: int = Query(200, ge=1, le=5000)) -> HTMLResponse:
     since_at, until_at = _date(since), _date(until, end=True)
-    rows = await run_in_threadpool(_query, "history", image=image or None, status=status or None,
+    rows = await run_in_threadpool(_query, user, "history", image=image or None, status=status or None,
+                                   dag_id=dag_id or None,
                                    since=since_at, until=until_at, limit=limit)
-    if dag_id:
-        rows = [r for r in rows if r["dag_id"] == dag_id]
     options = "".join(f'<option value="{s}"{" selected" if s == status else ""}>{s}</option>' for s in STATUSES)
     form = (
         '<form method="get" action="history">'
@@ -158,10 +167,9 @@ async def history_page(image: str | None = None, status: str | None = None, sinc
 
 
 @app.get("/image", response_class=HTMLResponse)
-async def image_page(target: str) -> HTMLResponse:
-    timeline = await run_in_threadpool(lambda: _query("timeline", target=target))
-    rows = await run_in_threadpool(_query, "history", image=target, limit=50)
-    rows = [r for r in rows if r["target"] == target]
+async def image_page(user: GetUserDep, target: str) -> HTMLResponse:
+    timeline = await run_in_threadpool(lambda: _query(user, "timeline", target=target))
+    rows = await run_in_threadpool(_query, user, "history", target=target, limit=50)
     digests = _table(["Digest", "First seen", "Last seen", "Runs"],
                      [[f"<code>{_e(t['digest'])}</code>", _when(t["first_seen"]), _when(t["last_seen"]),
                        _e(t["runs"])] for t in timeline], "This image has no digest on record.")
@@ -173,15 +181,15 @@ async def image_page(target: str) -> HTMLResponse:
 
 
 @app.get("/api/state")
-async def state_json() -> JSONResponse:
-    rows = await run_in_threadpool(_query, "state")
+async def state_json(user: GetUserDep) -> JSONResponse:
+    rows = await run_in_threadpool(_query, user, "state")
     return JSONResponse([{k: _json(v) for k, v in r.items()} for r in rows])
 
 
 @app.get("/api/history")
-async def history_json(image: str | None = None, status: str | None = None,
+async def history_json(user: GetUserDep, image: str | None = None, status: str | None = None,
                        limit: int = Query(200, ge=1, le=5000)) -> JSONResponse:
-    rows = await run_in_threadpool(_query, "history", image=image, status=status, limit=limit)
+    rows = await run_in_threadpool(_query, user, "history", image=image, status=status, limit=limit)
     return JSONResponse([{k: _json(v) for k, v in r.items()} for r in rows])
 
 

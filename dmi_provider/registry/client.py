@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import random
 import threading
@@ -29,6 +30,7 @@ from dmi_provider.registry.errors import (
     AuthError,
     DigestMismatch,
     InsecureRedirect,
+    ManifestInvalid,
     ManifestTooLarge,
     NotFound,
     RegistryError,
@@ -40,6 +42,9 @@ from dmi_provider.registry.reference import DOCKER_HUB, DOCKER_HUB_API
 log = logging.getLogger(__name__)
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution's own limit
+MAX_ERROR_BODY = 64 * 1024  # error bodies are read this far (the message is at the start)
+MAX_TOKEN_BODY = 1024 * 1024
+VERIFIABLE = ("sha256", "sha512")  # digest algorithms whose bytes this client can check
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 CHUNK = 1024 * 1024
 DOCKER_HUB_CHALLENGE = Challenge("bearer", "https://auth.docker.io/token", "registry.docker.io")
@@ -92,6 +97,56 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """At most `limit` bytes of a streamed body (decoded), then the connection is let go."""
+    body = bytearray()
+    try:
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) >= limit:
+                break
+    finally:
+        response.close()
+    return bytes(body[:limit])
+
+
+def _buffered(response: httpx.Response) -> httpx.Response:
+    """A streamed response with its body read, at most MAX_ERROR_BODY bytes of it (errors, HEADs, PUTs)."""
+    body = _read_capped(response, MAX_ERROR_BODY)
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"]
+    return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+
+
+def body_chunks(response: httpx.Response, size: int = CHUNK) -> Iterator[bytes]:
+    """The body as the registry stored it: raw, unless a proxy compressed it on the way anyway."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    return response.iter_raw(size) if encoding in ("", "identity") else response.iter_bytes(size)
+
+
+def _algorithm(digest: str, where: str) -> str:
+    algorithm = digest.partition(":")[0]
+    if algorithm not in VERIFIABLE:
+        raise ManifestInvalid(f"{where}: cannot verify a {algorithm!r} digest (only {', '.join(VERIFIABLE)})")
+    return algorithm
+
+
+def _token_of(body: bytes, registry: str) -> tuple[str, float]:
+    """(token, lifetime in seconds) from a token service's JSON answer."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise AuthError(f"{registry}: token service answered with something that is not JSON "
+                        f"({len(body)} bytes)") from None
+    token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
+    if not token or not isinstance(token, str):
+        raise AuthError(f"{registry}: token service answered without a token")
+    try:
+        expires_in = float(data.get("expires_in") or 60)
+    except (TypeError, ValueError):
+        expires_in = 60.0
+    return token, expires_in
+
+
 def _kind(path: str) -> str:
     if "/manifests/" in path:
         return "manifest"
@@ -122,7 +177,9 @@ class RegistryClient:
         self.base_url = f"{'http' if insecure else 'https'}://{host}"
         self._credentials = credentials
         self.retry = retry or RetryPolicy()
+        # identity: digests are over the bytes as stored; a compressing proxy would change them.
         self.http = http or httpx.Client(timeout=httpx.Timeout(timeout, connect=15.0), follow_redirects=False,
+                                         headers={"Accept-Encoding": "identity"},
                                          limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
         self.tokens = TokenCache()
         self.counts: Counter[str] = Counter()
@@ -178,7 +235,9 @@ class RegistryClient:
         headers = {"Authorization": self.credentials.basic_header()} if self.credentials else {}
         for attempt in range(self.retry.attempts):
             try:
-                response = self.http.get(challenge.realm, params=params, headers=headers)
+                response = self.http.send(self.http.build_request("GET", challenge.realm, params=params,
+                                                                  headers=headers), stream=True)
+                body = _read_capped(response, MAX_TOKEN_BODY)
             except httpx.TransportError as exc:
                 if attempt + 1 >= self.retry.attempts:
                     raise RegistryError(f"{self.registry}: token service unreachable: {exc}", retryable=True) from None
@@ -191,17 +250,14 @@ class RegistryClient:
             break
         if response.status_code != 200:
             who = f"as {self.credentials.username}" if self.credentials else "anonymously"
-            code, message = registry_error_text(response.content)
+            code, message = registry_error_text(body)
             raise AuthError(f"{self.registry}: token service refused {who} for {scope}: HTTP {response.status_code}"
                             f"{' ' + message if message else ''}", status=response.status_code, code=code)
-        body = response.json()
-        token = body.get("token") or body.get("access_token")
-        if not token:
-            raise AuthError(f"{self.registry}: token service answered without a token")
+        token, expires_in = _token_of(body, self.registry)
         key = self._token_key(scope)
         assert key is not None
-        self.tokens.put(key, token, float(body.get("expires_in") or 60))
-        return str(token)
+        self.tokens.put(key, token, expires_in)
+        return token
 
     # -- requests -----------------------------------------------------------------------------
     def url(self, path: str) -> str:
@@ -214,6 +270,7 @@ class RegistryClient:
         after they started raises a retryable RegistryError for the caller to redo the whole step.
         With `retry=False` the caller owns the retries (one retry level per operation)."""
         url = self.url(path)
+        own_host = self._check_url(method, url)
         kind = _kind(urlsplit(url).path)
         replayable = retry and (content is None or isinstance(content, bytes))
         started = time.monotonic()
@@ -221,7 +278,7 @@ class RegistryClient:
         reauthed = False
         while True:
             send_headers = dict(headers or {})
-            auth = self._auth_header(scope)
+            auth = self._auth_header(scope) if own_host else None  # credentials stay with the registry's host
             if auth:
                 send_headers["Authorization"] = auth
             self._wait_turn()
@@ -237,8 +294,10 @@ class RegistryClient:
             if response.status_code in ok:
                 return response
             if stream:
-                response.read()
-                response.close()
+                response = _buffered(response)
+            if response.status_code == 401 and not self._from_own_host(response):
+                raise AuthError(f"{method} {url}: {response.url.netloc.decode()} answered 401 after a redirect; "
+                                f"credentials are sent to {self.registry} only", status=401, url=url)
             if response.status_code == 401 and "www-authenticate" in response.headers and not reauthed:
                 reauthed = True
                 self._on_unauthorized(response, scope)
@@ -252,6 +311,17 @@ class RegistryClient:
             if not error.retryable or not replayable:
                 raise error
             attempt = self._backoff(attempt, started, error)
+
+    def _check_url(self, method: str, url: str) -> bool:
+        """Refuse https -> http; True when `url` is on the registry's own host (an upload Location, for
+        one, may name any host: credentials go only to the registry's own)."""
+        own, target = urlsplit(self.base_url), urlsplit(url)
+        if own.scheme == "https" and target.scheme != "https":
+            raise InsecureRedirect(f"{method} {url}: refusing to leave https for {target.scheme}", url=url)
+        return target.netloc == own.netloc
+
+    def _from_own_host(self, response: httpx.Response) -> bool:
+        return response.url.netloc.decode() == urlsplit(self.base_url).netloc
 
     def _count(self, key: str, kind: str, response: httpx.Response) -> None:
         with self._lock:
@@ -313,10 +383,7 @@ class RegistryClient:
             request = self.http.build_request(method, url, headers=headers, content=content)
             response = self.http.send(request, stream=True)
             if response.status_code not in (301, 302, 303, 307, 308) or method not in ("GET", "HEAD"):
-                if not stream:
-                    response.read()
-                    response.close()
-                return response
+                return response if stream else _buffered(response)
             location = response.headers.get("location")
             response.close()
             if not location:
@@ -344,8 +411,10 @@ class RegistryClient:
                           int(r.headers.get("content-length") or 0))
 
     def get_manifest(self, repo: str, ref: str) -> Manifest:
-        """GET a manifest; bytes kept exactly, sha256 checked against the digest asked for or announced."""
+        """GET a manifest; bytes kept exactly, checked against the digest asked for or announced."""
         url = f"/v2/{repo}/manifests/{ref}"
+        if ":" in ref:
+            _algorithm(ref, self.url(url))  # refuse what cannot be checked before asking
         r = self.request("GET", url, scope=pull_scope(repo), headers={"Accept": MANIFEST_TYPES}, stream=True)
         try:
             declared = int(r.headers.get("content-length") or 0)
@@ -353,20 +422,22 @@ class RegistryClient:
                 raise ManifestTooLarge(f"{self.url(url)}: manifest of {declared} bytes is over the "
                                        f"{MAX_MANIFEST_BYTES} byte limit")
             body = bytearray()
-            for chunk in r.iter_raw():
+            for chunk in body_chunks(r):
                 body += chunk
                 if len(body) > MAX_MANIFEST_BYTES:
                     raise ManifestTooLarge(f"{self.url(url)}: manifest over the {MAX_MANIFEST_BYTES} byte limit")
         finally:
             r.close()
         raw = bytes(body)
-        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-        expected = ref if ref.startswith("sha256:") else r.headers.get("docker-content-digest")
-        if expected and expected.startswith("sha256:") and expected != digest:
-            raise DigestMismatch(f"{self.url(url)}: manifest bytes hash to {digest}, expected {expected}",
-                                 url=self.url(url))
+        expected = ref if ":" in ref else r.headers.get("docker-content-digest")
+        if expected:
+            algorithm = _algorithm(expected, self.url(url))
+            actual = f"{algorithm}:{hashlib.new(algorithm, raw).hexdigest()}"
+            if actual != expected:
+                raise DigestMismatch(f"{self.url(url)}: manifest bytes hash to {actual}, expected {expected}",
+                                     url=self.url(url))
         media_type = r.headers.get("content-type", "").split(";")[0].strip()
-        return Manifest.parse(raw, media_type, digest)
+        return Manifest.parse(raw, media_type, "sha256:" + hashlib.sha256(raw).hexdigest())
 
     def put_manifest(self, repo: str, ref: str, manifest: Manifest) -> str:
         r = self.request("PUT", f"/v2/{repo}/manifests/{ref}", scope=push_scope(repo), content=manifest.raw,

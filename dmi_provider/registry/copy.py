@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from dmi_provider.registry.auth import Credentials, CredentialSource, docker_config_credentials
-from dmi_provider.registry.client import CHUNK, RegistryClient, RetryPolicy
-from dmi_provider.registry.errors import DigestMismatch, RegistryError
+from dmi_provider.registry.client import RegistryClient, RetryPolicy, body_chunks
+from dmi_provider.registry.errors import DigestMismatch, ManifestInvalid, RegistryError
 from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.registry.manifest import (
     INDEX_TYPES,
@@ -265,10 +265,11 @@ class Copier:
         images, missing = [], []
         for child in children:
             if child.media_type in INDEX_TYPES:
-                raise RegistryError(f"{src}: nested index {child.digest} is not supported")
+                raise ManifestInvalid(f"{src}: nested index {child.digest} is not supported")
             if dc.head_manifest(dst.repository, child.digest) is not None:
                 continue  # the child and everything it references are at the target already
             manifest = sc.get_manifest(src.repository, child.digest)
+            _check_child(src, child, manifest)
             images.append(manifest)
             missing.append(manifest)
         return images, missing, to_put
@@ -331,8 +332,9 @@ class Copier:
                 return self._stream_blob(sc, dc, src_repo, dst_repo, blob, short)
             except RegistryError as exc:
                 delay = policy.delay(attempt, exc.retry_after)
-                if (not exc.retryable or attempt + 1 >= policy.attempts
-                        or time.monotonic() - started + delay > policy.total):
+                # A same-size digest mismatch may be a bad transfer: one more try, then it is the source's fault.
+                again = exc.retryable or (isinstance(exc, DigestMismatch) and exc.size_ok and attempt == 0)
+                if not again or attempt + 1 >= policy.attempts or time.monotonic() - started + delay > policy.total:
                     raise
                 self.say(f"  blob {short} failed ({exc}); checking the target and retrying from zero in {delay:.1f}s")
                 time.sleep(delay)
@@ -345,7 +347,7 @@ class Copier:
                      short: str) -> tuple[str, int]:
         with _slots(sc, dc), sc.open_blob(src_repo, blob.digest, retry=False) as response:
             started = time.monotonic()
-            chunks = self._verified(response.iter_raw(CHUNK), blob, short, started)
+            chunks = self._verified(body_chunks(response), blob, short, started)
             dc.upload_blob(dst_repo, blob.digest, blob.size, chunks, retry=False)
         elapsed = max(time.monotonic() - started, 1e-6)
         self.locations.add(dc.registry, blob.digest, dst_repo)
@@ -379,9 +381,21 @@ class Copier:
                          f"at {_mib(rate)}/s")
         if seen != blob.size or hasher.hexdigest() != expected:
             raise DigestMismatch(f"blob {blob.digest}: received {seen} bytes hashing to {algorithm}:"
-                                 f"{hasher.hexdigest()}, expected {blob.size} bytes")
+                                 f"{hasher.hexdigest()}, expected {blob.size} bytes", size_ok=seen == blob.size)
         if pending:
             yield pending
+
+def _check_child(src: Reference, child: Descriptor, manifest: Manifest) -> None:
+    """The child must be what its index says: an image manifest of the announced type and size."""
+    if manifest.is_index:
+        raise ManifestInvalid(f"{src}: child {child.digest} is an index (nested indexes are not supported)")
+    if child.media_type and manifest.media_type != child.media_type:
+        raise ManifestInvalid(f"{src}: child {child.digest} is {manifest.media_type}, its index says "
+                              f"{child.media_type}")
+    if len(manifest.raw) != child.size:
+        raise ManifestInvalid(f"{src}: child {child.digest} has {len(manifest.raw)} bytes, its index says "
+                              f"{child.size}")
+
 
 def _requests(sc: RegistryClient, dc: RegistryClient, before: tuple[Counter, Counter]) -> dict[str, dict[str, int]]:
     source = sc.counts - before[0]

@@ -30,10 +30,12 @@ class NotFound(RegistryError):
 
 
 class DigestMismatch(RegistryError):
-    """Bytes whose sha256 or size is not what the digest says (retryable: it may be a bad transfer)."""
+    """Bytes whose digest or size is not what was announced. Not retryable: the source lies, and asking
+    again brings the same bytes (a blob copy retries a same-size mismatch once itself, for a bad transfer)."""
 
-    def __init__(self, message: str, url: str | None = None):
-        super().__init__(message, url=url, retryable=True)
+    def __init__(self, message: str, url: str | None = None, *, size_ok: bool = False):
+        super().__init__(message, url=url, retryable=False)
+        self.size_ok = size_ok
 
 
 class ManifestTooLarge(RegistryError):

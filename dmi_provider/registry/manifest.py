@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 from dmi_provider.registry.errors import ManifestInvalid
@@ -22,6 +23,8 @@ MANIFEST_TYPES = ", ".join((*INDEX_TYPES, *IMAGE_TYPES))
 FOREIGN_LAYERS = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
                   "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
                   "application/vnd.oci.image.layer.nondistributable.v1.tar")
+# What a descriptor's digest may be: it goes into URLs, so nothing else passes (no '&', '/', '..').
+DESCRIPTOR_DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 # Annotations of an index that a platform filter wrote.
 SOURCE_DIGEST = "io.dmi.source.digest"
 SOURCE_PLATFORMS = "io.dmi.platforms"
@@ -54,6 +57,9 @@ def _descriptor(entry: object, where: str) -> Descriptor:
     digest, size, urls = entry.get("digest"), entry.get("size", 0), entry.get("urls") or []
     if not isinstance(digest, str):
         raise ManifestInvalid(f"{where}: a descriptor has no digest")
+    if not DESCRIPTOR_DIGEST.fullmatch(digest):
+        raise ManifestInvalid(f"{where}: descriptor digest {digest[:100]!r} is not sha256:<64 hex> or "
+                              "sha512:<128 hex>")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ManifestInvalid(f"{where}: descriptor {digest} has an invalid size {size!r}")
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):

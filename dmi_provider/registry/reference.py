@@ -16,12 +16,13 @@ _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registr
 
 # From distribution/reference/regexp.go.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
+PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$", re.ASCII)
+TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
+DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$", re.ASCII)
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _IPV6 = r"\[[a-fA-F0-9:]+\]"
-HOST_RE = re.compile(rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::[0-9]+)?$")
+HOST_RE = re.compile(rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::[0-9]+)?$",
+                     re.ASCII)
 MAX_NAME = 255
 
 
@@ -35,7 +36,7 @@ def _looks_like_host(component: str) -> bool:
 
 def check_host(host: str) -> str:
     """Validate `host[:port]` and return it with Docker Hub aliases folded to `docker.io`."""
-    if not HOST_RE.match(host):
+    if not HOST_RE.fullmatch(host):
         raise InvalidReference(f"{host!r} is not a registry host (expected host or host:port)")
     if ":" in host and not host.endswith("]"):
         port = int(host.rsplit(":", 1)[1])
@@ -46,7 +47,7 @@ def check_host(host: str) -> str:
 
 def check_path(path: str) -> str:
     """Validate a repository path (without registry), e.g. `istio/proxyv2`."""
-    if not PATH_RE.match(path):
+    if not PATH_RE.fullmatch(path):
         raise InvalidReference(
             f"{path!r} is not a repository path: lowercase letters, digits and separators "
             "(. _ __ -) in components joined by /"
@@ -55,7 +56,7 @@ def check_path(path: str) -> str:
 
 
 def check_tag(tag: str) -> str:
-    if not TAG_RE.match(tag):
+    if not TAG_RE.fullmatch(tag):
         raise InvalidReference(
             f"{tag!r} is not a tag: up to 128 characters of letters, digits, _ . -, not starting with . or -"
         )
@@ -63,7 +64,7 @@ def check_tag(tag: str) -> str:
 
 
 def check_digest(digest: str) -> str:
-    if not DIGEST_RE.match(digest):
+    if not DIGEST_RE.fullmatch(digest):
         raise InvalidReference(f"{digest!r} is not a digest (expected algorithm:hex, e.g. sha256:...)")
     return digest
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
+import random
+import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import create_engine, event, func, inspect, select, text, true
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from dmi_provider.tracking.models import SCHEMA_VERSION, Base, MirrorHistory, MirrorState, SchemaVersion
 
 STATUSES = ("copied", "unchanged", "failed", "dry-run")
+MIGRATE_ATTEMPTS = 8
 
 
 @dataclass
@@ -46,6 +51,26 @@ def default_url(db_path: str | None = None, airflow_home: str | None = None) -> 
     return f"sqlite:///{path}"
 
 
+def _lost_race(exc: Exception) -> bool:
+    message = str(exc).lower()
+    return any(word in message for word in ("already exists", "unique", "duplicate", "locked"))
+
+
+def _update_state(session: Session, outcome: MirrorOutcome, now: datetime) -> None:
+    state = session.get(MirrorState, outcome.target, with_for_update=True)
+    if state is None:
+        state = MirrorState(target=outcome.target, first_mirrored=None, last_changed=None, last_digest=None)
+        session.add(state)
+    state.source, state.dag_id, state.section = outcome.source, outcome.dag_id, outcome.section
+    state.last_status, state.last_run_id, state.last_checked = outcome.status, outcome.run_id, now
+    digest = outcome.target_digest if outcome.status != "failed" else None
+    if digest:
+        if state.first_mirrored is None:
+            state.first_mirrored = now
+        if digest != state.last_digest:
+            state.last_digest, state.last_changed = digest, now
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -63,8 +88,12 @@ def _row(obj: object) -> dict:
 
 
 class TrackingStore:
-    def __init__(self, url: str):
+    """The tracking tables of one database. `read_only` (the UI) never creates or changes anything:
+    a database without the tables reads as empty."""
+
+    def __init__(self, url: str, *, read_only: bool = False):
         self.url = url
+        self.read_only = read_only
         self.engine: Engine = create_engine(url, pool_pre_ping=True, future=True)
         if self.engine.dialect.name == "sqlite":
             @event.listens_for(self.engine, "connect")
@@ -72,24 +101,52 @@ class TrackingStore:
                 conn.execute("PRAGMA busy_timeout = 30000")  # tasks of one run record at once
         self._ready = False
 
-    def migrate(self) -> None:
-        """Create the tables on first use; refuse a database from a newer DMI."""
+    def migrate(self) -> bool:
+        """Create the tables on first use (safe when several processes do it at once); refuse a
+        database from a newer DMI. Read-only: only check, and say whether the tables are there."""
         if self._ready:
-            return
-        Base.metadata.create_all(self.engine)
-        with Session(self.engine) as session, session.begin():
-            found = session.scalar(select(func.max(SchemaVersion.version)))
-            if found is None:
-                session.add(SchemaVersion(version=SCHEMA_VERSION))
-            elif found > SCHEMA_VERSION:
-                raise RuntimeError(f"tracking database {self.engine.url.render_as_string(hide_password=True)} has "
-                                   f"schema {found}, newer than this DMI's {SCHEMA_VERSION}: upgrade DMI")
+            return True
+        if self.read_only:
+            if not inspect(self.engine).has_table(SchemaVersion.__tablename__):
+                return False
+            self._check_version()
+            self._ready = True
+            return True
+        for attempt in range(MIGRATE_ATTEMPTS):
+            try:
+                self._create()
+                break
+            except (OperationalError, IntegrityError, ProgrammingError) as exc:
+                # Another process created a table or the version row between our check and our write.
+                if attempt + 1 == MIGRATE_ATTEMPTS or not _lost_race(exc):
+                    raise
+                time.sleep(random.uniform(0.05, 0.3))
+        self._check_version()
         self._ready = True
+        return True
+
+    def _create(self) -> None:
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # one creator at a time; the lock ends with the transaction
+                conn.execute(text("SELECT pg_advisory_xact_lock(7417001)"))
+            Base.metadata.create_all(conn)
+            if conn.execute(select(func.count()).select_from(SchemaVersion)).scalar() == 0:
+                conn.execute(SchemaVersion.__table__.insert().values(version=SCHEMA_VERSION))
+
+    def _check_version(self) -> None:
+        with Session(self.engine) as session:
+            found = session.scalar(select(func.max(SchemaVersion.version)))
+        if found is not None and found > SCHEMA_VERSION:
+            raise RuntimeError(f"tracking database {self.engine.url.render_as_string(hide_password=True)} has "
+                               f"schema {found}, newer than this DMI's {SCHEMA_VERSION}: upgrade DMI")
 
     def record(self, outcome: MirrorOutcome) -> None:
-        """One history row, and the target's state row, in one transaction."""
+        """The run's history row for the target (replaced if this run recorded it before: a retried record
+        task writes no duplicate), and the target's state row, in one transaction."""
         if outcome.status not in STATUSES:
             raise ValueError(f"status {outcome.status!r} is not one of {STATUSES}")
+        if self.read_only:
+            raise RuntimeError("this tracking store is read-only")
         self.migrate()
         now = datetime.now(UTC)
         values = asdict(outcome)
@@ -97,27 +154,29 @@ class TrackingStore:
         values["started_at"] = _utc(outcome.started_at)
         values["logical_date"] = _utc(outcome.logical_date)
         with Session(self.engine) as session, session.begin():
+            earlier = session.scalars(select(MirrorHistory).where(
+                MirrorHistory.dag_id == outcome.dag_id, MirrorHistory.run_id == outcome.run_id,
+                MirrorHistory.target == outcome.target)).all()
+            for row in earlier:
+                session.delete(row)
             session.add(MirrorHistory(**values))
-            if outcome.status == "dry-run":
-                return
-            state = session.get(MirrorState, outcome.target, with_for_update=True)
-            if state is None:
-                state = MirrorState(target=outcome.target, first_mirrored=None, last_changed=None, last_digest=None)
-                session.add(state)
-            state.source, state.dag_id, state.section = outcome.source, outcome.dag_id, outcome.section
-            state.last_status, state.last_run_id, state.last_checked = outcome.status, outcome.run_id, now
-            digest = outcome.target_digest if outcome.status != "failed" else None
-            if digest:
-                if state.first_mirrored is None:
-                    state.first_mirrored = now
-                if digest != state.last_digest:
-                    state.last_digest, state.last_changed = digest, now
+            if outcome.status != "dry-run":
+                _update_state(session, outcome, now)
 
     # -- queries ---------------------------------------------------------------------------------
     def history(self, image: str | None = None, status: str | None = None, since: datetime | None = None,
-                until: datetime | None = None, limit: int = 500) -> list[dict]:
-        self.migrate()
+                until: datetime | None = None, limit: int = 500, *, dag_id: str | None = None,
+                target: str | None = None, dag_ids: Iterable[str] | None = None) -> list[dict]:
+        """Newest first; every filter runs in SQL before the limit. `dag_ids`: only these DAGs."""
+        if not self.migrate():
+            return []
         query = select(MirrorHistory).order_by(MirrorHistory.finished_at.desc(), MirrorHistory.id.desc())
+        if dag_id:
+            query = query.where(MirrorHistory.dag_id == dag_id)
+        if dag_ids is not None:
+            query = query.where(MirrorHistory.dag_id.in_(list(dag_ids)))
+        if target:
+            query = query.where(MirrorHistory.target == target)
         if image:
             pattern = f"%{image}%"
             query = query.where(MirrorHistory.target.like(pattern) | MirrorHistory.source.like(pattern))
@@ -132,7 +191,8 @@ class TrackingStore:
 
     def last_good(self, target: str) -> dict | None:
         """The latest copied or unchanged row of a target reference."""
-        self.migrate()
+        if not self.migrate():
+            return None
         query = (select(MirrorHistory).where(MirrorHistory.target == target,
                                              MirrorHistory.status.in_(("copied", "unchanged")))
                  .order_by(MirrorHistory.finished_at.desc(), MirrorHistory.id.desc()).limit(1))
@@ -140,18 +200,24 @@ class TrackingStore:
             row = session.scalars(query).first()
             return _row(row) if row is not None else None
 
-    def state(self) -> list[dict]:
-        self.migrate()
+    def state(self, dag_ids: Iterable[str] | None = None) -> list[dict]:
+        if not self.migrate():
+            return []
+        query = select(MirrorState).order_by(MirrorState.target)
+        if dag_ids is not None:
+            query = query.where(MirrorState.dag_id.in_(list(dag_ids)))
         with Session(self.engine) as session:
-            return [_row(r) for r in session.scalars(select(MirrorState).order_by(MirrorState.target))]
+            return [_row(r) for r in session.scalars(query)]
 
-    def timeline(self, target: str) -> list[dict]:
+    def timeline(self, target: str, dag_ids: Iterable[str] | None = None) -> list[dict]:
         """Every digest a target has had, with when it was first and last seen."""
-        self.migrate()
+        if not self.migrate():
+            return []
         query = (select(MirrorHistory.target_digest, func.min(MirrorHistory.finished_at),
                         func.max(MirrorHistory.finished_at), func.count())
                  .where(MirrorHistory.target == target, MirrorHistory.target_digest.is_not(None),
-                        MirrorHistory.status.in_(("copied", "unchanged")))
+                        MirrorHistory.status.in_(("copied", "unchanged")),
+                        MirrorHistory.dag_id.in_(list(dag_ids)) if dag_ids is not None else true())
                  .group_by(MirrorHistory.target_digest).order_by(func.min(MirrorHistory.finished_at)))
         with Session(self.engine) as session:
             return [{"digest": d, "first_seen": _utc(a), "last_seen": _utc(b), "runs": n}

@@ -8,6 +8,7 @@ when the pulls run out.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import re
 import threading
@@ -50,7 +51,7 @@ class Hit:
 @dataclass
 class Fault:
     """What to do to requests that match: answer with `status`, reset the connection after
-    `after_bytes` of the body, or corrupt the body. Applies `times` times (None: always)."""
+    `after_bytes` of the body, corrupt the body, or gzip it. Applies `times` times (None: always)."""
 
     method: str | None = None
     path: str = ".*"  # regex searched in the path
@@ -59,6 +60,7 @@ class Fault:
     body: bytes = b""
     reset_after: int | None = None
     corrupt: bool = False
+    gzip: str | None = None  # "if-accepted" (a CDN honouring Accept-Encoding) or "always" (a broken one)
     times: int | None = 1
     hits: int = 0
 
@@ -78,6 +80,7 @@ class Proxy:
         self.remaining = ratelimit
         self.window = window
         self.bytes_out = 0
+        self.compressed = 0  # responses this proxy gzipped
         self.in_flight: Counter[str] = Counter()  # open requests by "METHOD kind", and their high mark
         self.max_in_flight: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -187,6 +190,15 @@ class Proxy:
                 self.remaining = (self.remaining or 0) - 1
         if kind == "manifest":
             out_headers.update(self._ratelimit_headers())
+        accepts = "gzip" in request.headers.get("accept-encoding", "")
+        if fault is not None and (fault.gzip == "always" or (fault.gzip == "if-accepted" and accepts)):
+            data = gzip.compress(await upstream.aread())
+            await upstream.aclose()
+            with self._lock:
+                self.compressed += 1
+            out_headers.update({"content-encoding": "gzip", "content-length": str(len(data))})
+            await Response(data, upstream.status_code, headers=out_headers)(scope, receive, send)
+            return
 
         async def body() -> AsyncIterator[bytes]:
             sent = 0

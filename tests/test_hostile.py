@@ -1,0 +1,266 @@
+"""Hostile registries, lying manifests and misbehaving proxies (the security review's findings).
+
+The rig's proxy plays the hostile registry or CDN in front of a real registry; `Evil` is a server on
+another host name ("localhost" where the registries are "127.0.0.1") that records what reaches it and
+answers what an attacker would: a 401 with its own token realm, endless bodies, non-JSON tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from dmi_provider.errors import is_retryable
+from dmi_provider.registry.client import RegistryClient, RetryPolicy, push_scope
+from dmi_provider.registry.copy import Copier
+from dmi_provider.registry.errors import (
+    AuthError,
+    DigestMismatch,
+    InsecureRedirect,
+    ManifestInvalid,
+    NotFound,
+    RegistryError,
+)
+from dmi_provider.registry.manifest import OCI_MANIFEST, Manifest
+from tests.conftest import BASIC_USER, rig_client
+from tests.rig.images import push
+from tests.rig.proxy import Fault
+from tests.test_copy import FAST_RETRY, make_pool, ref
+
+BIG = 64 << 20  # what an endless body would send; the client must stop long before
+
+
+class Evil:
+    """Another host. `routes` maps a path prefix to (status, headers, body or a byte count to stream)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str | None]] = []  # method, path, Authorization
+        self.sent = 0
+        self.routes: dict[str, tuple[int, dict[str, str], bytes | int]] = {}
+        evil = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def answer(self) -> None:
+                evil.seen.append((self.command, self.path, self.headers.get("Authorization")))
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                status, headers, body = next((v for k, v in evil.routes.items() if self.path.startswith(k)),
+                                             (500, {}, b"no route"))
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(body if isinstance(body, int) else len(body)))
+                self.end_headers()
+                try:
+                    if isinstance(body, int):
+                        chunk = b"x" * 65536
+                        for _ in range(body // len(chunk)):
+                            self.wfile.write(chunk)
+                            evil.sent += len(chunk)
+                    elif self.command != "HEAD":
+                        self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_PATCH = do_DELETE = answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def host(self) -> str:  # the same server, by another name than the rig's 127.0.0.1
+        return f"localhost:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def evil():
+    server = Evil()
+    yield server
+    server.stop()
+
+
+def _image(factory, repo_name, registry, creds=None):
+    artifact = factory.image(layers=[factory.layer(256 * 1024), factory.layer()])
+    repo = repo_name("src")
+    push(rig_client(registry, creds), repo, "v1", artifact)
+    return artifact, repo
+
+
+# -- High 1: an upload Location on another host gets no credentials, https never becomes http -----------------
+def test_upload_location_on_another_host_gets_no_credentials(proxy_factory, open_registry, basic_registry, factory,
+                                                            repo_name, evil):
+    _artifact, src_repo = _image(factory, repo_name, open_registry)
+    target = proxy_factory(basic_registry)
+    target.inject(Fault(method="POST", path="/blobs/uploads/", status=202, times=None,
+                        headers={"Location": f"http://{evil.host}/upload/abc?_state=x"}))
+    evil.routes["/upload/"] = (500, {}, b"stolen")
+    pool = make_pool(open_registry, target, creds={target.host: BASIC_USER})
+    with pytest.raises(RegistryError):
+        Copier(pool).copy(ref(open_registry, src_repo), ref(target, repo_name("dst")))
+    puts = [s for s in evil.seen if s[0] == "PUT"]
+    assert puts and all(auth is None for _method, _path, auth in puts)  # the blob went, the password did not
+
+
+def test_an_absolute_url_never_leaves_https_for_http():
+    client = RegistryClient("registry.example.invalid", retry=RetryPolicy(attempts=1))
+    with pytest.raises(InsecureRedirect, match="refusing to leave https for http"):
+        client.request("PUT", "http://registry.example.invalid/upload/abc?digest=x", scope=push_scope("a"),
+                       content=b"data", ok=(201,))
+    client.close()
+
+
+# -- Medium 2: a 401 challenge from a redirect target is not adopted ----------------------------------------
+def test_a_challenge_from_a_redirect_target_is_refused(proxy_factory, basic_registry, open_registry, factory,
+                                                       repo_name, evil):
+    artifact, src_repo = _image(factory, repo_name, basic_registry, BASIC_USER)
+    source = proxy_factory(basic_registry)
+    for blob in artifact.blobs:
+        source.inject(Fault(method="GET", path=f"/blobs/{blob.digest}", status=307, times=None,
+                            headers={"Location": f"http://{evil.host}/cdn/{blob.digest}"}))
+    evil.routes["/cdn/"] = (401, {"WWW-Authenticate": f'Bearer realm="http://{evil.host}/token",service="evil"'},
+                            b"")
+    evil.routes["/token"] = (200, {"Content-Type": "application/json"}, b'{"token": "t"}')
+    pool = make_pool(source, open_registry, creds={source.host: BASIC_USER})
+    with pytest.raises(AuthError, match="answered 401 after a redirect; credentials are sent to"):
+        Copier(pool).copy(ref(source, src_repo), ref(open_registry, repo_name("dst")))
+    assert not [s for s in evil.seen if s[1].startswith("/token")]  # its realm was never asked
+    assert all(auth is None for _method, _path, auth in evil.seen)
+
+
+# -- Medium 3: descriptor digests are validated before they reach a URL ------------------------------------
+@pytest.mark.parametrize("digest", ["sha256:" + "a" * 64 + "&from=victim/private",
+                                    "sha256:../../../../victim/manifests/latest", "sha256:" + "A" * 64,
+                                    "md5:" + "a" * 32, "sha256:" + "a" * 63])
+def test_descriptor_digests_are_validated(digest):
+    raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2,
+                                 "digest": "sha256:" + "b" * 64},
+                      "layers": [{"mediaType": "x", "size": 1, "digest": digest}]}).encode()
+    with pytest.raises(ManifestInvalid, match="is not sha256:<64 hex> or sha512:<128 hex>"):
+        Manifest.parse(raw, OCI_MANIFEST)
+
+
+# -- Medium 4: bounded reads, and parse failures as clear registry errors ----------------------------------
+def test_error_and_token_bodies_are_read_only_so_far(evil):
+    evil.routes["/v2/huge/"] = (404, {"Content-Type": "application/json"}, BIG)
+    client = RegistryClient(evil.host, insecure=True, retry=RetryPolicy(**FAST_RETRY))
+    with pytest.raises(NotFound):
+        client.get_manifest("huge", "v1")
+    assert evil.sent < 16 << 20  # 64 KiB read; the rest stays in socket buffers at most
+    evil.sent = 0
+    evil.routes = {"/v2/": (401, {"WWW-Authenticate": f'Bearer realm="http://{evil.host}/token",service="s"'}, b""),
+                   "/token": (200, {"Content-Type": "application/json"}, BIG)}
+    with pytest.raises(AuthError, match="token service answered with something that is not JSON") as exc:
+        client.head_manifest("a", "v1")
+    assert not is_retryable(exc.value) and evil.sent < 16 << 20
+    evil.routes["/token"] = (200, {"Content-Type": "text/html"}, b"<html>login page</html>")
+    with pytest.raises(AuthError, match=r"not JSON \(23 bytes\)"):
+        client.head_manifest("a", "v1")
+    client.close()
+
+
+def test_a_malformed_manifest_is_one_clear_error(proxy_factory, open_registry, repo_name):
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": "nope"}).encode()
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    proxy = proxy_factory(open_registry)
+    headers = {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": digest}
+    proxy.inject(Fault(method="HEAD", path="/manifests/", status=200, headers=headers))
+    proxy.inject(Fault(method="GET", path="/manifests/", status=200, headers=headers, body=body))
+    with pytest.raises(ManifestInvalid, match="layers is not a list") as exc:
+        Copier(make_pool(proxy, open_registry)).copy(ref(proxy, repo_name()), ref(open_registry, repo_name()))
+    assert not is_retryable(exc.value)
+
+
+# -- Medium 7: identity encoding, and compressed answers handled anyway ------------------------------------
+@pytest.mark.parametrize("mode", ["if-accepted", "always"])
+def test_a_compressing_proxy_does_not_break_digests(proxy_factory, open_registry, factory, repo_name, mode):
+    artifact, src_repo = _image(factory, repo_name, open_registry)
+    proxy = proxy_factory(open_registry)
+    proxy.inject(Fault(method="GET", path="/blobs/|/manifests/", gzip=mode, times=None))
+    dst = repo_name("dst")
+    result = Copier(make_pool(proxy, open_registry)).copy(ref(proxy, src_repo), ref(open_registry, dst))
+    assert result.target_digest == artifact.digest
+    # We ask for identity, so a well-behaved CDN compresses nothing; a broken one is decoded.
+    assert proxy.compressed == (0 if mode == "if-accepted" else len(artifact.blobs) + 1)
+
+
+# -- Low 8: manifests by other digests are verified with their own algorithm -----------------------------
+def test_manifests_are_verified_with_the_digest_algorithm(proxy_factory, open_registry, factory, repo_name):
+    artifact, src_repo = _image(factory, repo_name, open_registry)
+    proxy = proxy_factory(open_registry)
+    client = RegistryClient(proxy.host, insecure=True, retry=RetryPolicy(**FAST_RETRY))
+    good = "sha512:" + hashlib.sha512(artifact.manifest).hexdigest()
+    proxy.inject(Fault(method="GET", path="/manifests/sha512:", status=200, times=None, body=artifact.manifest,
+                       headers={"Content-Type": artifact.media_type}))
+    assert client.get_manifest(src_repo, good).digest == artifact.digest
+    with pytest.raises(DigestMismatch, match="manifest bytes hash to sha512:"):
+        client.get_manifest(src_repo, "sha512:" + "0" * 128)
+    before = proxy.count()
+    with pytest.raises(ManifestInvalid, match="cannot verify a 'md5' digest"):
+        client.get_manifest(src_repo, "md5:" + "0" * 32)
+    assert proxy.count() == before  # refused before asking
+    client.close()
+
+
+# -- Low 9: a child must be what its index says -------------------------------------------------------------
+def _lying_index(entries) -> bytes:
+    return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                       "manifests": entries}).encode()
+
+
+def test_an_index_that_lies_about_its_children_is_refused(open_registry, factory, repo_name):
+    image = factory.image(media="oci")
+    inner = factory.multiarch(media="oci")
+    repo = repo_name("src")
+    client = rig_client(open_registry)
+    push(client, repo, "image", image)
+    push(client, repo, "inner", inner)
+    platform = {"os": "linux", "architecture": "amd64"}
+    cases = {
+        "size": ({"mediaType": OCI_MANIFEST, "digest": image.digest, "size": 999999, "platform": platform},
+                 f"has {len(image.manifest)} bytes, its index says 999999"),
+        "nested": ({"mediaType": OCI_MANIFEST, "digest": inner.digest, "size": len(inner.manifest),
+                    "platform": platform}, "is an index"),
+    }
+    for tag, (entry, message) in cases.items():
+        client.put_manifest(repo, tag, _lying_index([entry]), "application/vnd.oci.image.index.v1+json")
+        with pytest.raises(ManifestInvalid, match=message):
+            Copier(make_pool(open_registry)).copy(ref(open_registry, repo, tag), ref(open_registry, repo_name()))
+
+
+# -- Low 13: a blob whose descriptor lies about its size is read once, and fails without retries ------------
+def test_a_lying_blob_size_is_not_retried(proxy_factory, open_registry, factory, repo_name):
+    layer = factory.layer(128 * 1024)
+    image = factory.image(layers=[layer], media="oci")
+    lie = json.loads(image.manifest)
+    lie["layers"][0]["size"] = 1000
+    repo = repo_name("src")
+    client = rig_client(open_registry)
+    push(client, repo, "honest", image)
+    client.put_manifest(repo, "v1", json.dumps(lie).encode(), OCI_MANIFEST)
+    proxy = proxy_factory(open_registry)
+    with pytest.raises(DigestMismatch, match="more than the 1000 bytes its descriptor says") as exc:
+        Copier(make_pool(proxy, open_registry)).copy(ref(proxy, repo), ref(open_registry, repo_name()))
+    assert not is_retryable(exc.value)  # Airflow does not try again either
+    assert sum(1 for h in proxy.hits if h.method == "GET" and layer.digest in h.path) == 1
+
+
+def test_a_corrupted_transfer_is_tried_twice_then_fails_for_good(proxy_factory, open_registry, factory, repo_name):
+    artifact, src_repo = _image(factory, repo_name, open_registry)
+    proxy = proxy_factory(open_registry)
+    big = artifact.layers[0]
+    proxy.inject(Fault(method="GET", path=f"/blobs/{big.digest}", corrupt=True, times=None))
+    with pytest.raises(DigestMismatch) as exc:
+        Copier(make_pool(proxy, open_registry)).copy(ref(proxy, src_repo), ref(open_registry, repo_name("dst")))
+    assert not is_retryable(exc.value)
+    assert sum(1 for h in proxy.hits if h.method == "GET" and big.digest in h.path) == 2
