@@ -186,7 +186,7 @@ class Key:
 ECR = ("ecr",)
 KEY_TABLE: tuple[Key, ...] = (
     Key("refresh", "required (in `[DEFAULT]` or the section)", "`0` (mirror once, never refresh) or `N` followed by "
-        "`m`, `h`, `d` or `w`, N a positive integer: `30m`, `6h`, `1d`, `1w`", _refresh),
+        "`m`, `h`, `d` or `w`, N a positive integer: `30m`, `6h`, `1d`, `1w`; at most `520w`", _refresh),
     Key("image", "required", "the image name on the source registry, e.g. `proxyv2`, or a path such as "
         "`library/alpine`"),
     Key("tag", "required unless `tags` is set", "one tag, e.g. `1.7.0`", _each(check_tag), ()),
@@ -233,8 +233,9 @@ KEY_TABLE: tuple[Key, ...] = (
         "MUTABLE", ECR),
     Key("encryption", "`AES256`", "ECR: `AES256` or `KMS`", _choice("AES256", "KMS", upper=True), "AES256", ECR),
     Key("kms-key", "AWS-managed key", "ECR: KMS key ARN, id or alias; only with `encryption = KMS`", targets=ECR),
-    Key("lifecycle-policy", "none", "ECR: path to a lifecycle policy JSON file (relative paths are relative to "
-        "`config.ini`); it must be a JSON object with a `rules` list", _lifecycle_policy, targets=ECR),
+    Key("lifecycle-policy", "none", "ECR: path to a lifecycle policy JSON file in `config.ini`'s folder (or below "
+        "it; relative to it), a regular file of at most 30 KiB holding a JSON object with a `rules` list",
+        _lifecycle_policy, targets=ECR),
     Key("repository-tags", "none", "ECR: resource tags for the repository, `key=value` pairs separated by commas",
         _repository_tags, (), ECR),
 )
