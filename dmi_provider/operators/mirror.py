@@ -263,8 +263,11 @@ class RecordMirrorOperator(MirrorBaseOperator):
         return [{"target": o.target, "status": o.status, "digest": o.target_digest} for o in outcomes]
 
     def first_error(self, context: Any) -> str | None:
-        """The error the first failed task of the group left, in pipeline order."""
-        middle = sorted(self.get_flat_relative_ids(upstream=True) - {self.pull_task_id, self.push_task_id})
+        """The error the first failed task of the group left, in pipeline order (tasks of this group only,
+        when the DAG chains groups)."""
+        group = self.task_id.rpartition(".")[0]
+        middle = sorted(t for t in self.get_flat_relative_ids(upstream=True) - {self.pull_task_id, self.push_task_id}
+                        if t.rpartition(".")[0] == group)
         for task_id in (self.pull_task_id, *middle, self.push_task_id):
             error = context["ti"].xcom_pull(task_ids=task_id, key="error")
             if error:

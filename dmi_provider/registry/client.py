@@ -296,7 +296,7 @@ class RegistryClient:
             if stream:
                 response = _buffered(response)
             if response.status_code == 401 and not self._from_own_host(response):
-                raise AuthError(f"{method} {url}: {response.url.netloc.decode()} answered 401 after a redirect; "
+                raise AuthError(f"{method} {url}: {response.url.netloc.decode()} (not the registry) answered 401; "
                                 f"credentials are sent to {self.registry} only", status=401, url=url)
             if response.status_code == 401 and "www-authenticate" in response.headers and not reauthed:
                 reauthed = True
