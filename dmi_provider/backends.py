@@ -9,7 +9,8 @@ from dmi_provider.engines import Engine, EngineSetup, make_engine
 from dmi_provider.engines.base import History
 from dmi_provider.hooks.connections import registry_credentials
 from dmi_provider.job import Job
-from dmi_provider.registry.copy import Plan
+from dmi_provider.registry.copy import ClientPool, Plan
+from dmi_provider.tags import Selection, select
 from dmi_provider.targets import Target
 
 
@@ -25,3 +26,19 @@ def plan(job: Job, target: Target, engine: Engine, *, force: bool, dry_run: bool
     """(target host, one plan per tag pair), from HEAD requests (and manifest GETs unless dry_run)."""
     host = target.endpoint().host
     return host, engine.plan(job.references(host), force=force, dry_run=dry_run)
+
+
+def resolve_tags(job: Job) -> tuple[list[list[str]], Selection]:
+    """The (source tag, target tag) pairs of a section with tag filters: its named tags and pins, plus the
+    source's tags that pass the filters (one listing of the source's tags: no pull counted)."""
+    creds = registry_credentials(job.source_conn_id)
+    pool = ClientPool({job.source_registry: creds} if creds else {}, job.insecure_registries,
+                      use_docker_config=False)
+    try:
+        available = pool.get(job.source_registry).list_tags(job.source_repository)
+    finally:
+        pool.close()
+    named = [src for src, _dst in job.pairs]
+    selection = select(available, named, job.tag_filter)
+    by_source = dict(job.pairs)
+    return [[tag, by_source.get(tag, tag)] for tag in selection.tags], selection

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dmi_provider import __version__
 from dmi_provider.config import ConfigError, MirrorConfig, MirrorSpec, load_config
 from dmi_provider.registry.auth import Credentials
+from dmi_provider.tags import describe_filter
 
 EXIT_BAD_INPUT = 2
 
@@ -33,6 +34,9 @@ def _describe(config: MirrorConfig) -> str:
             target = spec.target_name(ecr_host)
             for src_tag, dst_tag in spec.pairs():
                 lines.append(f"  [{spec.section}] {spec.source}:{src_tag} -> {target}:{dst_tag}")
+            if spec.tag_filter.active:
+                lines.append(f"  [{spec.section}] {spec.source}:<{describe_filter(spec.tag_filter)}> -> "
+                             f"{target}:<the same tags>")
             extras = [f"task group {spec.group_id}", f"target {spec.target}", f"engine {spec.engine}",
                       f"platforms {', '.join(spec.platforms) or 'all'}"]
             lines.append(f"      {'; '.join(extras)}")
@@ -153,6 +157,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
             if row["action"] == "error":
                 print(f"[{row['section']}] error: {row['error']}")
                 continue
+            if row["action"] == "tags":
+                print(f"[{row['section']}] tags: {', '.join(row['tags']) or 'none'}")
+                for name, gone in row["removed"].items() if args.verbose else ():
+                    print(f"[{row['section']}]   {name} left out {len(gone)}: {', '.join(gone)}")
+                continue
             extra = f"; {row['repository']}" if row["repository"] else ""
             print(f"[{row['section']}] {row['source']} -> {row['target']}: {row['action']} "
                   f"(source {row['source_digest']}, target {row['target_digest'] or 'none'}{extra})")
@@ -160,30 +169,41 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
-    """The pull task's planning (HEADs only, as in a dry run), one row per tag."""
+    """The pull task's planning (HEADs only, as in a dry run), one row per tag; a section with tags-*
+    filters first lists the source's tags, as its tags_<group> task does."""
     from dmi_provider import backends
     from dmi_provider.errors import DmiError
     from dmi_provider.job import Job
     from dmi_provider.targets import make_target
 
-    job = Job.from_spec(spec, config.env)
-    engine = None
+    job, rows, engine = Job.from_spec(spec, config.env), [], None
+    base = {"section": spec.section, "dag_id": spec.dag_id}
     try:
+        if job.tag_filter.active:
+            pairs, selection = backends.resolve_tags(job)
+            job = dataclasses.replace(job, pairs=tuple((a, b) for a, b in pairs))
+            rows.append(base | {"action": "tags", "tags": [p[0] for p in pairs], "removed": selection.removed})
         target = make_target(job)
         engine = backends.engine_for(job, target, say=lambda _: None)
-        _host, plans = backends.plan(job, target, engine, force=False, dry_run=True)
         repository = target.check_repository(job.target_repository)
         note = "" if repository.exists else repository.note
+        for pair in job.pairs:
+            try:
+                _host, (plan,) = backends.plan(dataclasses.replace(job, pairs=(pair,)), target, engine, force=False,
+                                               dry_run=True)
+            except DmiError as exc:  # one tag (a moved pin, a missing tag) does not hide the others
+                rows.append(base | {"source": f"{spec.source}:{pair[0]}", "target": "", "action": "error",
+                                    "error": str(exc)})
+                continue
+            rows.append(base | {"source": plan.source, "target": plan.target, "source_digest": plan.source_digest,
+                                "action": "copy" if plan.changed else "skip (unchanged)", "repository": note,
+                                "target_digest": plan.target_digest, "ratelimit_remaining": plan.ratelimit_remaining})
     except (DmiError, ValueError, RuntimeError) as exc:
-        return [{"section": spec.section, "dag_id": spec.dag_id, "source": spec.source, "target": "",
-                 "action": "error", "error": str(exc)}]
+        rows.append(base | {"source": spec.source, "target": "", "action": "error", "error": str(exc)})
     finally:
         if engine is not None:
             engine.close()
-    return [{"section": spec.section, "dag_id": spec.dag_id, "source": plan.source, "target": plan.target,
-             "action": "copy" if plan.changed else "skip (unchanged)", "source_digest": plan.source_digest,
-             "target_digest": plan.target_digest, "repository": note,
-             "ratelimit_remaining": plan.ratelimit_remaining} for plan in plans]
+    return rows
 
 
 @contextlib.contextmanager
@@ -283,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="what a run would copy, skip or create (HEAD requests only; writes nothing)")
     p.add_argument("config", metavar="CONFIG", help="path to config.ini")
     p.add_argument("--section", action="append", default=[], help="only this section (repeatable)")
+    p.add_argument("--verbose", "-v", action="store_true", help="also say which tags each tags-* filter left out")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_plan)
 

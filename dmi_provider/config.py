@@ -26,6 +26,7 @@ from dmi_provider.config_keys import (
     parse_refresh,
 )
 from dmi_provider.registry.reference import InvalidReference, check_path, normalize_repository
+from dmi_provider.tags import TagFilter, split_pin
 
 DAG_PREFIX = "dmi_mirror"
 DEFAULT = "DEFAULT"
@@ -116,11 +117,15 @@ class MirrorSpec:
     def source(self) -> str:
         return f"{self.source_registry}/{self.source_repository}"
 
+    tag_filter: TagFilter = field(default_factory=TagFilter)
+
     def target_tags(self) -> tuple[str, ...]:
-        return (self.target_tag,) if self.target_tag else self.tags
+        """The target tags of the named tags (a pin's tag without its digest)."""
+        return (self.target_tag,) if self.target_tag else tuple(split_pin(t)[0] or "" for t in self.tags)
 
     def pairs(self) -> tuple[tuple[str, str], ...]:
-        """(source tag, target tag) for each tag this section mirrors."""
+        """(source tag, target tag) for each named tag; a source tag may carry a pin (`1.7.0@sha256:…`).
+        Sections with tag filters add the tags found at run time (dmi_provider.tags)."""
         return tuple(zip(self.tags, self.target_tags(), strict=True))
 
     def target_name(self, ecr_host: str | None = None) -> str:
@@ -378,11 +383,20 @@ def _source_path(sec: _Section) -> str | None:
         return None
 
 
+def _tag_filter(sec: _Section) -> TagFilter:
+    v = sec.values
+    return TagFilter(v["tags-matching"], v["tags-excluding"], v["tags-semver"], v["tags-prerelease"],  # type: ignore[arg-type]
+                     v["tags-newest"], v["tags-max"])  # type: ignore[arg-type]
+
+
 def _tags(sec: _Section) -> tuple[str, ...]:
     tags = tuple(dict.fromkeys([*sec.get("tag"), *sec.get("tags")]))  # type: ignore[misc]
-    if not tags and not any(i.key in ("tag", "tags") for i in sec.reader.issues[sec.start:]):
+    filters = ("tags-matching", "tags-excluding", "tags-semver", "tags-newest")
+    if not tags and not any(sec.given(k) for k in filters) and not any(
+            i.key in ("tag", "tags") for i in sec.reader.issues[sec.start:]):
         key = "tags" if "tags" in sec.raw and "tag" not in sec.raw else "tag"
-        sec.reader.add(sec.name, key, sec.raw.get(key), "missing: set tag (or tags) to the tag(s) to mirror")
+        sec.reader.add(sec.name, key, sec.raw.get(key), "missing: set tag (or tags) to the tag(s) to mirror, or a "
+                                                        "tags-* filter")
     return tags
 
 
@@ -397,6 +411,11 @@ def _target_rules(sec: _Section, tags: tuple[str, ...]) -> str | None:
             sec.bad(key.name, f"applies only to target = {' or '.join(key.targets)}")
     if sec.get("target-tag") and len(tags) > 1:
         sec.bad("target-tag", f"needs exactly one source tag, this section mirrors {len(tags)}: {', '.join(tags)}")
+    elif sec.get("target-tag") and _tag_filter(sec).active:
+        sec.bad("target-tag", "cannot rename tags chosen by tags-* filters: remove target-tag or the filters")
+    for key in ("tag", "tags"):
+        if any(t.startswith("@") for t in sec.get(key) or ()) and not sec.get("target-tag"):  # type: ignore[union-attr]
+            sec.bad(key, "a digest without a tag (@sha256:…) needs target-tag: the tag to write at the target")
     if sec.get("engine") == "docker" and sec.get("platforms"):
         sec.bad("platforms", "engine = docker mirrors the daemon's own platform only: remove platforms, or use "
                              "engine = registry")
@@ -429,6 +448,7 @@ def _spec(sec: _Section, refresh: Refresh, default_refresh: Refresh | None, sour
         docker_conn_id=v["docker-conn-id"], keep_local_images=v["keep-local-images"],
         ecr=EcrSettings(v["scan-on-push"], v["tag-mutability"], v["encryption"], v["kms-key"], policy[1], policy[0],
                         v["repository-tags"]),
+        tag_filter=_tag_filter(sec),
     )  # type: ignore[arg-type]
 
 

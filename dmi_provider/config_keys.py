@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dmi_provider.registry.reference import DOCKER_HUB, check_host, check_path, check_tag
+from dmi_provider.tags import DEFAULT_MAX, HARD_MAX, check_pattern, check_range, check_tag_or_pin
 
 REFRESH_HELP = "0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"
 TARGETS = ("ecr", "registry")  # the lookup of dmi_provider.targets.TARGETS (a test keeps them equal)
@@ -87,6 +88,19 @@ def _each(check: Callable[[str], str]) -> Parser:
         if bad:
             raise ValueError("; ".join(bad))
         return tuple(items)
+    return parse
+
+
+def _patterns(value: str, _base: Path) -> tuple[str, ...]:
+    """Regular expressions separated by white space (a comma may belong to a pattern: `\\d{1,3}`)."""
+    return tuple(check_pattern(p) for p in dict.fromkeys(value.split()))
+
+
+def _count(low: int, high: int) -> Parser:
+    def parse(value: str, _base: Path) -> int:
+        if not value.isdigit() or not low <= int(value) <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        return int(value)
     return parse
 
 
@@ -189,9 +203,23 @@ KEY_TABLE: tuple[Key, ...] = (
         "`m`, `h`, `d` or `w`, N a positive integer: `30m`, `6h`, `1d`, `1w`; at most `520w`", _refresh),
     Key("image", "required", "the image name on the source registry, e.g. `proxyv2`, or a path such as "
         "`library/alpine`"),
-    Key("tag", "required unless `tags` is set", "one tag, e.g. `1.7.0`", _each(check_tag), ()),
-    Key("tags", "—", "several tags, e.g. `1.7.0, 1.8.0`; with `tag` too, both are mirrored. A section's own "
-        "`tag`/`tags` replace those of `[DEFAULT]`", _each(check_tag), ()),
+    Key("tag", "required unless `tags` or a `tags-*` filter is set", "one tag, e.g. `1.7.0`; `1.7.0@sha256:…` "
+        "mirrors it only while the source tag holds that digest; `@sha256:…` mirrors an untagged digest (with "
+        "`target-tag`)", _each(check_tag_or_pin), ()),
+    Key("tags", "—", "several tags, e.g. `1.7.0, 1.8.0` (pins as in `tag`); with `tag` too, both are mirrored. A "
+        "section's own `tag`/`tags` replace those of `[DEFAULT]`", _each(check_tag_or_pin), ()),
+    Key("tags-matching", "none", "regular expressions, separated by spaces or new lines: mirror the source's tags "
+        "that match one of them whole (see \"Choosing tags\")", _patterns, ()),
+    Key("tags-excluding", "none", "regular expressions, separated by spaces or new lines: leave out the tags "
+        "that match one of them whole", _patterns, ()),
+    Key("tags-semver", "none", "a semver range over the source's tags: `>=1.20 <2`, `~1.7`, `^3`, `1.2.x`; tags "
+        "that are not versions never match", _one(check_range)),
+    Key("tags-prerelease", "`false`", "`true`: `tags-semver` also matches pre-releases (`1.8.0-rc.1`)", _bool,
+        False),
+    Key("tags-newest", "all", "N: only the newest N of the tags the filters kept (versions first, newest "
+        "first)", _count(1, HARD_MAX)),
+    Key("tags-max", f"`{DEFAULT_MAX}`", f"how many tags a section may expand to (at most {HARD_MAX}); more is "
+        "an error at run time, not a flood of pulls", _count(1, HARD_MAX), DEFAULT_MAX),
     Key("source-repository", "none", "the source namespace (`istio`); the source is `source-repository/image`. On "
         "Docker Hub a one-part name means `library/NAME` (`alpine` → `docker.io/library/alpine`)"),
     Key("project", "required unless `target-repository` is set", "the target namespace: the target repository is "

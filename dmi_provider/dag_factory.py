@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from airflow.sdk import DAG, DeltaTriggerTimetable, Param, TaskGroup
+from airflow.sdk import DAG, DeltaTriggerTimetable, Param, task_group
 
 from dmi_provider.config import Environment, MirrorConfig, MirrorSpec, load_config
 from dmi_provider.operators.mirror import (
@@ -17,10 +18,13 @@ from dmi_provider.operators.mirror import (
     PullImageOperator,
     PushImageOperator,
     RecordMirrorOperator,
+    ResolveTagsOperator,
     TagImageOperator,
 )
+from dmi_provider.tags import describe_filter
 
 START_DATE = datetime(2024, 1, 1, tzinfo=UTC)
+MAP_INDEX = "{{ task.tags[0][0] }}"  # each mapped instance shows its source tag
 DEFAULT_ARGS = {
     "owner": "dmi",
     "retries": 3,
@@ -37,8 +41,13 @@ def config_path(dag_file: str | None = None) -> str:
     return str(Path(dag_file or ".").resolve().parent / "config.ini")
 
 
+def _tags_cell(spec: MirrorSpec) -> str:
+    named = list(spec.tags) + ([describe_filter(spec.tag_filter)] if spec.tag_filter.active else [])
+    return ", ".join(named)
+
+
 def _doc(dag_id: str, specs: tuple[MirrorSpec, ...], config: MirrorConfig) -> str:
-    rows = [f"| [{s.section}] | `{s.source}` | {', '.join(s.tags)} | `{s.target_name(config.env.ecr_host())}` "
+    rows = [f"| [{s.section}] | `{s.source}` | {_tags_cell(s)} | `{s.target_name(config.env.ecr_host())}` "
             f"| {', '.join(s.target_tags())} | {', '.join(s.platforms) or 'all'} |" for s in specs]
     return "\n".join([
         f"### {dag_id}", "", f"Mirrors images from `{config.path}`, {specs[0].refresh.schedule}.", "",
@@ -51,7 +60,7 @@ def _doc(dag_id: str, specs: tuple[MirrorSpec, ...], config: MirrorConfig) -> st
 
 def _operator_kwargs(spec: MirrorSpec, env: Environment) -> dict:
     return {
-        "source": spec.source, "tags": list(spec.pairs()), "target_repository": spec.target_repository,
+        "source": spec.source, "target_repository": spec.target_repository, "tag_filter": spec.tag_filter,
         "target": spec.target, "target_registry": spec.target_registry, "platforms": spec.platforms,
         "insecure_registries": spec.insecure_registries, "source_conn_id": spec.source_conn_id,
         "target_conn_id": spec.target_conn_id, "aws_conn_id": spec.aws_conn_id, "engine": spec.engine,
@@ -62,16 +71,26 @@ def _operator_kwargs(spec: MirrorSpec, env: Environment) -> dict:
     }
 
 
-def build_group(spec: MirrorSpec, env: Environment) -> TaskGroup:
+def build_group(spec: MirrorSpec, env: Environment) -> Any:
+    """One task group per section, mapped over its tags: each tag's pull, tag, ensure_repository, push and
+    record are task instances of their own (named by the tag in the UI). A section with tags-* filters
+    first lists the source's tags in a `tags_<group>` task; the others expand over their named tags."""
     kwargs = _operator_kwargs(spec, env)
-    with TaskGroup(spec.group_id, tooltip=f"[{spec.section}] {spec.source}") as group:
-        pull = PullImageOperator(task_id="pull", **kwargs)
-        tag = TagImageOperator(task_id="tag", retries=0, **kwargs)
-        ensure = EnsureRepositoryOperator(task_id="ensure_repository", **kwargs)
-        push = PushImageOperator(task_id="push", **kwargs)
-        record = RecordMirrorOperator(task_id="record", retries=1, **kwargs)
+    pairs: Any = [list(p) for p in spec.pairs()]
+    if spec.tag_filter.active:
+        pairs = ResolveTagsOperator(task_id=f"tags_{spec.group_id}", tags=pairs, **kwargs).output
+
+    @task_group(group_id=spec.group_id, tooltip=f"[{spec.section}] {spec.source}")
+    def mirror(pair: Any) -> None:
+        each = {**kwargs, "tags": [pair], "map_index_template": MAP_INDEX}
+        pull = PullImageOperator(task_id="pull", **each)
+        tag = TagImageOperator(task_id="tag", retries=0, **each)
+        ensure = EnsureRepositoryOperator(task_id="ensure_repository", **each)
+        push = PushImageOperator(task_id="push", **each)
+        record = RecordMirrorOperator(task_id="record", retries=1, **each)
         pull >> tag >> ensure >> push >> record
-    return group
+
+    return mirror.expand(pair=pairs)
 
 
 def build_dags(path: str) -> dict[str, DAG]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from dmi_provider.config import EcrSettings, Environment, MirrorSpec
 from dmi_provider.registry.reference import Reference, parse_reference
+from dmi_provider.tags import TagFilter
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,20 @@ class Job:
     keep_local_images: bool = False
     tracking_conn_id: str | None = None
     env: Environment = field(default_factory=Environment)
+    tag_filter: TagFilter = field(default_factory=TagFilter)
 
     @property
     def source_registry(self) -> str:
-        return parse_reference(f"{self.source}:{self.pairs[0][0]}").registry
+        return parse_reference(self.source).registry
+
+    @property
+    def source_repository(self) -> str:
+        return parse_reference(self.source).repository
 
     def references(self, target_host: str) -> list[tuple[Reference, Reference]]:
-        """(source, target) references of every tag pair, the target on `target_host`."""
-        return [(parse_reference(f"{self.source}:{src}"),
+        """(source, target) references of every tag pair, the target on `target_host`; a source tag may
+        carry a pin (`1.7.0@sha256:…`) or be a digest alone (`@sha256:…`)."""
+        return [(parse_reference(f"{self.source}{src}" if src.startswith("@") else f"{self.source}:{src}"),
                  parse_reference(f"{target_host}/{self.target_repository}:{dst}")) for src, dst in self.pairs]
 
     def target_name(self, tag: str) -> str:
@@ -55,4 +62,4 @@ class Job:
                    source_conn_id=spec.source_conn_id, platforms=spec.platforms,
                    insecure_registries=spec.insecure_registries, engine=spec.engine, docker_url=spec.docker_url,
                    docker_conn_id=spec.docker_conn_id, keep_local_images=spec.keep_local_images,
-                   tracking_conn_id=spec.tracking_conn_id, env=env)
+                   tracking_conn_id=spec.tracking_conn_id, env=env, tag_filter=spec.tag_filter)

@@ -217,7 +217,7 @@ def test_missing_refresh():
 def test_missing_image_tag_project():
     assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nsource-repository = x\n") == [
         "config.ini:3: [a] image: missing: every section needs image (the name on the source registry)",
-        "config.ini:3: [a] tag: missing: set tag (or tags) to the tag(s) to mirror",
+        "config.ini:3: [a] tag: missing: set tag (or tags) to the tag(s) to mirror, or a tags-* filter",
         "config.ini:3: [a] project: missing: set project (the target repository is project/image)",
     ]
 
@@ -239,7 +239,7 @@ def test_bad_docker_keys():
 
 def test_an_empty_tag_list_is_missing():
     assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\nproject = p\ntags =\n") == [
-        "config.ini:6: [a] tags = '': missing: set tag (or tags) to the tag(s) to mirror"]
+        "config.ini:6: [a] tags = '': missing: set tag (or tags) to the tag(s) to mirror, or a tags-* filter"]
 
 
 def test_bad_references():

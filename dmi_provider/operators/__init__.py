@@ -7,8 +7,9 @@ from dmi_provider.operators.mirror import (
     PullImageOperator,
     PushImageOperator,
     RecordMirrorOperator,
+    ResolveTagsOperator,
     TagImageOperator,
 )
 
 __all__ = ["EnsureRepositoryOperator", "PullImageOperator", "PushImageOperator", "RecordMirrorOperator",
-           "TagImageOperator"]
+           "ResolveTagsOperator", "TagImageOperator"]

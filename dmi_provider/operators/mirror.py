@@ -23,6 +23,7 @@ from dmi_provider.engines import Engine
 from dmi_provider.errors import is_retryable
 from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.job import Job
+from dmi_provider.tags import TagFilter, split_pin
 from dmi_provider.targets import Target, make_target
 from dmi_provider.tracking.store import TrackingStore
 
@@ -34,7 +35,8 @@ class MirrorBaseOperator(BaseOperator):
     """What the five operators share: which image, which tags, where it goes, and the run's params.
 
     :param source: the source repository with its registry, e.g. ``docker.io/istio/proxyv2`` (templated)
-    :param tags: tags to mirror, or ``(source tag, target tag)`` pairs
+    :param tags: tags to mirror (``1.7.0``, a pin ``1.7.0@sha256:…``), or ``(source tag, target tag)`` pairs
+        (templated: a mapped task group passes each instance its pair)
     :param target_repository: the repository path at the target, e.g. ``istio/proxyv2`` (templated)
     :param target: the kind of target: ``ecr`` or ``registry`` (see ``dmi_provider.targets.TARGETS``)
     :param target_registry: ``host[:port]`` to push to; required for ``registry``, replaces the ECR
@@ -53,11 +55,13 @@ class MirrorBaseOperator(BaseOperator):
     :param tracking_conn_id: connection of the tracking database (default ``dmi_tracking``, else SQLite)
     :param environment: the legacy variables (AWS_ACCOUNT, AWS_DEFAULT_REGION, DB_PATH) as parsed with the
         config; default: read and validated from this process's environment
+    :param tag_filter: ``tags-*`` filters (``dmi_provider.tags.TagFilter``); used by ResolveTagsOperator
     :param pull_task_id: the task id of the group's pull task (plans come from its XCom)
     :param push_task_id: the task id of the group's push task (results come from its XCom)
     """
 
-    template_fields: Sequence[str] = ("source", "target_repository", "target_registry")
+    # tags is templated so that a mapped task group can hand each instance its (source, target) pair.
+    template_fields: Sequence[str] = ("source", "tags", "target_repository", "target_registry")
     ui_color = "#e8f1fb"
 
     def __init__(self, *, source: str, tags: TagPairs, target_repository: str, target: str = DEFAULT_TARGET,
@@ -67,10 +71,11 @@ class MirrorBaseOperator(BaseOperator):
                  engine: str = DEFAULT_ENGINE, ecr_settings: EcrSettings | None = None, section: str | None = None,
                  docker_url: str | None = None, docker_conn_id: str | None = None, keep_local_images: bool = False,
                  tracking_conn_id: str | None = None, environment: Environment | None = None,
+                 tag_filter: TagFilter | None = None,
                  pull_task_id: str = "pull", push_task_id: str = "push", **kwargs: Any):
         super().__init__(**kwargs)
         self.source = source
-        self.tags = [(t, t) if isinstance(t, str) else (t[0], t[1]) for t in tags]
+        self.tags = tags
         self.target_repository = target_repository
         self.target = target
         self.target_registry = target_registry
@@ -87,19 +92,22 @@ class MirrorBaseOperator(BaseOperator):
         self.keep_local_images = keep_local_images
         self.tracking_conn_id = tracking_conn_id
         self.environment = environment
+        self.tag_filter = tag_filter or TagFilter()
         self.pull_task_id = pull_task_id
         self.push_task_id = push_task_id
 
     # -- what this group mirrors, and with what (built at run time, after templates) ----------------
     @cached_property
     def job(self) -> Job:
-        return Job(section=self.section, source=self.source, pairs=tuple(self.tags),
+        pairs = tuple((t, split_pin(t)[0] or t) if isinstance(t, str) else (t[0], t[1]) for t in self.tags)
+        return Job(section=self.section, source=self.source, pairs=pairs,
                    target_repository=self.target_repository, target=self.target, target_registry=self.target_registry,
                    target_conn_id=self.target_conn_id, aws_conn_id=self.aws_conn_id, ecr=self.ecr_settings,
                    source_conn_id=self.source_conn_id, platforms=self.platforms,
                    insecure_registries=self.insecure_registries, engine=self.engine, docker_url=self.docker_url,
                    docker_conn_id=self.docker_conn_id, keep_local_images=self.keep_local_images,
-                   tracking_conn_id=self.tracking_conn_id, env=self.environment or current_environment())
+                   tracking_conn_id=self.tracking_conn_id, env=self.environment or current_environment(),
+                   tag_filter=self.tag_filter)
 
     @cached_property
     def target_backend(self) -> Target:
@@ -131,7 +139,16 @@ class MirrorBaseOperator(BaseOperator):
             raise AirflowSkipException(f"section [{self.section}] is not in this run's sections: {sections}")
 
     def pulled(self, context: Any) -> dict | None:
-        return context["ti"].xcom_pull(task_ids=self.pull_task_id)
+        return self.sibling(context, self.pull_task_id)
+
+    @staticmethod
+    def sibling(context: Any, task_id: str, key: str = "return_value") -> Any:
+        """An XCom of another task of this group: of the same tag when the group is mapped over tags."""
+        ti = context["ti"]
+        index = getattr(ti, "map_index", -1)
+        if index is not None and index >= 0:
+            return ti.xcom_pull(task_ids=task_id, key=key, map_indexes=index)
+        return ti.xcom_pull(task_ids=task_id, key=key)
 
     def skip_unless_copying(self, context: Any) -> dict:
         pulled = self.pulled(context)
@@ -160,6 +177,19 @@ class MirrorBaseOperator(BaseOperator):
             if "engine_backend" in self.__dict__:
                 self.engine_backend.close()
                 del self.__dict__["engine_backend"]
+
+
+class ResolveTagsOperator(MirrorBaseOperator):
+    """The tags a section with ``tags-*`` filters mirrors in this run: one listing of the source's tags
+    (not a pull), filtered; returns the (source tag, target tag) pairs the group is mapped over."""
+
+    def execute(self, context: Any) -> list[list[str]]:
+        self.skip_unless_selected(context)
+        pairs, selection = self.guarded(context, lambda: backends.resolve_tags(self.job))
+        for name, gone in selection.removed.items():
+            self.log.info("%s left out %d tags: %s", name, len(gone), ", ".join(gone[:50]))
+        self.log.info("[%s] mirrors %d tags: %s", self.section, len(pairs), ", ".join(p[0] for p in pairs))
+        return pairs
 
 
 class PullImageOperator(MirrorBaseOperator):
@@ -243,8 +273,7 @@ class RecordMirrorOperator(MirrorBaseOperator):
 
     def execute(self, context: Any) -> list[dict]:
         self.skip_unless_selected(context)
-        ti = context["ti"]
-        pushed = ti.xcom_pull(task_ids=self.push_task_id) or ti.xcom_pull(task_ids=self.push_task_id, key="partial")
+        pushed = self.sibling(context, self.push_task_id) or self.sibling(context, self.push_task_id, "partial")
         outcomes = mirror.outcomes(self.job, self.run_info(context), self.pulled(context), pushed,
                                    self.first_error(context))
         store = self.tracking_store()
@@ -269,7 +298,7 @@ class RecordMirrorOperator(MirrorBaseOperator):
         middle = sorted(t for t in self.get_flat_relative_ids(upstream=True) - {self.pull_task_id, self.push_task_id}
                         if t.rpartition(".")[0] == group)
         for task_id in (self.pull_task_id, *middle, self.push_task_id):
-            error = context["ti"].xcom_pull(task_ids=task_id, key="error")
+            error = self.sibling(context, task_id, "error")
             if error:
                 return error
         return None

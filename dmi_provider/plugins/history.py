@@ -123,16 +123,21 @@ def _table(header: list[str], rows: list[list[str]], empty: str) -> str:
 
 
 @app.get("/", response_class=HTMLResponse)
-async def state_page(user: GetUserDep) -> HTMLResponse:
-    rows = await run_in_threadpool(_query, user, "state")
+async def state_page(user: GetUserDep, section: str | None = None) -> HTMLResponse:
+    rows = await run_in_threadpool(_query, user, "state", section=section or None)
+    form = ('<form method="get" action="./">'
+            f'<label>Section <input name="section" value="{_e(section or "")}"></label>'
+            '<button type="submit">Filter</button></form>')
     table = _table(
-        ["Target", "Source", "Digest", "Status", "First mirrored", "Last checked", "Last changed", "Last run"],
-        [[_image_link(r["target"]), _e(r["source"]), _digest(r["last_digest"]),
+        ["Target", "Section", "Source", "Digest", "Status", "First mirrored", "Last checked", "Last changed",
+         "Last run"],
+        [[_image_link(r["target"]), f'<a href="./?{urlencode({"section": r["section"]})}">{_e(r["section"])}</a>',
+          _e(r["source"]), _digest(r["last_digest"]),
           f'<span class="{_e(r["last_status"])}">{_e(r["last_status"])}</span>', _when(r["first_mirrored"]),
           _when(r["last_checked"]), _when(r["last_changed"]), _run_link(r["dag_id"], r["last_run_id"])]
          for r in rows],
-        "No image has been mirrored yet.")
-    return _page("Image mirror: current state", table)
+        "No image has been mirrored yet." if not section else "No image of this section has been mirrored yet.")
+    return _page("Image mirror: current state" + (f" of [{section}]" if section else ""), form + table)
 
 
 @app.get("/history", response_class=HTMLResponse)
@@ -181,8 +186,8 @@ async def image_page(user: GetUserDep, target: str) -> HTMLResponse:
 
 
 @app.get("/api/state")
-async def state_json(user: GetUserDep) -> JSONResponse:
-    rows = await run_in_threadpool(_query, user, "state")
+async def state_json(user: GetUserDep, section: str | None = None) -> JSONResponse:
+    rows = await run_in_threadpool(_query, user, "state", section=section or None)
     return JSONResponse([{k: _json(v) for k, v in r.items()} for r in rows])
 
 

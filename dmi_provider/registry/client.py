@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution's own limit
 MAX_ERROR_BODY = 64 * 1024  # error bodies are read this far (the message is at the start)
 MAX_TOKEN_BODY = 1024 * 1024
+MAX_TAGS_BODY = 4 * 1024 * 1024  # one page of a tag list
+MAX_TAG_PAGES = 200
 VERIFIABLE = ("sha256", "sha512")  # digest algorithms whose bytes this client can check
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 CHUNK = 1024 * 1024
@@ -150,6 +152,8 @@ def _token_of(body: bytes, registry: str) -> tuple[str, float]:
 def _kind(path: str) -> str:
     if "/manifests/" in path:
         return "manifest"
+    if path.endswith("/tags/list"):
+        return "tags"
     if "/blobs/uploads" in path:
         return "upload"
     if "/blobs/" in path:
@@ -438,6 +442,26 @@ class RegistryClient:
                                      url=self.url(url))
         media_type = r.headers.get("content-type", "").split(";")[0].strip()
         return Manifest.parse(raw, media_type, "sha256:" + hashlib.sha256(raw).hexdigest())
+
+    def list_tags(self, repo: str, page: int = 500) -> list[str]:
+        """Every tag of a repository, following the registry's `Link: <…>; rel="next"` pages (`n`/`last`).
+        Not a pull in Docker Hub's accounting."""
+        url, tags = f"/v2/{repo}/tags/list?n={page}", []
+        for _ in range(MAX_TAG_PAGES):
+            r = self.request("GET", url, scope=pull_scope(repo), stream=True)
+            body = _read_capped(r, MAX_TAGS_BODY + 1)
+            if len(body) > MAX_TAGS_BODY:
+                raise RegistryError(f"{self.url(url)}: a tag list page over {MAX_TAGS_BODY} bytes")
+            try:
+                found = json.loads(body).get("tags") or []
+            except (ValueError, AttributeError):
+                raise RegistryError(f"{self.url(url)}: the tag list is not JSON") from None
+            tags += [t for t in found if isinstance(t, str)]
+            following = r.links.get("next", {}).get("url")
+            if not following:
+                return list(dict.fromkeys(tags))
+            url = urljoin(self.base_url + "/", following)
+        raise RegistryError(f"{self.registry}/{repo}: more than {MAX_TAG_PAGES} pages of tags")
 
     def put_manifest(self, repo: str, ref: str, manifest: Manifest) -> str:
         r = self.request("PUT", f"/v2/{repo}/manifests/{ref}", scope=push_scope(repo), content=manifest.raw,

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 from dmi_provider.registry.auth import Credentials, CredentialSource, docker_config_credentials
 from dmi_provider.registry.client import RegistryClient, RetryPolicy, body_chunks
-from dmi_provider.registry.errors import DigestMismatch, ManifestInvalid, RegistryError
+from dmi_provider.registry.errors import DigestMismatch, ManifestInvalid, PinMoved, RegistryError
 from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.registry.manifest import (
     INDEX_TYPES,
@@ -175,6 +175,8 @@ class Copier:
         started = time.monotonic()
         sc, dc = self.pool.get(src.registry), self.pool.get(dst.registry)
         before = (Counter(sc.counts), Counter(dc.counts))
+        if src.tag and src.digest:
+            self._check_pin(sc, src)
         src_head = sc.head_manifest(src.repository, src.ref)
         top: Manifest | None = None
         if src_head is None:
@@ -224,6 +226,16 @@ class Copier:
             result.ratelimit_limit, result.ratelimit_remaining = sc.ratelimit.limit, sc.ratelimit.remaining
         result.duration = round(plan.duration + time.monotonic() - started, 3)
         return result
+
+    @staticmethod
+    def _check_pin(sc: RegistryClient, src: Reference) -> None:
+        """A pinned tag (`tag@digest`) is mirrored only while the source tag still holds that digest."""
+        held = sc.head_manifest(src.repository, src.tag or "")
+        digest = held.digest if held else None
+        if digest != src.digest:
+            raise PinMoved(f"{src.name}:{src.tag} holds {digest or 'nothing'} at the source, not the pinned "
+                           f"{src.digest}: not mirrored (update the pin in config.ini once the new digest is "
+                           "trusted)")
 
     @staticmethod
     def _put_manifests(dc: RegistryClient, dst: Reference, plan: Plan, result: CopyResult) -> None:

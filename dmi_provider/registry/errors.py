@@ -42,6 +42,10 @@ class ManifestTooLarge(RegistryError):
     pass
 
 
+class PinMoved(RegistryError):
+    """A pinned source tag (`tag@digest`) now holds another digest: a supply-chain pin refuses it."""
+
+
 class ManifestInvalid(RegistryError):
     """A manifest that cannot be used: not JSON, an unknown media type, a malformed descriptor.
     Not retryable: the same bytes come back next time."""

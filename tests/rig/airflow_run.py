@@ -44,7 +44,13 @@ def main() -> int:
         run = dag.test(run_conf=conf, logical_date=datetime.fromisoformat(logical_date))
     else:
         run = dag.test(run_conf=conf)
-    tasks = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    instances = run.get_task_instances()
+    tasks = {ti.task_id: ti.state for ti in instances}
+    # Mapped task groups: one entry per tag, keyed by the rendered map index (the tag).
+    mapped: dict[str, dict[str, str]] = {}
+    for ti in instances:
+        if ti.map_index is not None and ti.map_index >= 0:
+            mapped.setdefault(ti.task_id, {})[ti.rendered_map_index or str(ti.map_index)] = str(ti.state)
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
@@ -52,7 +58,7 @@ def main() -> int:
         rows = (session.query(AssetEvent, AssetModel.uri).join(AssetModel, AssetModel.id == AssetEvent.asset_id)
                 .filter(AssetEvent.source_run_id == run.run_id).all())
         events = [{"uri": uri, "extra": event.extra, "task": event.source_task_id} for event, uri in rows]
-    print("DMI-RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id, "tasks": tasks,
+    print("DMI-RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id, "tasks": tasks, "mapped": mapped,
                                       "asset_events": events}))
     return 0
 

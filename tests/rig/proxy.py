@@ -81,6 +81,9 @@ class Proxy:
         self.window = window
         self.bytes_out = 0
         self.compressed = 0  # responses this proxy gzipped
+        # distribution 2.8 ignores n/last on tag lists; set this to page them as Docker Hub and distribution 3
+        # do: sorted, `n` a page, `Link: <…?n=N&last=T>; rel="next"` while more remain.
+        self.tag_page: bool = False
         self.in_flight: Counter[str] = Counter()  # open requests by "METHOD kind", and their high mark
         self.max_in_flight: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -148,6 +151,9 @@ class Proxy:
         if fault is not None and fault.status is not None:
             self._record(method, path, fault.status)
             await Response(fault.body, fault.status, headers=fault.headers)(scope, receive, send)
+            return
+        if self.tag_page and method == "GET" and path.endswith("/tags/list"):
+            await self._tag_page(request, path, scope, receive, send)
             return
         spends_pull = kind == "manifest" and self.ratelimit is not None and method == "GET"
         if spends_pull:
@@ -220,6 +226,25 @@ class Proxy:
 
         response = StreamingResponse(body(), status_code=upstream.status_code, headers=out_headers)
         await response(scope, receive, send)
+
+    async def _tag_page(self, request: Request, path: str, scope: dict, receive: Callable, send: Callable) -> None:
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        assert self._client is not None
+        upstream = await self._client.get(f"{self.upstream}{path}", headers=headers)
+        self._record("GET", path, upstream.status_code)
+        if upstream.status_code != 200:
+            await Response(upstream.content, upstream.status_code, headers=dict(upstream.headers))(scope, receive, send)
+            return
+        data = upstream.json()
+        tags = sorted(data.get("tags") or [])
+        n, last = int(request.query_params.get("n") or 100), request.query_params.get("last")
+        rest = [t for t in tags if last is None or t > last]
+        page = rest[:n]
+        out = {"content-type": "application/json"}
+        if len(rest) > n:
+            out["link"] = f'<{path}?n={n}&last={page[-1]}>; rel="next"'
+        body = json.dumps({"name": data.get("name"), "tags": page}).encode()
+        await Response(body, 200, headers=out)(scope, receive, send)
 
     def start(self) -> Proxy:
         async def lifespan_app(scope: dict, receive: Callable, send: Callable) -> None:

@@ -1,0 +1,291 @@
+"""Choosing tags: the version rule, the filters, newest N, the cap, pins; the tag list read from a real
+registry page by page; and a section with filters mirrored through the DAG, one mapped instance per tag."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+
+import pytest
+
+from dmi_provider.config import ConfigError, parse_config
+from dmi_provider.errors import is_retryable
+from dmi_provider.registry.copy import Copier
+from dmi_provider.registry.errors import PinMoved
+from dmi_provider.tags import TagFilter, TooManyTags, describe_filter, newest_first, select, split_pin, version
+from dmi_provider.tracking.store import TrackingStore
+from tests.conftest import HUB_USER, rig_client
+from tests.rig.images import push
+from tests.test_copy import make_pool, ref
+
+REDIS = ([f"6.2.{n}" for n in range(5)] + [f"7.0.{n}" for n in range(10)] + [f"7.2.{n}" for n in range(10)]
+         + ["7.4.0", "7.4.1", "7.4.2-rc1", "7.4.1-alpine", "v7", "8.0.0", "8.0.1", "latest", "alpine", "bookworm",
+            "2026-11-01", "2025-10-01", "nightly_build", "7.x"])
+assert len(REDIS) == 39  # and "7.2.9-extra" pushed below makes 40
+
+
+# -- the rules, without a registry ------------------------------------------------------------------------
+@pytest.mark.parametrize(("tag", "expected"), [
+    ("7", "7.0.0"), ("7.2", "7.2.0"), ("v1.2.3", "1.2.3"), ("1.8.0-rc.1", "1.8.0-rc.1"), ("7.4.1-alpine",
+                                                                                          "7.4.1-alpine"),
+    ("2026-11-01", None), ("latest", None), ("7.x", None), ("01.2.3", "1.2.3"), ("1.2.3.4", None)])
+def test_which_tags_are_versions(tag, expected):
+    assert version(tag) == expected
+
+
+def test_newest_first_orders_versions_then_names():
+    assert newest_first(["latest", "7.2", "2025-10-01", "7.10.0", "7.9.9", "7.10.0-rc1", "v7.10.0", "2026-11-01"]) == [
+        "v7.10.0", "7.10.0", "7.10.0-rc1", "7.9.9", "7.2", "latest", "2026-11-01", "2025-10-01"]
+
+
+def test_each_filter_alone_and_combined():
+    assert select(REDIS, [], TagFilter(semver=">=7 <8", newest=3)).tags == ["7.4.1", "7.4.0", "7.2.9"]
+    with_pre = select(REDIS, [], TagFilter(semver="~7.4", prerelease=True))
+    assert with_pre.tags == ["7.4.2-rc1", "7.4.1", "7.4.1-alpine", "7.4.0"]
+    assert select(REDIS, [], TagFilter(semver="^8")).tags == ["8.0.1", "8.0.0"]
+    only = select(REDIS, [], TagFilter(matching=(r"7\.2\.[0-2]", "alpine"), excluding=(r".*1",)))
+    assert only.tags == ["7.2.2", "7.2.0", "alpine"] and only.removed["tags-excluding"] == ["7.2.1"]
+    dates = select(REDIS, ["latest"], TagFilter(matching=(r"\d{4}-\d{2}-\d{2}",), newest=1))
+    assert dates.tags == ["latest", "2026-11-01"]  # named tags always, then the newest date
+    assert dates.removed == {"tags-matching": [t for t in REDIS if t[:2] != "20"], "tags-newest": ["2025-10-01"]}
+    assert select(REDIS, [], TagFilter(semver=">=9")).tags == []
+
+
+def test_the_cap_is_a_clear_error_that_does_not_retry():
+    with pytest.raises(TooManyTags, match="39 tags match, more than tags-max = 10") as exc:
+        select(REDIS, [], TagFilter(matching=(".*",), max=10))
+    assert not is_retryable(exc.value)
+
+
+def test_pins_and_describe():
+    digest = "sha256:" + "a" * 64
+    assert split_pin(f"1.7.0@{digest}") == ("1.7.0", digest)
+    assert split_pin(f"@{digest}") == (None, digest) and split_pin("1.7.0") == ("1.7.0", None)
+    assert describe_filter(TagFilter(semver=">=7 <8", newest=3, excluding=("rc",))) == (
+        "tags-excluding rc, tags-semver >=7 <8, tags-newest 3")
+
+
+# -- config.ini ---------------------------------------------------------------------------------------------
+def test_filter_keys_parse_and_pins_keep_their_tag():
+    digest = "sha256:" + "b" * 64
+    config = parse_config(textwrap.dedent(f"""
+        [DEFAULT]
+        refresh = 1d
+        project = m
+        [redis]
+        image = redis
+        tags-semver = >=7 <8
+        tags-newest = 3
+        tags-matching = 7\\.\\d{{1,2}}\\.\\d+ latest
+        tags-excluding = .*-rc.*
+        tags-max = 20
+        tags-prerelease = yes
+        [pinned]
+        image = proxyv2
+        tags = 1.7.0@{digest}, 1.8.0
+        [digest-only]
+        image = pilot
+        tag = @{digest}
+        target-tag = stable
+    """), environ={})
+    redis = config.section("redis")
+    assert redis.tag_filter == TagFilter((r"7\.\d{1,2}\.\d+", "latest"), (".*-rc.*",), ">=7 <8", True, 3, 20)
+    assert redis.tags == () and redis.pairs() == ()
+    assert config.section("pinned").pairs() == ((f"1.7.0@{digest}", "1.7.0"), ("1.8.0", "1.8.0"))
+    assert config.section("digest-only").pairs() == ((f"@{digest}", "stable"),)
+
+
+def test_bad_tag_keys_are_clear_errors():
+    with pytest.raises(ConfigError) as exc:
+        parse_config(textwrap.dedent("""
+            [DEFAULT]
+            refresh = 1d
+            project = m
+            [a]
+            image = a
+            tags-matching = 7.( ok
+            tags-semver = >=seven
+            tags-newest = 0
+            [b]
+            image = b
+            tag = 1.7.0@sha256:abc
+            tags-max = 5000
+            [c]
+            image = c
+            tag = @sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc
+            [d]
+            image = d
+            tags-semver = ^1
+            target-tag = x
+        """), environ={})
+    assert [str(i) for i in exc.value.issues] == [
+        "config.ini:7: [a] tags-matching = '7.( ok': '7.(' is not a regular expression: missing ), unterminated "
+        "subpattern at position 2",
+        "config.ini:8: [a] tags-semver = '>=seven': '>=seven' is not a semver range: e.g. >=1.20 <2, ~1.7, ^3, 1.2.x",
+        "config.ini:9: [a] tags-newest = '0': expected a whole number from 1 to 1000",
+        "config.ini:12: [b] tag = '1.7.0@sha256:abc': '1.7.0@sha256:abc' is not TAG@sha256:<64 hex> or "
+        "@sha256:<64 hex> (a pinned digest)",
+        "config.ini:13: [b] tags-max = '5000': expected a whole number from 1 to 1000",
+        "config.ini:16: [c] tag = '@sha256:" + "c" * 64 + "': a digest without a tag (@sha256:…) needs target-tag: "
+        "the tag to write at the target",
+        "config.ini:20: [d] target-tag = 'x': cannot rename tags chosen by tags-* filters: remove target-tag or the "
+        "filters",
+    ]
+
+
+# -- against real registries ------------------------------------------------------------------------------
+def push_tags(registry, creds, repo: str, tags: list[str], factory) -> str:
+    client = rig_client(registry, creds)
+    image = factory.image()
+    push(client, repo, tags[0], image)
+    for tag in tags[1:]:
+        client.put_manifest(repo, tag, image.manifest, image.media_type)
+    return image.digest
+
+
+def test_the_tag_list_is_read_page_by_page(proxy_factory, open_registry, factory, repo_name):
+    from dmi_provider.registry.client import RegistryClient
+
+    repo = repo_name("redis")
+    push_tags(open_registry, None, repo, REDIS, factory)
+    proxy = proxy_factory(open_registry)
+    proxy.tag_page = True  # pages as Docker Hub does (the registry here sends every tag at once)
+    client = RegistryClient(proxy.host, insecure=True)
+    assert sorted(client.list_tags(repo, page=7)) == sorted(REDIS)
+    assert proxy.count("GET", "other", 200) == 6  # 39 tags, 7 a page: the Link header leads on
+    assert proxy.count("GET", "manifest") == 0  # a listing is no pull
+    client.close()
+
+
+def test_a_pinned_tag_is_mirrored_only_while_it_holds_the_pin(proxy_factory, open_registry, factory, repo_name):
+    repo = repo_name("pinned")
+    digest = push_tags(open_registry, None, repo, ["1.7.0"], factory)
+    proxy = proxy_factory(open_registry)
+    good = ref(proxy, repo, f"1.7.0@{digest}")
+    result = Copier(make_pool(proxy, open_registry)).copy(good, ref(open_registry, repo_name("dst"), "1.7.0"))
+    assert result.target_digest == digest
+    moved = ref(proxy, repo, "1.7.0@sha256:" + "0" * 64)
+    proxy.reset()
+    with pytest.raises(PinMoved, match=f"holds {digest} at the source, not the pinned sha256:0000") as exc:
+        Copier(make_pool(proxy, open_registry)).copy(moved, ref(open_registry, repo_name("dst"), "1.7.0"))
+    assert not is_retryable(exc.value) and proxy.count("GET", "manifest") == 0
+
+
+def test_a_section_with_filters_mirrors_the_newest_three_one_task_each(airflow_env, hub, hub_registry,
+                                                                       open_registry, factory, tmp_path):
+    repo = "library/redis"
+    push_tags(hub_registry, HUB_USER, repo, [*REDIS, "7.2.9-extra"], factory)
+    hub.tag_page = True  # the Hub stand-in pages its tag lists like Docker Hub
+    config = tmp_path / "config.ini"
+    target = f"t{id(config) % 100000}"
+    config.write_text(textwrap.dedent(f"""
+        [DEFAULT]
+        refresh = 1d
+        source-registry = {hub.host}
+        target = registry
+        target-registry = {open_registry.host}
+        insecure-registries = {hub.host} {open_registry.host}
+        [redis]
+        source-repository = library
+        image = redis
+        project = {target}
+        tags-semver = >=7 <8
+        tags-newest = 3
+    """))
+    env = {"DB_PATH": str(tmp_path / "t.db")}
+    run = airflow_env.run("dmi_mirror", config, env=env)
+    assert run["state"] == "success", run["log"][-5000:]
+    assert run["tasks"]["tags_redis"] == "success"
+    assert run["mapped"]["redis.record"] == {"7.4.1": "success", "7.4.0": "success", "7.2.9": "success"}
+    assert run["mapped"]["redis.push"] == {"7.4.1": "success", "7.4.0": "success", "7.2.9": "success"}
+    store = TrackingStore(f"sqlite:///{env['DB_PATH']}")
+    assert sorted(r["target"].rsplit(":", 1)[1] for r in store.history()) == ["7.2.9", "7.4.0", "7.4.1"]
+    assert sorted(json.loads(rig_client(open_registry).request(
+        "GET", f"/v2/{target}/redis/tags/list", "").content)["tags"]) == ["7.2.9", "7.4.0", "7.4.1"]
+
+    hub.reset()
+    again = airflow_env.run("dmi_mirror", config, env=env)
+    assert again["state"] == "success"
+    assert set(again["mapped"]["redis.push"].values()) == {"skipped"}
+    assert hub.count("GET", "manifest") == 0  # unchanged: HEADs and one tag listing
+    assert [r["status"] for r in store.history(limit=3)] == ["unchanged"] * 3
+
+    # A newer tag appears at the source and a selected one disappears: the next run follows the source
+    # and deletes nothing at the target.
+    client = rig_client(hub_registry, HUB_USER)
+    newer = factory.image()
+    push(client, repo, "7.4.3", newer)
+    hub.reset()
+    third = airflow_env.run("dmi_mirror", config, env=env)
+    assert set(third["mapped"]["redis.record"]) == {"7.4.3", "7.4.1", "7.4.0"}
+    assert hub.count("GET", "manifest") == 1  # only the new image's manifest
+    # The publisher deletes the tag (distribution 2.8 has no tag DELETE: its storage, as the registry keeps it).
+    shutil.rmtree(hub_registry.root / "data/docker/registry/v2/repositories" / repo / "_manifests/tags/7.4.3")
+    fourth = airflow_env.run("dmi_mirror", config, env=env)
+    assert set(fourth["mapped"]["redis.record"]) == {"7.4.1", "7.4.0", "7.2.9"}
+    tags = json.loads(rig_client(open_registry).request("GET", f"/v2/{target}/redis/tags/list", "").content)["tags"]
+    assert sorted(tags) == ["7.2.9", "7.4.0", "7.4.1", "7.4.3"]  # 7.4.3 stays at the target
+    store.close()
+
+
+def test_a_moved_pin_fails_its_tag_and_not_the_others(airflow_env, hub_registry, open_registry, factory, tmp_path):
+    repo = "pins/app"
+    digest = push_tags(hub_registry, HUB_USER, repo, ["1.0", "2.0"], factory)
+    config = tmp_path / "config.ini"
+    config.write_text(textwrap.dedent(f"""
+        [DEFAULT]
+        refresh = 1d
+        source-registry = {hub_registry.host}
+        target = registry
+        target-registry = {open_registry.host}
+        insecure-registries = {hub_registry.host} {open_registry.host}
+        [app]
+        source-repository = pins
+        image = app
+        project = pinned{id(config) % 100000}
+        tags = 1.0@{digest}, 2.0@sha256:{"9" * 64}
+    """))
+    env = {"DB_PATH": str(tmp_path / "t.db")}
+    run = airflow_env.run("dmi_mirror", config, env=env)
+    assert run["state"] == "failed"
+    assert run["mapped"]["app.pull"] == {f"1.0@{digest}": "success", f"2.0@sha256:{'9' * 64}": "failed"}
+    rows = {r["target"].rsplit(":", 1)[1]: r for r in TrackingStore(f"sqlite:///{env['DB_PATH']}").history()}
+    assert rows["1.0"]["status"] == "copied" and rows["2.0"]["status"] == "failed"
+    assert "PinMoved" in rows["2.0"]["error"] and f"holds {digest}" in rows["2.0"]["error"]
+
+
+def test_dmi_plan_prints_the_resolved_tags(hub, hub_registry, open_registry, factory, tmp_path):
+    from tests.test_cli_pipeline import DMI, dmi
+
+    push_tags(hub_registry, HUB_USER, "plan2/redis", REDIS, factory)
+    hub.tag_page = True
+    config = tmp_path / "config.ini"
+    config.write_text(textwrap.dedent(f"""
+        [DEFAULT]
+        refresh = 1d
+        source-registry = {hub.host}
+        target = registry
+        target-registry = {open_registry.host}
+        insecure-registries = {hub.host} {open_registry.host}
+        [redis]
+        source-repository = plan2
+        image = redis
+        project = plan2
+        tag = latest
+        tags-semver = ^8
+    """))
+    done = dmi("plan", "--verbose", str(config), env={})
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "[redis] tags: latest, 8.0.1, 8.0.0"
+    assert lines[1].startswith("[redis]   tags-semver left out 37: ")
+    assert [line.split()[1] for line in lines[2:]] == [f"{hub.host}/plan2/redis:{t}" for t in ("latest", "8.0.1",
+                                                                                              "8.0.0")]
+    assert all(": copy (source sha256:" in line for line in lines[2:])
+    assert hub.count("GET", "manifest") == 0
+    import subprocess
+
+    shown = subprocess.run([DMI, "validate", str(config)], capture_output=True, text=True, check=True).stdout
+    assert f"[redis] {hub.host}/plan2/redis:<tags-semver ^8> -> {open_registry.host}/plan2/redis:<the same tags>" \
+        in shown
