@@ -119,7 +119,8 @@ def cmd_copy(args: argparse.Namespace) -> int:
         insecure=insecure, platforms=tuple(args.platform), say=logging.getLogger("dmi_provider.copy").info,
         docker_url=args.docker_url, workers=args.jobs, blob_cache=not args.no_cache, use_docker_config=True))
     try:
-        (result,) = run(engine, [(src, dst)], force=args.force, dry_run=args.dry_run)
+        with _stdout_to_stderr():  # the docker engine imports Airflow, whose logs go to stdout
+            (result,) = run(engine, [(src, dst)], force=args.force, dry_run=args.dry_run)
     except DmiError as exc:
         print(f"dmi copy: failed: {exc}", file=sys.stderr)
         return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import os
 import ssl
@@ -217,3 +218,29 @@ def test_a_stale_location_hint_is_forgotten(tmp_path, open_registry, basic_regis
     broken = BlobLocations(tmp_path / "a-file" / "hints.sqlite")  # an unusable path: memory only, no failure
     broken.add("r", "d", "x")
     assert broken.holders("r", "d") == {"x"}
+
+
+@pytest.mark.slow
+def test_copy_cli_through_a_docker_daemon(dockerd, open_registry, basic_registry, hub_registry, factory, repo_name,
+                                          tmp_path):
+    """`dmi copy --engine docker`: the same engine classes as the DAG's engine = docker, without Airflow."""
+    src, dst = repo_name("src"), repo_name("dst")
+    push(rig_client(open_registry), src, "1.0", factory.image())
+    args = ("copy", "--engine", "docker", "--docker-url", dockerd.base_url, "--insecure", open_registry.host,
+            "--insecure", basic_registry.host, "--dst-creds", BASIC_USER[0], "--json",
+            f"{open_registry.host}/{src}:1.0", f"{basic_registry.host}/{dst}:1.0")
+    done = dmi(*args, env={"DMI_DST_PASSWORD": BASIC_USER[1], "AIRFLOW_HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["status"] == "copied" and "docker push" in done.stderr
+    stored = inspect_raw(f"{basic_registry.host}/{dst}:1.0", BASIC_USER)
+    assert result["target_digest"] == "sha256:" + hashlib.sha256(stored).hexdigest()  # what the daemon pushed
+    # The Hub stand-in lets anyone read (our HEADs pass) and only its users push: the daemon's refusal is
+    # one line, exit 1, no traceback.
+    refused = dmi("copy", "--engine", "docker", "--docker-url", dockerd.base_url, "--insecure", open_registry.host,
+                  "--insecure", hub_registry.host, f"{open_registry.host}/{src}:1.0", f"{hub_registry.host}/{dst}:1.0",
+                  env={"AIRFLOW_HOME": str(tmp_path)})
+    assert refused.returncode == 1, refused.stderr[-2000:]
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"dmi copy: failed: push {hub_registry.host}/{dst}:1.0: ")
+    assert "Traceback" not in refused.stderr
