@@ -135,6 +135,20 @@ def test_bad_tag_keys_are_clear_errors():
 
 
 # -- against real registries ------------------------------------------------------------------------------
+def write_config(tmp_path, source: str, target: str, section: str):
+    """A config mirroring from `source` to the registry `target` (both plain HTTP), with one section."""
+    config = tmp_path / "config.ini"
+    config.write_text(textwrap.dedent(f"""
+        [DEFAULT]
+        refresh = 1d
+        source-registry = {source}
+        target = registry
+        target-registry = {target}
+        insecure-registries = {source} {target}
+    """) + textwrap.dedent(section))
+    return config
+
+
 def push_tags(registry, creds, repo: str, tags: list[str], factory) -> str:
     client = rig_client(registry, creds)
     image = factory.image()
@@ -177,22 +191,15 @@ def test_a_section_with_filters_mirrors_the_newest_three_one_task_each(airflow_e
     repo = "library/redis"
     push_tags(hub_registry, HUB_USER, repo, [*REDIS, "7.2.9-extra"], factory)
     hub.tag_page = True  # the Hub stand-in pages its tag lists like Docker Hub
-    config = tmp_path / "config.ini"
-    target = f"t{id(config) % 100000}"
-    config.write_text(textwrap.dedent(f"""
-        [DEFAULT]
-        refresh = 1d
-        source-registry = {hub.host}
-        target = registry
-        target-registry = {open_registry.host}
-        insecure-registries = {hub.host} {open_registry.host}
+    target = f"t{id(tmp_path) % 100000}"
+    config = write_config(tmp_path, hub.host, open_registry.host, f"""
         [redis]
         source-repository = library
         image = redis
         project = {target}
         tags-semver = >=7 <8
         tags-newest = 3
-    """))
+    """)
     env = {"DB_PATH": str(tmp_path / "t.db")}
     run = airflow_env.run("dmi_mirror", config, env=env)
     assert run["state"] == "success", run["log"][-5000:]
@@ -232,20 +239,13 @@ def test_a_section_with_filters_mirrors_the_newest_three_one_task_each(airflow_e
 def test_a_moved_pin_fails_its_tag_and_not_the_others(airflow_env, hub_registry, open_registry, factory, tmp_path):
     repo = "pins/app"
     digest = push_tags(hub_registry, HUB_USER, repo, ["1.0", "2.0"], factory)
-    config = tmp_path / "config.ini"
-    config.write_text(textwrap.dedent(f"""
-        [DEFAULT]
-        refresh = 1d
-        source-registry = {hub_registry.host}
-        target = registry
-        target-registry = {open_registry.host}
-        insecure-registries = {hub_registry.host} {open_registry.host}
+    config = write_config(tmp_path, hub_registry.host, open_registry.host, f"""
         [app]
         source-repository = pins
         image = app
-        project = pinned{id(config) % 100000}
+        project = pinned{id(tmp_path) % 100000}
         tags = 1.0@{digest}, 2.0@sha256:{"9" * 64}
-    """))
+    """)
     env = {"DB_PATH": str(tmp_path / "t.db")}
     run = airflow_env.run("dmi_mirror", config, env=env)
     assert run["state"] == "failed"
@@ -260,21 +260,14 @@ def test_dmi_plan_prints_the_resolved_tags(hub, hub_registry, open_registry, fac
 
     push_tags(hub_registry, HUB_USER, "plan2/redis", REDIS, factory)
     hub.tag_page = True
-    config = tmp_path / "config.ini"
-    config.write_text(textwrap.dedent(f"""
-        [DEFAULT]
-        refresh = 1d
-        source-registry = {hub.host}
-        target = registry
-        target-registry = {open_registry.host}
-        insecure-registries = {hub.host} {open_registry.host}
+    config = write_config(tmp_path, hub.host, open_registry.host, """
         [redis]
         source-repository = plan2
         image = redis
         project = plan2
         tag = latest
         tags-semver = ^8
-    """))
+    """)
     done = dmi("plan", "--verbose", str(config), env={})
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
