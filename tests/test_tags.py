@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from dmi_provider.config import ConfigError, parse_config
+from dmi_provider.config import ConfigError, Environment, parse_config
 from dmi_provider.errors import is_retryable
 from dmi_provider.registry.copy import Copier
 from dmi_provider.registry.errors import PinMoved
@@ -184,6 +184,31 @@ def test_a_pinned_tag_is_mirrored_only_while_it_holds_the_pin(proxy_factory, ope
     with pytest.raises(PinMoved, match=f"holds {digest} at the source, not the pinned sha256:0000") as exc:
         Copier(make_pool(proxy, open_registry)).copy(moved, ref(open_registry, repo_name("dst"), "1.7.0"))
     assert not is_retryable(exc.value) and proxy.count("GET", "manifest") == 0
+
+
+def test_a_digest_without_a_tag_is_mirrored_under_the_target_tag(open_registry, factory, repo_name):
+    """`tag = @sha256:…` with `target-tag`: the Job's references, then an ordinary copy by digest."""
+    from dmi_provider.job import Job
+
+    repo = repo_name("untagged")
+    digest = push_tags(open_registry, None, repo, ["scratch"], factory)
+    spec = parse_config(textwrap.dedent(f"""
+        [DEFAULT]
+        refresh = 1d
+        [a]
+        image = {repo}
+        source-registry = {open_registry.host}
+        target = registry
+        target-registry = {open_registry.host}
+        target-repository = {repo}-mirror
+        tag = @{digest}
+        target-tag = patched
+    """), environ={}).section("a")
+    ((src, dst),) = Job.from_spec(spec, Environment()).references(open_registry.host)
+    assert (src.tag, src.digest, dst.tag) == (None, digest, "patched")
+    result = Copier(make_pool(open_registry)).copy(src, dst)
+    assert result.target_digest == digest
+    assert rig_client(open_registry).get_manifest(f"{repo}-mirror", "patched").status_code == 200
 
 
 def test_a_section_with_filters_mirrors_the_newest_three_one_task_each(airflow_env, hub, hub_registry,
