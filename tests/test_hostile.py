@@ -111,6 +111,17 @@ def test_upload_location_on_another_host_gets_no_credentials(proxy_factory, open
     assert puts and all(auth is None for _method, _path, auth in puts)  # the blob went, the password did not
 
 
+def test_the_registry_host_is_compared_by_origin():
+    from urllib.parse import urlsplit
+
+    from dmi_provider.registry.client import _origin
+
+    same = ["https://reg.example.io/v2/", "https://REG.example.io:443/upload", "https://reg.example.io:443"]
+    assert {_origin(urlsplit(u)) for u in same} == {("reg.example.io", 443)}
+    assert _origin(urlsplit("https://reg.example.io:5000/")) != _origin(urlsplit("https://reg.example.io/"))
+    assert _origin(urlsplit("https://reg.example.io.evil.net/")) != _origin(urlsplit("https://reg.example.io/"))
+
+
 def test_an_absolute_url_never_leaves_https_for_http():
     client = RegistryClient("registry.example.invalid", retry=RetryPolicy(attempts=1))
     with pytest.raises(InsecureRedirect, match="refusing to leave https for http"):

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
 
@@ -123,6 +123,11 @@ def body_chunks(response: httpx.Response, size: int = CHUNK) -> Iterator[bytes]:
     """The body as the registry stored it: raw, unless a proxy compressed it on the way anyway."""
     encoding = response.headers.get("content-encoding", "").strip().lower()
     return response.iter_raw(size) if encoding in ("", "identity") else response.iter_bytes(size)
+
+
+def _origin(url: SplitResult) -> tuple[str, int | None]:
+    """Host and port, the default port spelled out (`https://r.io` is `https://r.io:443`)."""
+    return (url.hostname or "").lower(), url.port or {"https": 443, "http": 80}.get(url.scheme)
 
 
 def _algorithm(digest: str, where: str) -> str:
@@ -322,10 +327,10 @@ class RegistryClient:
         own, target = urlsplit(self.base_url), urlsplit(url)
         if own.scheme == "https" and target.scheme != "https":
             raise InsecureRedirect(f"{method} {url}: refusing to leave https for {target.scheme}", url=url)
-        return target.netloc == own.netloc
+        return _origin(target) == _origin(own)
 
     def _from_own_host(self, response: httpx.Response) -> bool:
-        return response.url.netloc.decode() == urlsplit(self.base_url).netloc
+        return _origin(urlsplit(str(response.url))) == _origin(urlsplit(self.base_url))
 
     def _count(self, key: str, kind: str, response: httpx.Response) -> None:
         with self._lock:
