@@ -397,6 +397,9 @@ def _tags(sec: _Section) -> tuple[str, ...]:
         key = "tags" if "tags" in sec.raw and "tag" not in sec.raw else "tag"
         sec.reader.add(sec.name, key, sec.raw.get(key), "missing: set tag (or tags) to the tag(s) to mirror, or a "
                                                         "tags-* filter")
+    if len(tags) > sec.get("tags-max"):  # type: ignore[operator]
+        sec.bad("tags" if sec.get("tags") else "tag", f"names {len(tags)} tags, more than tags-max = "
+                f"{sec.get('tags-max')}: split the section or raise tags-max (at most 1000)")
     return tags
 
 

@@ -96,6 +96,16 @@ def test_filter_keys_parse_and_pins_keep_their_tag():
     assert config.section("digest-only").pairs() == ((f"@{digest}", "stable"),)
 
 
+def test_named_tags_are_capped_too():
+    tags = ", ".join(f"1.{n}" for n in range(12))
+    with pytest.raises(ConfigError) as exc:
+        parse_config(f"[DEFAULT]\nrefresh = 1d\n[a]\nimage = a\nproject = p\ntags-max = 10\ntags = {tags}\n",
+                     environ={})
+    (issue,) = exc.value.issues
+    assert str(issue).endswith("names 12 tags, more than tags-max = 10: split the section or raise tags-max "
+                               "(at most 1000)")
+
+
 def test_bad_tag_keys_are_clear_errors():
     with pytest.raises(ConfigError) as exc:
         parse_config(textwrap.dedent("""
