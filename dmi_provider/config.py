@@ -112,12 +112,11 @@ class MirrorSpec:
     docker_conn_id: str | None = None
     keep_local_images: bool = False
     ecr: EcrSettings = field(default_factory=EcrSettings)
+    tag_filter: TagFilter = field(default_factory=TagFilter)  # tags-* keys; named tags are in `tags`
 
     @property
     def source(self) -> str:
         return f"{self.source_registry}/{self.source_repository}"
-
-    tag_filter: TagFilter = field(default_factory=TagFilter)
 
     def target_tags(self) -> tuple[str, ...]:
         """The target tags of the named tags (a pin's tag without its digest)."""
@@ -383,6 +382,9 @@ def _source_path(sec: _Section) -> str | None:
         return None
 
 
+FILTER_KEYS = ("tags-matching", "tags-excluding", "tags-semver", "tags-newest")  # what makes TagFilter.active
+
+
 def _tag_filter(sec: _Section) -> TagFilter:
     v = sec.values
     return TagFilter(v["tags-matching"], v["tags-excluding"], v["tags-semver"], v["tags-prerelease"],  # type: ignore[arg-type]
@@ -391,8 +393,7 @@ def _tag_filter(sec: _Section) -> TagFilter:
 
 def _tags(sec: _Section) -> tuple[str, ...]:
     tags = tuple(dict.fromkeys([*sec.get("tag"), *sec.get("tags")]))  # type: ignore[misc]
-    filters = ("tags-matching", "tags-excluding", "tags-semver", "tags-newest")
-    if not tags and not any(sec.given(k) for k in filters) and not any(
+    if not tags and not any(sec.given(k) for k in FILTER_KEYS) and not any(
             i.key in ("tag", "tags") for i in sec.reader.issues[sec.start:]):
         key = "tags" if "tags" in sec.raw and "tag" not in sec.raw else "tag"
         sec.reader.add(sec.name, key, sec.raw.get(key), "missing: set tag (or tags) to the tag(s) to mirror, or a "

@@ -4,9 +4,9 @@ Plain Python: no Airflow import here.
 A tag is a *version* when it reads MAJOR[.MINOR[.PATCH]][-PRERELEASE][+BUILD], with an optional leading
 `v`; missing parts count as 0 (`7.2` is 7.2.0). Ranges (`tags-semver`) follow npm's semver grammar
 (`>=1.20 <2`, `~1.7`, `^3`, `1.2.x`) through the node-semver package. Tags that are not versions never
-match a range. Order of "newest": versions by precedence (a release after its pre-releases), then, for
-equal versions, the longer tag first (`v1.2.0` after `1.2.0`: by name, descending); non-versions come
-after all versions, by name descending (dates such as `2026-11-01` sort newest first).
+match a range. Order of "newest": versions by precedence (a release after its pre-releases), equal
+versions by name, descending (`v1.2.0` before `1.2.0`); non-versions come after all versions, by name
+descending (dates such as `2026-11-01` sort newest first).
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from functools import cmp_to_key
 import nodesemver
 
 from dmi_provider.errors import DmiError
-from dmi_provider.registry.reference import check_tag
+from dmi_provider.registry.manifest import DESCRIPTOR_DIGEST
+from dmi_provider.registry.reference import TAG_RE, check_tag
 
 # A pre-release starts with a letter, so that dates (2026-11-01) are not versions.
 _VERSION = re.compile(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-([A-Za-z][0-9A-Za-z.-]*))?(?:\+[0-9A-Za-z.-]+)?",
                       re.ASCII)
-_PIN = re.compile(r"(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@(?P<digest>sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})",
-                  re.ASCII)
 DEFAULT_MAX = 100
 HARD_MAX = 1000  # below Airflow's max_map_length (1024): a section's tags are one mapped group
 
@@ -68,14 +67,16 @@ def version(tag: str) -> str | None:
 
 def split_pin(text: str) -> tuple[str | None, str | None]:
     """`1.7.0@sha256:…` -> ("1.7.0", "sha256:…"); `@sha256:…` -> (None, "sha256:…"); `1.7.0` -> ("1.7.0", None)."""
-    m = _PIN.fullmatch(text)
-    return (m.group("tag"), m.group("digest")) if m else (text, None)
+    tag, sep, digest = text.partition("@")
+    return (tag or None, digest) if sep else (text, None)
 
 
 def check_tag_or_pin(text: str) -> str:
-    if "@" not in text:
+    """A tag, or a pin: the tag grammar and the digests a manifest descriptor may carry."""
+    tag, digest = split_pin(text)
+    if digest is None:
         return check_tag(text)
-    if not _PIN.fullmatch(text):
+    if (tag is not None and not TAG_RE.fullmatch(tag)) or not DESCRIPTOR_DIGEST.fullmatch(digest):
         raise ValueError(f"{text!r} is not TAG@sha256:<64 hex> or @sha256:<64 hex> (a pinned digest)")
     return text
 
@@ -104,18 +105,19 @@ def describe_filter(spec: TagFilter) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def _newest_first(a: str, b: str) -> int:
-    va, vb = version(a), version(b)
-    if va and vb:
-        order = nodesemver.compare(vb, va, loose=True)
-        return order or ((a < b) - (a > b))
-    if va or vb:
-        return -1 if va else 1
-    return (a < b) - (a > b)
-
-
 def newest_first(tags: Iterable[str]) -> list[str]:
-    return sorted(tags, key=cmp_to_key(_newest_first))
+    """Newest first (the module's rule); each tag is parsed once."""
+    parsed = {t: nodesemver.make_semver(v, loose=True) if (v := version(t)) else None for t in dict.fromkeys(tags)}
+
+    def order(a: str, b: str) -> int:
+        va, vb = parsed[a], parsed[b]
+        if va is not None and vb is not None:
+            return vb.compare(va) or (a < b) - (a > b)
+        if va is not None or vb is not None:
+            return -1 if va is not None else 1
+        return (a < b) - (a > b)
+
+    return sorted(parsed, key=cmp_to_key(order))
 
 
 def select(available: Sequence[str], named: Sequence[str], spec: TagFilter) -> Selection:
@@ -126,7 +128,8 @@ def select(available: Sequence[str], named: Sequence[str], spec: TagFilter) -> S
 
     def apply(name: str, keep: list[str]) -> None:
         nonlocal kept
-        gone = [t for t in kept if t not in set(keep)]
+        keeping = set(keep)
+        gone = [t for t in kept if t not in keeping]
         if gone:
             removed[name] = gone
         kept = keep

@@ -7,6 +7,7 @@ can run in its own Airflow task, on another worker.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,7 +32,7 @@ class EngineSetup:
     source_credentials: Credentials | None = None
     insecure: Sequence[str] = ()
     platforms: tuple[str, ...] = ()
-    say: Say = print
+    say: Say = logging.getLogger("dmi_provider.engines").info
     history: History | None = None
     docker_url: str | None = None
     docker_conn_id: str | None = None

@@ -34,18 +34,14 @@ def tracking_url(conn_id: str | None, db_path: str | None, *, server: bool = Fal
     Tasks and the CLI see connections through the task SDK (environment, secrets backends); the
     api-server (`server=True`, the UI plugin) also sees those stored in the metadata database."""
     conn_id = conn_id or DEFAULT_TRACKING_CONN_ID
-    if server:
-        from airflow.exceptions import AirflowNotFoundException as ServerNotFound
-        from airflow.models.connection import Connection
-
-        try:
-            conn = Connection.get_connection_from_secrets(conn_id)
-        except ServerNotFound:
-            return default_url(db_path)
-        return sqlalchemy_url(conn)
     try:
-        conn = BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
+        if server:
+            from airflow.models.connection import Connection
+
+            conn = Connection.get_connection_from_secrets(conn_id)
+        else:
+            conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:  # the same class on both sides
         return default_url(db_path)
     return sqlalchemy_url(conn)
 

@@ -8,6 +8,7 @@ plain server-rendered HTML: the UI shows them in a sandboxed iframe, so they use
 
 from __future__ import annotations
 
+import functools
 import html
 import os
 from datetime import UTC, datetime
@@ -29,15 +30,25 @@ TRACKING_CONN_ID = os.environ.get("DMI_TRACKING_CONN_ID", DEFAULT_TRACKING_CONN_
 app = FastAPI(title="DMI image mirror", dependencies=[Depends(requires_access_view(AccessView.PLUGINS))])
 
 
-def _config_conn_ids() -> set[str]:
-    """The tracking connections the deployed config.ini names (sections may use their own)."""
+def _config_conn_ids() -> frozenset[str]:
+    """The tracking connections the deployed config.ini names (sections may use their own); the file is
+    read again only when it changes, not on every page."""
     from airflow.configuration import conf
 
     path = os.environ.get("DMI_CONFIG") or os.path.join(conf.get("core", "dags_folder"), "config.ini")
     try:
-        return {spec.tracking_conn_id for spec in load_config(path).sections}
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        return frozenset()
+    return _conn_ids_of(path, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _conn_ids_of(path: str, _stamp: int) -> frozenset[str]:
+    try:
+        return frozenset(spec.tracking_conn_id for spec in load_config(path).sections)
     except ConfigError:
-        return set()
+        return frozenset()
 
 
 def tracking_urls() -> list[str]:
