@@ -7,17 +7,24 @@ from collections.abc import Callable
 
 from dmi_provider.engines import Engine, EngineSetup, make_engine
 from dmi_provider.engines.base import History
-from dmi_provider.hooks.connections import registry_credentials
+from dmi_provider.hooks.connections import RegistryLogin, registry_login
 from dmi_provider.job import Job
 from dmi_provider.registry.copy import ClientPool, Plan
 from dmi_provider.tags import Selection, select
 from dmi_provider.targets import Target
 
 
+def source_login(job: Job) -> RegistryLogin:
+    """The source's login, and its proxy and CA: the connection's extras over config.ini's keys."""
+    login = registry_login(job.source_conn_id)
+    return RegistryLogin(login.credentials, job.source_network.merge(login.network))
+
+
 def engine_for(job: Job, target: Target, say: Callable[[str], None], history: History | None = None) -> Engine:
+    source = source_login(job)
     return make_engine(job.engine, EngineSetup(
-        endpoint=target.endpoint, source_registry=job.source_registry,
-        source_credentials=registry_credentials(job.source_conn_id), insecure=job.insecure_registries,
+        endpoint=target.endpoint, source_registry=job.source_registry, source_network=source.network,
+        source_credentials=source.credentials, insecure=job.insecure_registries,
         platforms=job.platforms, say=say, history=history, docker_url=job.docker_url,
         docker_conn_id=job.docker_conn_id, keep_local_images=job.keep_local_images))
 
@@ -31,9 +38,10 @@ def plan(job: Job, target: Target, engine: Engine, *, force: bool, dry_run: bool
 def resolve_tags(job: Job) -> tuple[list[list[str]], Selection]:
     """The (source tag, target tag) pairs of a section with tag filters: its named tags and pins, plus the
     source's tags that pass the filters (one listing of the source's tags: no pull counted)."""
-    creds = registry_credentials(job.source_conn_id)
-    pool = ClientPool({job.source_registry: creds} if creds else {}, job.insecure_registries,
-                      use_docker_config=False)
+    source = source_login(job)
+    pool = ClientPool({job.source_registry: source.credentials} if source.credentials else {},
+                      job.insecure_registries, use_docker_config=False,
+                      networks={job.source_registry: source.network})
     try:
         available = pool.get(job.source_registry).list_tags(job.source_repository)
     finally:

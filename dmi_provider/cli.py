@@ -9,13 +9,19 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from dmi_provider import __version__
 from dmi_provider.config import ConfigError, MirrorConfig, MirrorSpec, load_config
+from dmi_provider.errors import DmiError
 from dmi_provider.registry.auth import Credentials
 from dmi_provider.tags import describe_filter
 
+if TYPE_CHECKING:
+    from dmi_provider.registry.network import Network
+
 EXIT_BAD_INPUT = 2
+DEBUG = False  # --debug: tracebacks instead of one line per failure
 
 
 def _describe(config: MirrorConfig) -> str:
@@ -81,6 +87,14 @@ def _credentials(value: str | None, what: str) -> Credentials | None:
     return Credentials.parse(value)
 
 
+def _network(proxy: str | None, ca_bundle: str | None, flag: str) -> Network:
+    """--src-proxy / --src-ca-bundle (or --dst-…) as a Network; bad values raise DmiError."""
+    from dmi_provider.registry.network import Network, check_ca_bundle, check_proxy
+
+    return Network(check_proxy(proxy, f"{flag}-proxy") if proxy else None,
+                   check_ca_bundle(ca_bundle, f"{flag}-ca-bundle") if ca_bundle else None)
+
+
 def peak_rss_mib() -> float | None:
     """This process's peak resident memory (VmHWM, which starts afresh at exec), on Linux."""
     try:
@@ -96,16 +110,18 @@ def cmd_copy(args: argparse.Namespace) -> int:
     import logging
 
     from dmi_provider.engines import EngineSetup, make_engine, run
-    from dmi_provider.errors import DmiError
     from dmi_provider.registry.reference import InvalidReference, check_host, parse_reference
     from dmi_provider.targets.base import Endpoint
 
     try:
         src, dst = parse_reference(args.src), parse_reference(args.dst)
         insecure = [check_host(h) for h in args.insecure]
+        networks = {ref.registry: _network(proxy, ca, f"--{what}")
+                    for ref, proxy, ca, what in ((src, args.src_proxy, args.src_ca_bundle, "src"),
+                                                 (dst, args.dst_proxy, args.dst_ca_bundle, "dst"))}
         creds = {ref.registry: _credentials(value, what)
                  for ref, value, what in ((src, args.src_creds, "src"), (dst, args.dst_creds, "dst"))}
-    except (InvalidReference, ValueError) as exc:
+    except (InvalidReference, ValueError, DmiError) as exc:
         print(f"dmi copy: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     handler = logging.StreamHandler(sys.stderr)
@@ -113,9 +129,10 @@ def cmd_copy(args: argparse.Namespace) -> int:
     root = logging.getLogger("dmi_provider")
     root.addHandler(handler)
     root.setLevel(logging.WARNING if args.quiet else logging.INFO)
-    endpoint = Endpoint(dst.registry, creds.get(dst.registry))
+    endpoint = Endpoint(dst.registry, creds.get(dst.registry), networks[dst.registry])
     engine = make_engine(args.engine, EngineSetup(
         endpoint=lambda: endpoint, source_registry=src.registry, source_credentials=creds.get(src.registry),
+        source_network=networks[src.registry],
         insecure=insecure, platforms=tuple(args.platform), say=logging.getLogger("dmi_provider.copy").info,
         docker_url=args.docker_url, workers=args.jobs, blob_cache=not args.no_cache, use_docker_config=True))
     try:
@@ -173,7 +190,6 @@ def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
     """The pull task's planning (HEADs only, as in a dry run), one row per tag; a section with tags-*
     filters first lists the source's tags, as its tags_<group> task does."""
     from dmi_provider import backends
-    from dmi_provider.errors import DmiError
     from dmi_provider.job import Job
     from dmi_provider.targets import make_target
 
@@ -199,8 +215,11 @@ def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
             rows.append(base | {"source": plan.source, "target": plan.target, "source_digest": plan.source_digest,
                                 "action": "copy" if plan.changed else "skip (unchanged)", "repository": note,
                                 "target_digest": plan.target_digest, "ratelimit_remaining": plan.ratelimit_remaining})
-    except (DmiError, ValueError, RuntimeError) as exc:
-        rows.append(base | {"source": spec.source, "target": "", "action": "error", "error": str(exc)})
+    except Exception as exc:  # one section's failure is its line; --debug shows the traceback
+        if DEBUG:
+            raise
+        text = str(exc) if isinstance(exc, DmiError) else f"{type(exc).__name__}: {exc}"
+        rows.append(base | {"source": spec.source, "target": "", "action": "error", "error": text})
     finally:
         if engine is not None:
             engine.close()
@@ -265,18 +284,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dmi", description="DMI (Docker Mirror Images): mirror container images into private registries."
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    p = sub.add_parser("validate", help="check a config.ini and show the DAGs and schedules it makes")
-    p.add_argument("config", metavar="CONFIG", help="path to config.ini")
-    p.add_argument("--json", action="store_true", help="print the parsed sections as JSON")
-    p.set_defaults(func=cmd_validate)
-
+def _copy_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("copy", help="copy one image registry to registry, without a Docker daemon")
     p.add_argument("src", metavar="SRC", help="source reference, e.g. istio/proxyv2:1.7.0")
     p.add_argument("dst", metavar="DST", help="target reference, e.g. registry.example.com/istio/proxyv2:1.7.0")
@@ -288,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="source credentials (default: docker config.json; USER alone reads $DMI_SRC_PASSWORD)")
     p.add_argument("--dst-creds", metavar="USER[:PASSWORD]",
                    help="target credentials (default: docker config.json; USER alone reads $DMI_DST_PASSWORD)")
+    for side, what in (("src", "source"), ("dst", "target")):
+        p.add_argument(f"--{side}-proxy", metavar="URL", help=f"proxy for the {what} registry (default: HTTPS_PROXY, "
+                       "HTTP_PROXY and NO_PROXY of the environment)")
+        p.add_argument(f"--{side}-ca-bundle", metavar="PEM", help=f"CA certificate(s) to trust for the {what} "
+                       "registry besides the system's (TLS stays verified)")
     p.add_argument("--dry-run", action="store_true", help="compare digests with HEADs only; write nothing")
     p.add_argument("--force", action="store_true", help="copy even when the target holds the source digest")
     p.add_argument("--no-cache", action="store_true",
@@ -300,6 +313,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_copy)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dmi", description="DMI (Docker Mirror Images): mirror container images into private registries."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure (default: one line)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("validate", help="check a config.ini and show the DAGs and schedules it makes")
+    p.add_argument("config", metavar="CONFIG", help="path to config.ini")
+    p.add_argument("--json", action="store_true", help="print the parsed sections as JSON")
+    p.set_defaults(func=cmd_validate)
+
+    _copy_parser(sub)
 
     p = sub.add_parser("plan", help="what a run would copy, skip or create (HEAD requests only; writes nothing)")
     p.add_argument("config", metavar="CONFIG", help="path to config.ini")
@@ -326,8 +355,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global DEBUG
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    DEBUG = args.debug
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        what = str(exc) if isinstance(exc, DmiError) else f"{type(exc).__name__}: {exc}"
+        print(f"dmi {args.command}: failed: {what} (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

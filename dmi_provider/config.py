@@ -47,14 +47,12 @@ class ConfigIssue:
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
-        what = ""
+        parts = [where]
         if self.section is not None:
-            what += f" [{self.section}]"
+            parts.append(f"section {self.section!r}")  # not [name]: Airflow's rich CLI takes brackets for markup
         if self.key is not None:
-            what += f" {self.key}"
-            if self.value is not None:
-                what += f" = {self.value!r}"
-        return f"{where}:{what}: {self.message}" if what else f"{where}: {self.message}"
+            parts.append(self.key if self.value is None else f"{self.key} = {self.value!r}")
+        return ": ".join([*parts, self.message])
 
 
 class ConfigError(ValueError):
@@ -113,6 +111,10 @@ class MirrorSpec:
     keep_local_images: bool = False
     ecr: EcrSettings = field(default_factory=EcrSettings)
     tag_filter: TagFilter = field(default_factory=TagFilter)  # tags-* keys; named tags are in `tags`
+    source_proxy: str | None = None
+    source_ca_bundle: str | None = None
+    target_proxy: str | None = None
+    target_ca_bundle: str | None = None
 
     @property
     def source(self) -> str:
@@ -423,6 +425,10 @@ def _target_rules(sec: _Section, tags: tuple[str, ...]) -> str | None:
     if sec.get("engine") == "docker" and sec.get("platforms"):
         sec.bad("platforms", "engine = docker mirrors the daemon's own platform only: remove platforms, or use "
                              "engine = registry")
+    for key in ("source-proxy", "target-proxy", "source-ca-bundle", "target-ca-bundle"):
+        if sec.get("engine") == "docker" and sec.get(key):
+            sec.bad(key, "engine = docker reaches registries through the daemon, which has its own proxy and CA "
+                         "settings (dockerd's HTTPS_PROXY, /etc/docker/certs.d): remove it, or use engine = registry")
     if sec.get("kms-key") and sec.get("encryption") != "KMS":
         sec.bad("kms-key", "needs encryption = KMS")
     if sec.given("target-repository"):
@@ -452,7 +458,8 @@ def _spec(sec: _Section, refresh: Refresh, default_refresh: Refresh | None, sour
         docker_conn_id=v["docker-conn-id"], keep_local_images=v["keep-local-images"],
         ecr=EcrSettings(v["scan-on-push"], v["tag-mutability"], v["encryption"], v["kms-key"], policy[1], policy[0],
                         v["repository-tags"]),
-        tag_filter=_tag_filter(sec),
+        tag_filter=_tag_filter(sec), source_proxy=v["source-proxy"], source_ca_bundle=v["source-ca-bundle"],
+        target_proxy=v["target-proxy"], target_ca_bundle=v["target-ca-bundle"],
     )  # type: ignore[arg-type]
 
 
@@ -473,7 +480,7 @@ def _check_collisions(reader: _Reader, specs: list[MirrorSpec]) -> None:
             if key in targets:
                 reader.add(
                     spec.section, None, None,
-                    f"duplicate target {spec.target_name()}:{tag}: section [{targets[key]}] writes it too",
+                    f"duplicate target {spec.target_name()}:{tag}: section {targets[key]!r} writes it too",
                 )
             else:
                 targets[key] = spec.section
@@ -482,7 +489,7 @@ def _check_collisions(reader: _Reader, specs: list[MirrorSpec]) -> None:
             reader.add(
                 spec.section, None, None,
                 f"section name becomes task group id {spec.group_id!r} in DAG {spec.dag_id}, "
-                f"as [{groups[gkey]}] does: rename one of them",
+                f"as section {groups[gkey]!r} does: rename one of them",
             )
         else:
             groups[gkey] = spec.section

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dmi_provider.registry.reference import DOCKER_HUB, check_host, check_path, check_tag
 from dmi_provider.tags import DEFAULT_MAX, HARD_MAX, check_pattern, check_range, check_tag_or_pin
@@ -26,6 +27,7 @@ _REFRESH_RE = re.compile(r"^([1-9][0-9]*)\s*([mhdw])$", re.ASCII)
 _UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 MAX_REFRESH = timedelta(weeks=520)
 MAX_POLICY_BYTES = 30 * 1024  # ECR's own limit on a lifecycle policy's text
+MAX_CA_BYTES = 4 * 1024 * 1024
 BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
@@ -186,6 +188,33 @@ def _repository_tags(value: str, _base: Path) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _proxy(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https", "socks5", "socks5h") or not parts.hostname:
+        raise ValueError("a proxy URL: http://host:port")
+    if parts.password or parts.username:
+        raise ValueError("no credentials in config.ini: put the proxy URL with its user and password in the "
+                         "registry connection's `proxy` extra, or in HTTPS_PROXY")
+    if parts.path not in ("", "/") or parts.query:
+        raise ValueError("a proxy URL has no path: http://host:port")
+    return value
+
+
+def _ca_bundle(value: str, base: Path) -> str:
+    """An absolute path to a readable PEM file with at least one certificate (small: read at parse time)."""
+    path = (base / Path(value).expanduser()).resolve()
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(MAX_CA_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(head) > MAX_CA_BYTES:
+        raise ValueError(f"{path} is over {MAX_CA_BYTES // 1024 // 1024} MiB: not a CA bundle")
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        raise ValueError(f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return str(path)
+
+
 # -- the table --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Key:
@@ -239,6 +268,16 @@ KEY_TABLE: tuple[Key, ...] = (
         "tag", _one(check_tag)),
     Key("insecure-registries", "none", "hosts allowed over plain HTTP; every other registry is HTTPS with verified "
         "TLS", _each(check_host), ()),
+    Key("source-proxy", "`HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`", "`http://host:port`: the proxy for the "
+        "source registry's requests, whatever the environment says. No password here: put a proxy that needs "
+        "one in the registry connection's `proxy` extra, or in `HTTPS_PROXY`", _one(_proxy)),
+    Key("target-proxy", "`HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`", "the same for the target registry (ECR's "
+        "API calls follow the AWS connection and the environment)", _one(_proxy)),
+    Key("source-ca-bundle", "the system's CAs, `SSL_CERT_FILE`", "a PEM file (absolute, or relative to "
+        "`config.ini`'s folder) with the CA that signed the source registry's certificate; trusted besides the "
+        "system's CAs. TLS stays verified", _ca_bundle),
+    Key("target-ca-bundle", "the system's CAs, `SSL_CERT_FILE`", "the same for the target registry",
+        _ca_bundle),
     Key("source-conn-id", "anonymous", "Airflow connection with the source registry's credentials (login, "
         "password)", _conn_id),
     Key("target-conn-id", "none", "Airflow connection with the credentials of a `target = registry` registry",

@@ -66,7 +66,9 @@ def _operator_kwargs(spec: MirrorSpec, env: Environment) -> dict:
         "target_conn_id": spec.target_conn_id, "aws_conn_id": spec.aws_conn_id, "engine": spec.engine,
         "ecr_settings": spec.ecr, "section": spec.section, "docker_url": spec.docker_url,
         "docker_conn_id": spec.docker_conn_id, "keep_local_images": spec.keep_local_images,
-        "tracking_conn_id": spec.tracking_conn_id, "environment": env,
+        "tracking_conn_id": spec.tracking_conn_id, "environment": env, "source_proxy": spec.source_proxy,
+        "source_ca_bundle": spec.source_ca_bundle, "target_proxy": spec.target_proxy,
+        "target_ca_bundle": spec.target_ca_bundle,
         "pull_task_id": f"{spec.group_id}.pull", "push_task_id": f"{spec.group_id}.push",
     }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dmi_provider.config import EcrSettings, Environment, MirrorSpec
+from dmi_provider.registry.network import Network
 from dmi_provider.registry.reference import Reference, parse_reference
 from dmi_provider.tags import TagFilter
 
@@ -34,6 +35,10 @@ class Job:
     tracking_conn_id: str | None = None
     env: Environment = field(default_factory=Environment)
     tag_filter: TagFilter = field(default_factory=TagFilter)
+    source_proxy: str | None = None
+    source_ca_bundle: str | None = None
+    target_proxy: str | None = None
+    target_ca_bundle: str | None = None
 
     @property
     def source_registry(self) -> str:
@@ -42,6 +47,14 @@ class Job:
     @property
     def source_repository(self) -> str:
         return parse_reference(self.source).repository
+
+    @property
+    def source_network(self) -> Network:
+        """The source's proxy and CA from config.ini (a connection's extras may add to them)."""
+        return Network(self.source_proxy, self.source_ca_bundle, self.source_registry in self.insecure_registries)
+
+    def target_network(self, host: str) -> Network:
+        return Network(self.target_proxy, self.target_ca_bundle, host in self.insecure_registries)
 
     def references(self, target_host: str) -> list[tuple[Reference, Reference]]:
         """(source, target) references of every tag pair, the target on `target_host`; a source tag may
@@ -62,4 +75,6 @@ class Job:
                    source_conn_id=spec.source_conn_id, platforms=spec.platforms,
                    insecure_registries=spec.insecure_registries, engine=spec.engine, docker_url=spec.docker_url,
                    docker_conn_id=spec.docker_conn_id, keep_local_images=spec.keep_local_images,
-                   tracking_conn_id=spec.tracking_conn_id, env=env, tag_filter=spec.tag_filter)
+                   tracking_conn_id=spec.tracking_conn_id, env=env, tag_filter=spec.tag_filter,
+                   source_proxy=spec.source_proxy, source_ca_bundle=spec.source_ca_bundle,
+                   target_proxy=spec.target_proxy, target_ca_bundle=spec.target_ca_bundle)

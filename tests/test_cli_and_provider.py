@@ -49,9 +49,9 @@ def test_validate_bad_config_prints_every_error_and_exits_2(tmp_path):
     lines = done.stderr.splitlines()
     assert lines[0] == "4 problems in the mirror configuration:"
     assert lines[1] == "  environment: CLOUD = 'GCP': only AWS is supported today"
-    assert lines[2].startswith(f"  {bad}:2: [DEFAULT] refresh = '2y': 0 (once) or N followed by m, h, d or w")
-    assert lines[3].startswith(f"  {bad}:4: [a] image = 'A': 'A' is not a repository path")  # in file order
-    assert lines[4].startswith(f"  {bad}:7: [a] colour = 'blue': unknown key;")
+    assert lines[2].startswith(f"  {bad}:2: section 'DEFAULT': refresh = '2y': 0 (once) or N followed by m, h, d or w")
+    assert lines[3].startswith(f"  {bad}:4: section 'a': image = 'A': 'A' is not a repository path")  # in file order
+    assert lines[4].startswith(f"  {bad}:7: section 'a': colour = 'blue': unknown key;")
 
 
 def test_validate_missing_file(tmp_path):

@@ -198,10 +198,10 @@ def test_legacy_environment():
 
 def test_bad_refresh():
     assert errors("[DEFAULT]\nrefresh = 3x\n[a]\nimage = a\ntag = 1\nproject = p\n") == [
-        "config.ini:2: [DEFAULT] refresh = '3x': 0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"
+        "config.ini:2: section 'DEFAULT': refresh = '3x': 0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"
     ]
     assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\ntag = 1\nproject = p\nrefresh = -1d\n") == [
-        "config.ini:7: [a] refresh = '-1d': 0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"
+        "config.ini:7: section 'a': refresh = '-1d': 0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"
     ]
     for bad in ("0m", "1.5h", "1y", "h", "01d"):
         assert errors(f"[DEFAULT]\nrefresh = {bad}\n[a]\nimage = a\ntag = 1\nproject = p\n")
@@ -209,37 +209,37 @@ def test_bad_refresh():
 
 def test_missing_refresh():
     assert errors("[a]\nimage = a\ntag = 1\nproject = p\n") == [
-        "config.ini:1: [a] refresh: missing: set refresh in [DEFAULT] or here "
+        "config.ini:1: section 'a': refresh: missing: set refresh in [DEFAULT] or here "
         "(0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w)"
     ]
 
 
 def test_missing_image_tag_project():
     assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nsource-repository = x\n") == [
-        "config.ini:3: [a] image: missing: every section needs image (the name on the source registry)",
-        "config.ini:3: [a] tag: missing: set tag (or tags) to the tag(s) to mirror, or a tags-* filter",
-        "config.ini:3: [a] project: missing: set project (the target repository is project/image)",
+        "config.ini:3: section 'a': image: missing: every section needs image (the name on the source registry)",
+        "config.ini:3: section 'a': tag: missing: set tag (or tags) to the tag(s) to mirror, or a tags-* filter",
+        "config.ini:3: section 'a': project: missing: set project (the target repository is project/image)",
     ]
 
 
 def test_docker_engine_refuses_a_platform_filter():
     assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\ntag = 1\nproject = p\nengine = docker\n"
                   "platforms = linux/arm64\n") == [
-        "config.ini:8: [a] platforms = 'linux/arm64': engine = docker mirrors the daemon's own platform only: "
+        "config.ini:8: section 'a': platforms = 'linux/arm64': engine = docker mirrors the daemon's own platform only: "
         "remove platforms, or use engine = registry"]
 
 
 def test_bad_docker_keys():
     assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\ntag = 1\nproject = p\nengine = docker\n"
                   "docker-url = /var/run/docker.sock\nkeep-local-images = sometimes\n") == [
-        "config.ini:8: [a] docker-url = '/var/run/docker.sock': expected unix:///path/docker.sock, tcp://host:port, "
+        "config.ini:8: section 'a': docker-url = '/var/run/docker.sock': expected unix:///path/docker.sock, tcp://host:port, "
         "https://host:port or ssh://host",
-        "config.ini:9: [a] keep-local-images = 'sometimes': expected true or false"]
+        "config.ini:9: section 'a': keep-local-images = 'sometimes': expected true or false"]
 
 
 def test_an_empty_tag_list_is_missing():
     assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\nproject = p\ntags =\n") == [
-        "config.ini:6: [a] tags = '': missing: set tag (or tags) to the tag(s) to mirror, or a tags-* filter"]
+        "config.ini:6: section 'a': tags = '': missing: set tag (or tags) to the tag(s) to mirror, or a tags-* filter"]
 
 
 def test_bad_references():
@@ -263,22 +263,22 @@ def test_bad_references():
         platforms = amd64
     """)
     assert found == [
-        "config.ini:5: [a] image = 'Proxy V2': 'Proxy V2' is not a repository path: lowercase letters, digits "
+        "config.ini:5: section 'a': image = 'Proxy V2': 'Proxy V2' is not a repository path: lowercase letters, digits "
         "and separators (. _ __ -) in components joined by /",
-        "config.ini:10: [b] source-repository = 'Istio': 'Istio/proxyv2' is not a repository path: lowercase "
+        "config.ini:10: section 'b': source-repository = 'Istio': 'Istio/proxyv2' is not a repository path: lowercase "
         "letters, digits and separators (. _ __ -) in components joined by /",
-        "config.ini:11: [b] tag = '.bad': '.bad' is not a tag: up to 128 characters of letters, digits, _ . -, "
+        "config.ini:11: section 'b': tag = '.bad': '.bad' is not a tag: up to 128 characters of letters, digits, _ . -, "
         "not starting with . or -",
-        "config.ini:17: [c] source-registry = 'http://docker.io': 'http://docker.io' is not a registry host "
+        "config.ini:17: section 'c': source-registry = 'http://docker.io': 'http://docker.io' is not a registry host "
         "(expected host or host:port)",
-        "config.ini:18: [c] platforms = 'amd64': 'amd64' is not os/arch[/variant], e.g. linux/amd64 or linux/arm/v7",
+        "config.ini:18: section 'c': platforms = 'amd64': 'amd64' is not os/arch[/variant], e.g. linux/amd64 or linux/arm/v7",
     ]
 
 
 def test_unknown_keys_are_errors_with_a_suggestion():
     found = errors("[DEFAULT]\nrefresh = 1w\nrefesh_all = 1\n[a]\nimage = a\ntag = 1\nproject = p\nsource-repo = x\n")
-    assert found[0].startswith("config.ini:3: [DEFAULT] refesh_all = '1': unknown key; ")
-    assert found[1] == "config.ini:8: [a] source-repo = 'x': unknown key; did you mean 'source-repository'?"
+    assert found[0].startswith("config.ini:3: section 'DEFAULT': refesh_all = '1': unknown key; ")
+    assert found[1] == "config.ini:8: section 'a': source-repo = 'x': unknown key; did you mean 'source-repository'?"
 
 
 @pytest.mark.parametrize("cloud", ["GCP", "azure", "aws2"])
@@ -300,7 +300,7 @@ def test_bad_account_and_region():
 def test_duplicate_target():
     found = errors(SEED + "\n[copy]\nimage = proxyv2\nsource-repository = istio\nproject = istio\ntag = 1.7.0\n")
     assert found == [
-        "config.ini:16: [copy]: duplicate target <ecr>/istio/proxyv2:1.7.0: section [aws/proxyv2] writes it too"
+        "config.ini:16: section 'copy': duplicate target <ecr>/istio/proxyv2:1.7.0: section 'aws/proxyv2' writes it too"
     ]
 
 
@@ -316,12 +316,12 @@ def test_retagging_onto_the_same_target_is_a_duplicate():
         [two]
         tag = 2
     """)
-    assert found == ["config.ini:9: [two]: duplicate target <ecr>/p/a:stable: section [one] writes it too"]
+    assert found == ["config.ini:9: section 'two': duplicate target <ecr>/p/a:stable: section 'one' writes it too"]
 
 
 def test_group_id_collision():
     found = errors("[DEFAULT]\nrefresh = 1w\nproject = p\ntag = 1\n[a/b]\nimage = x\n[a_b]\nimage = y\n")
-    assert found == ["config.ini:7: [a_b]: section name becomes task group id 'a_b' in DAG dmi_mirror, as [a/b] "
+    assert found == ["config.ini:7: section 'a_b': section name becomes task group id 'a_b' in DAG dmi_mirror, as section 'a/b' "
                      "does: rename one of them"]
 
 
@@ -348,15 +348,15 @@ def test_target_key_rules():
         repository-tags = novalue
     """)
     assert found == [
-        "config.ini:4: [generic] target-registry: missing: target = registry needs target-registry (host[:port])",
-        "config.ini:7: [generic] target-tag = 'stable': needs exactly one source tag, this section mirrors 2: 1, 2",
-        "config.ini:10: [generic] scan-on-push = 'maybe': expected true or false",
-        "config.ini:10: [generic] scan-on-push = 'maybe': applies only to target = ecr",
-        "config.ini:15: [ecr] target = 's3': expected one of: ecr, registry",
-        "config.ini:17: [ecr] kms-key = 'alias/x': needs encryption = KMS",
-        "config.ini:18: [ecr] tag-mutability = 'sometimes': expected one of: MUTABLE, IMMUTABLE",
-        f"config.ini:19: [ecr] lifecycle-policy = 'nowhere.json': no such file: {Path.cwd() / 'nowhere.json'}",
-        "config.ini:20: [ecr] repository-tags = 'novalue': 'novalue': expected key=value (key 1-128, value up to "
+        "config.ini:4: section 'generic': target-registry: missing: target = registry needs target-registry (host[:port])",
+        "config.ini:7: section 'generic': target-tag = 'stable': needs exactly one source tag, this section mirrors 2: 1, 2",
+        "config.ini:10: section 'generic': scan-on-push = 'maybe': expected true or false",
+        "config.ini:10: section 'generic': scan-on-push = 'maybe': applies only to target = ecr",
+        "config.ini:15: section 'ecr': target = 's3': expected one of: ecr, registry",
+        "config.ini:17: section 'ecr': kms-key = 'alias/x': needs encryption = KMS",
+        "config.ini:18: section 'ecr': tag-mutability = 'sometimes': expected one of: MUTABLE, IMMUTABLE",
+        f"config.ini:19: section 'ecr': lifecycle-policy = 'nowhere.json': no such file: {Path.cwd() / 'nowhere.json'}",
+        "config.ini:20: section 'ecr': repository-tags = 'novalue': 'novalue': expected key=value (key 1-128, value up to "
         "256 characters)",
     ]
 
@@ -371,8 +371,8 @@ def test_lifecycle_policy_must_be_json_with_rules(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_config(tmp_path / "config.ini", {})
     a, b = (str(i) for i in exc.value.issues)
-    assert a.startswith(f"{tmp_path}/config.ini:7: [a] lifecycle-policy = 'bad.json': {tmp_path}/bad.json is not JSON")
-    assert b == (f"{tmp_path}/config.ini:10: [b] lifecycle-policy = 'norules.json': {tmp_path}/norules.json: "
+    assert a.startswith(f"{tmp_path}/config.ini:7: section 'a': lifecycle-policy = 'bad.json': {tmp_path}/bad.json is not JSON")
+    assert b == (f"{tmp_path}/config.ini:10: section 'b': lifecycle-policy = 'norules.json': {tmp_path}/norules.json: "
                  "expected a JSON object with a \"rules\" list")
 
 
@@ -389,8 +389,8 @@ def test_file_level_errors(tmp_path):
         load_config(tmp_path / "missing.ini", {})
     assert errors("") == ["config.ini: no image sections: nothing to mirror (see README, 'config.ini')"]
     assert errors("image = a\n") == ["config.ini:1: text before the first [section] header"]
-    assert errors("[a]\nimage = a\n[a]\nimage = b\n") == ["config.ini:3: [a]: section appears twice"]
-    assert errors("[a]\nimage = a\nimage = b\n") == ["config.ini:3: [a] image: key appears twice in the section"]
+    assert errors("[a]\nimage = a\n[a]\nimage = b\n") == ["config.ini:3: section 'a': section appears twice"]
+    assert errors("[a]\nimage = a\nimage = b\n") == ["config.ini:3: section 'a': image: key appears twice in the section"]
     assert errors("[DEFAULT]\nrefresh = 1w\n[a]\njust words\n") == ["config.ini:4: not an ini line: 'just words'"]
 
 
@@ -406,9 +406,9 @@ def test_without_a_default_refresh_each_section_picks_its_dag():
 def test_a_huge_refresh_is_one_clear_error_among_the_others():
     found = errors("[DEFAULT]\nrefresh = 99999999999999999999w\n[a]\nimage = A\ntag = 1\nproject = p\n")
     assert found == [
-        "config.ini:2: [DEFAULT] refresh = '99999999999999999999w': at most 520w (about 10 years); use 0 to "
+        "config.ini:2: section 'DEFAULT': refresh = '99999999999999999999w': at most 520w (about 10 years); use 0 to "
         "mirror once",
-        "config.ini:4: [a] image = 'A': 'A' is not a repository path: lowercase letters, digits and separators "
+        "config.ini:4: section 'a': image = 'A': 'A' is not a repository path: lowercase letters, digits and separators "
         "(. _ __ -) in components joined by /"]
     assert parse("[DEFAULT]\nrefresh = 520w\n[a]\nimage = a\ntag = 1\nproject = p\n").default_refresh.text == "520w"
 
@@ -457,4 +457,4 @@ def test_hosts_are_ascii_and_whole(text):
 
 def test_connection_ids_are_plain():
     assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\ntag = 1\nproject = p\nsource-conn-id = \"x\"\n") == [
-        "config.ini:7: [a] source-conn-id = '\"x\"': expected an Airflow connection id (letters, digits, _ . -)"]
+        "config.ini:7: section 'a': source-conn-id = '\"x\"': expected an Airflow connection id (letters, digits, _ . -)"]

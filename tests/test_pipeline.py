@@ -60,8 +60,8 @@ def test_once_refresh_and_broken_config(airflow_env, tmp_path):
     listing = airflow_env.run(None, config)
     assert listing["dags"] == {}
     (error,) = listing["import_errors"].values()
-    assert f"{config}:6: [a] projet = 'p': unknown key; did you mean 'project'?" in error
-    assert f"{config}:3: [a] project: missing" in error
+    assert f"{config}:6: section 'a': projet = 'p': unknown key; did you mean 'project'?" in error
+    assert f"{config}:3: section 'a': project: missing" in error
 
 
 def test_mirror_into_ecr_then_unchanged_force_and_sections(airflow_env, hub, hub_registry, ecr, ecr_env, factory,

@@ -130,16 +130,16 @@ def test_bad_tag_keys_are_clear_errors():
             target-tag = x
         """), environ={})
     assert [str(i) for i in exc.value.issues] == [
-        "config.ini:7: [a] tags-matching = '7.( ok': '7.(' is not a regular expression: missing ), unterminated "
+        "config.ini:7: section 'a': tags-matching = '7.( ok': '7.(' is not a regular expression: missing ), unterminated "
         "subpattern at position 2",
-        "config.ini:8: [a] tags-semver = '>=seven': '>=seven' is not a semver range: e.g. >=1.20 <2, ~1.7, ^3, 1.2.x",
-        "config.ini:9: [a] tags-newest = '0': expected a whole number from 1 to 1000",
-        "config.ini:12: [b] tag = '1.7.0@sha256:abc': '1.7.0@sha256:abc' is not TAG@sha256:<64 hex> or "
+        "config.ini:8: section 'a': tags-semver = '>=seven': '>=seven' is not a semver range: e.g. >=1.20 <2, ~1.7, ^3, 1.2.x",
+        "config.ini:9: section 'a': tags-newest = '0': expected a whole number from 1 to 1000",
+        "config.ini:12: section 'b': tag = '1.7.0@sha256:abc': '1.7.0@sha256:abc' is not TAG@sha256:<64 hex> or "
         "@sha256:<64 hex> (a pinned digest)",
-        "config.ini:13: [b] tags-max = '5000': expected a whole number from 1 to 1000",
-        "config.ini:16: [c] tag = '@sha256:" + "c" * 64 + "': a digest without a tag (@sha256:…) needs target-tag: "
+        "config.ini:13: section 'b': tags-max = '5000': expected a whole number from 1 to 1000",
+        "config.ini:16: section 'c': tag = '@sha256:" + "c" * 64 + "': a digest without a tag (@sha256:…) needs target-tag: "
         "the tag to write at the target",
-        "config.ini:20: [d] target-tag = 'x': cannot rename tags chosen by tags-* filters: remove target-tag or the "
+        "config.ini:20: section 'd': target-tag = 'x': cannot rename tags chosen by tags-* filters: remove target-tag or the "
         "filters",
     ]
 

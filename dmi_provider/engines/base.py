@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from dmi_provider.registry.auth import Credentials
 from dmi_provider.registry.copy import ClientPool, Copier, CopyResult, Plan
 from dmi_provider.registry.locations import BlobLocations, default_cache_path
+from dmi_provider.registry.network import Network
 from dmi_provider.registry.reference import Reference
 from dmi_provider.targets.base import Endpoint
 
@@ -30,6 +31,7 @@ class EngineSetup:
     endpoint: Callable[[], Endpoint]
     source_registry: str
     source_credentials: Credentials | None = None
+    source_network: Network = field(default_factory=Network)
     insecure: Sequence[str] = ()
     platforms: tuple[str, ...] = ()
     say: Say = logging.getLogger("dmi_provider.engines").info
@@ -68,7 +70,8 @@ def open_copier(setup: EngineSetup) -> Copier:
         creds[setup.source_registry] = setup.source_credentials
     if endpoint.credentials:
         creds[endpoint.host] = endpoint.credentials
-    pool = ClientPool(creds, setup.insecure, use_docker_config=setup.use_docker_config)
+    networks = {setup.source_registry: setup.source_network, endpoint.host: endpoint.network}
+    pool = ClientPool(creds, setup.insecure, use_docker_config=setup.use_docker_config, networks=networks)
     locations = BlobLocations(default_cache_path() if setup.blob_cache else None)
     return Copier(pool, workers=setup.workers, progress=setup.say, locations=locations)
 

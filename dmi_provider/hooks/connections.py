@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
@@ -10,22 +13,72 @@ from airflow.sdk.log import mask_secret
 
 from dmi_provider.errors import DmiError
 from dmi_provider.registry.auth import Credentials
+from dmi_provider.registry.network import Network, check_ca_bundle, check_proxy
 from dmi_provider.tracking.store import default_url
 
 DEFAULT_TRACKING_CONN_ID = "dmi_tracking"
+REGISTRY_CONN_TYPE = "container_registry"
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """What a registry connection gives: a login, and how to reach the registry (its extras)."""
+
+    credentials: Credentials | None = None
+    network: Network = field(default_factory=Network)
+
+
+def registry_login(conn_id: str | None) -> RegistryLogin:
+    """A registry's login and network settings from a connection: DMI's `container_registry` type, the docker
+    provider's `docker` type or any other with login and password; extras `proxy`, `ca_bundle`, `insecure`."""
+    if not conn_id:
+        return RegistryLogin()
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise DmiError(f"connection {conn_id!r} does not exist: create it (type {REGISTRY_CONN_TYPE}, or any type "
+                       "with login and password), or remove the conn-id from the section") from None
+    return login_from(conn, conn_id)
+
+
+def login_from(conn: Any, conn_id: str) -> RegistryLogin:
+    if conn.password:
+        mask_secret(conn.password)
+    network = network_from_extras(_extras(conn, conn_id), f"connection {conn_id!r}")
+    if not conn.login:
+        if conn.password:
+            raise DmiError(f"connection {conn_id!r} has a password but no login: set the registry's user name")
+        return RegistryLogin(None, network)
+    return RegistryLogin(Credentials(conn.login, conn.password or ""), network)
+
+
+def _extras(conn: Any, conn_id: str) -> dict:
+    try:
+        extras = json.loads(conn.extra) if conn.extra else {}
+    except ValueError:
+        raise DmiError(f"connection {conn_id!r}: extra is not JSON") from None
+    if not isinstance(extras, dict):
+        raise DmiError(f"connection {conn_id!r}: extra is not a JSON object")
+    prefix = f"extra__{REGISTRY_CONN_TYPE}__"  # how older connection forms stored their fields
+    return {k.removeprefix(prefix): v for k, v in extras.items()}
+
+
+def network_from_extras(extras: dict, where: str) -> Network:
+    proxy, ca_bundle, insecure = extras.get("proxy"), extras.get("ca_bundle"), extras.get("insecure", False)
+    if proxy:
+        proxy = check_proxy(str(proxy), where)
+        if urlsplit(proxy).password:
+            mask_secret(urlsplit(proxy).password)
+    if ca_bundle:
+        ca_bundle = check_ca_bundle(str(ca_bundle), where)
+    if isinstance(insecure, str):
+        insecure = insecure.strip().lower() in ("true", "yes", "on", "1")
+    return Network(proxy or None, ca_bundle or None, bool(insecure))
 
 
 def registry_credentials(conn_id: str | None) -> Credentials | None:
-    """A registry login from a connection's login and password (any connection type)."""
-    if not conn_id:
-        return None
-    conn = BaseHook.get_connection(conn_id)
-    if not conn.login:
-        raise DmiError(f"connection {conn_id!r} has no login: set login and password for the registry")
-    password = conn.password or ""
-    if password:
-        mask_secret(password)
-    return Credentials(conn.login, password)
+    """The login alone (the docker engine passes it per pull and push)."""
+    return registry_login(conn_id).credentials
 
 
 def tracking_url(conn_id: str | None, db_path: str | None, *, server: bool = False) -> str:

@@ -14,13 +14,13 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, TriggerRule
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.sdk.log import redact
 
 from dmi_provider import backends, mirror
 from dmi_provider.config import KEYS, EcrSettings, Environment, current_environment
 from dmi_provider.engines import Engine
-from dmi_provider.errors import is_retryable
+from dmi_provider.errors import DmiError, is_retryable
 from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.job import Job
 from dmi_provider.tags import TagFilter, split_pin
@@ -55,6 +55,10 @@ class MirrorBaseOperator(BaseOperator):
     :param tracking_conn_id: connection of the tracking database (default ``dmi_tracking``, else SQLite)
     :param environment: the legacy variables (AWS_ACCOUNT, AWS_DEFAULT_REGION, DB_PATH) as parsed with the
         config; default: read and validated from this process's environment
+    :param source_proxy: proxy URL for the source registry (default: the environment's HTTPS_PROXY etc.)
+    :param source_ca_bundle: PEM file of a CA to trust for the source registry, besides the system's
+    :param target_proxy: proxy URL for the target registry
+    :param target_ca_bundle: PEM file of a CA to trust for the target registry
     :param tag_filter: ``tags-*`` filters (``dmi_provider.tags.TagFilter``); used by ResolveTagsOperator
     :param pull_task_id: the task id of the group's pull task (plans come from its XCom)
     :param push_task_id: the task id of the group's push task (results come from its XCom)
@@ -71,7 +75,9 @@ class MirrorBaseOperator(BaseOperator):
                  engine: str = DEFAULT_ENGINE, ecr_settings: EcrSettings | None = None, section: str | None = None,
                  docker_url: str | None = None, docker_conn_id: str | None = None, keep_local_images: bool = False,
                  tracking_conn_id: str | None = None, environment: Environment | None = None,
-                 tag_filter: TagFilter | None = None,
+                 tag_filter: TagFilter | None = None, source_proxy: str | None = None,
+                 source_ca_bundle: str | None = None, target_proxy: str | None = None,
+                 target_ca_bundle: str | None = None,
                  pull_task_id: str = "pull", push_task_id: str = "push", **kwargs: Any):
         super().__init__(**kwargs)
         self.source = source
@@ -93,6 +99,8 @@ class MirrorBaseOperator(BaseOperator):
         self.tracking_conn_id = tracking_conn_id
         self.environment = environment
         self.tag_filter = tag_filter or TagFilter()
+        self.source_proxy, self.source_ca_bundle = source_proxy, source_ca_bundle
+        self.target_proxy, self.target_ca_bundle = target_proxy, target_ca_bundle
         self.pull_task_id = pull_task_id
         self.push_task_id = push_task_id
 
@@ -107,7 +115,9 @@ class MirrorBaseOperator(BaseOperator):
                    insecure_registries=self.insecure_registries, engine=self.engine, docker_url=self.docker_url,
                    docker_conn_id=self.docker_conn_id, keep_local_images=self.keep_local_images,
                    tracking_conn_id=self.tracking_conn_id, env=self.environment or current_environment(),
-                   tag_filter=self.tag_filter)
+                   tag_filter=self.tag_filter, source_proxy=self.source_proxy,
+                   source_ca_bundle=self.source_ca_bundle, target_proxy=self.target_proxy,
+                   target_ca_bundle=self.target_ca_bundle)
 
     @cached_property
     def target_backend(self) -> Target:
@@ -136,7 +146,7 @@ class MirrorBaseOperator(BaseOperator):
     def skip_unless_selected(self, context: Any) -> None:
         sections = self.run_params(context)[2]
         if sections and self.section not in sections:
-            raise AirflowSkipException(f"section [{self.section}] is not in this run's sections: {sections}")
+            raise AirflowSkipException(f"section {self.section!r} is not in this run's sections: {sections}")
 
     def pulled(self, context: Any) -> dict | None:
         return self.sibling(context, self.pull_task_id)
@@ -170,8 +180,11 @@ class MirrorBaseOperator(BaseOperator):
         except Exception as exc:
             text = str(redact(f"{type(exc).__name__}: {exc}"))
             context["ti"].xcom_push(key="error", value=text)
+            line = f"section {self.section!r}: {text}"
             if not is_retryable(exc):
-                raise AirflowFailException(text) from None
+                raise AirflowFailException(line) from None
+            if isinstance(exc, DmiError):  # understood: its one line, not a traceback through DMI's internals
+                raise AirflowException(line) from None
             raise
         finally:
             if "engine_backend" in self.__dict__:

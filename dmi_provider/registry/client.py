@@ -34,9 +34,12 @@ from dmi_provider.registry.errors import (
     ManifestTooLarge,
     NotFound,
     RegistryError,
+    html_summary,
+    looks_like_html,
     registry_error_text,
 )
 from dmi_provider.registry.manifest import MANIFEST_TYPES, Descriptor, Manifest
+from dmi_provider.registry.network import Network, http_client, transport_error
 from dmi_provider.registry.reference import DOCKER_HUB, DOCKER_HUB_API
 
 log = logging.getLogger(__name__)
@@ -125,6 +128,11 @@ def body_chunks(response: httpx.Response, size: int = CHUNK) -> Iterator[bytes]:
     return response.iter_raw(size) if encoding in ("", "identity") else response.iter_bytes(size)
 
 
+def _is_html(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").split(";")[0].strip().lower() in ("text/html",
+                                                                                      "application/xhtml+xml")
+
+
 def _origin(url: SplitResult) -> tuple[str, int | None]:
     """Host and port, the default port spelled out (`https://r.io` is `https://r.io:443`)."""
     return (url.hostname or "").lower(), url.port or {"https": 443, "http": 80}.get(url.scheme)
@@ -142,8 +150,9 @@ def _token_of(body: bytes, registry: str) -> tuple[str, float]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise AuthError(f"{registry}: token service answered with something that is not JSON "
-                        f"({len(body)} bytes)") from None
+        what = html_summary(body) if looks_like_html(body) else f"something that is not JSON ({len(body)} bytes)"
+        raise AuthError(f"{registry}: token service answered with {what}: a captive portal or a proxy's page?"
+                        ) from None
     token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
     if not token or not isinstance(token, str):
         raise AuthError(f"{registry}: token service answered without a token")
@@ -178,18 +187,19 @@ class RegistryClient:
     """Talks to one registry host. Thread-safe: copies share one client per host."""
 
     def __init__(self, registry: str, *, credentials: Credentials | CredentialSource | None = None,
-                 insecure: bool = False,
+                 insecure: bool = False, network: Network | None = None,
                  retry: RetryPolicy | None = None, timeout: float = 60.0, http: httpx.Client | None = None,
                  max_transfers: int = 6):
         self.registry = registry
+        self.network = (network or Network()).merge(Network(insecure=insecure))
         host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
-        self.base_url = f"{'http' if insecure else 'https'}://{host}"
+        self.base_url = f"{'http' if self.network.insecure else 'https'}://{host}"
         self._credentials = credentials
         self.retry = retry or RetryPolicy()
         # identity: digests are over the bytes as stored; a compressing proxy would change them.
-        self.http = http or httpx.Client(timeout=httpx.Timeout(timeout, connect=15.0), follow_redirects=False,
-                                         headers={"Accept-Encoding": "identity"},
-                                         limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
+        self.http = http or http_client(self.network, timeout=timeout, follow_redirects=False,
+                                        headers={"Accept-Encoding": "identity"},
+                                        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
         self.tokens = TokenCache()
         self.counts: Counter[str] = Counter()
         self.ratelimit: RateLimit | None = None
@@ -248,8 +258,9 @@ class RegistryClient:
                                                                   headers=headers), stream=True)
                 body = _read_capped(response, MAX_TOKEN_BODY)
             except httpx.TransportError as exc:
-                if attempt + 1 >= self.retry.attempts:
-                    raise RegistryError(f"{self.registry}: token service unreachable: {exc}", retryable=True) from None
+                error = transport_error(exc, challenge.realm, self.network, f"{self.registry} token service")
+                if not error.retryable or attempt + 1 >= self.retry.attempts:
+                    raise error from None
                 time.sleep(self.retry.delay(attempt, None))
                 continue
             self.counts["GET token"] += 1
@@ -294,13 +305,15 @@ class RegistryClient:
             try:
                 response = self._send(method, url, send_headers, content, stream)
             except httpx.TransportError as exc:
-                error = RegistryError(f"{method} {url}: {type(exc).__name__}: {exc}", url=url, retryable=True)
-                if not replayable:
+                error = transport_error(exc, url, self.network, self.registry)
+                if not replayable or not error.retryable:
                     raise error from None
                 attempt = self._backoff(attempt, started, error)
                 continue
             self._count(f"{method} {kind}", kind, response)
             if response.status_code in ok:
+                if own_host and kind != "blob" and _is_html(response):
+                    raise self._html_error(method, url, response)
                 return response
             if stream:
                 response = _buffered(response)
@@ -371,6 +384,13 @@ class RegistryClient:
         time.sleep(delay)
         return attempt
 
+    def _html_error(self, method: str, url: str, response: httpx.Response) -> RegistryError:
+        body = _read_capped(response, MAX_ERROR_BODY) if not response.is_closed else response.content
+        return RegistryError(f"{self.registry}: {method} {url} answered HTTP {response.status_code} with "
+                             f"{html_summary(body)}, not the registry API: a captive portal, a proxy's login page, "
+                             "or no registry at this address; check the registry's host and the proxy",
+                             status=response.status_code, url=url)
+
     def _error(self, method: str, url: str, response: httpx.Response) -> RegistryError:
         code, message = registry_error_text(response.content)
         text = f"{method} {url}: HTTP {response.status_code}"
@@ -379,12 +399,23 @@ class RegistryClient:
         if message:
             text += f": {message}"
         status = response.status_code
+        if status == 429:
+            text += (f"; {self.registry}'s pull limit is spent{self._limit_text()}: wait for its window, or log in "
+                     "with source-conn-id for an account's larger limit")
+        elif status == 400 and "HTTP request to an HTTPS server" in message:
+            text += "; this registry speaks HTTPS: remove it from insecure-registries"
         if status == 404:
             return NotFound(text, status=status, code=code, url=url)
         if status in (401, 403):
             return AuthError(text, status=status, code=code, url=url)
         return RegistryError(text, status=status, code=code, url=url, retryable=status in RETRYABLE_STATUS,
                              retry_after=_retry_after(response) if status in RETRYABLE_STATUS else None)
+
+    def _limit_text(self) -> str:
+        limit = self.ratelimit
+        if limit is None or limit.limit is None:
+            return ""
+        return f" ({limit.remaining if limit.remaining is not None else '?'} of {limit.limit} left)"
 
     def _send(self, method: str, url: str, headers: dict[str, str], content: bytes | Iterable[bytes] | None,
               stream: bool) -> httpx.Response:
@@ -407,6 +438,17 @@ class RegistryClient:
         raise RegistryError(f"{method} {url}: too many redirects", url=url)
 
     # -- the distribution API -----------------------------------------------------------------
+    def check(self, scope: str) -> str:
+        """GET /v2/ logged in with a token for `scope`: proves the registry answers and takes the login.
+        Returns how it authenticated."""
+        self.request("GET", "/v2/", scope=scope)
+        challenge = self._challenge
+        if challenge is None:
+            return "the registry asks for no login"
+        if challenge.scheme == "basic":
+            return "basic auth"
+        return f"a bearer token from {challenge.realm}"
+
     def head_manifest(self, repo: str, ref: str) -> Descriptor | None:
         try:
             r = self.request("HEAD", f"/v2/{repo}/manifests/{ref}", scope=pull_scope(repo),

@@ -33,6 +33,7 @@ from dmi_provider.registry.manifest import (
     Manifest,
     filter_index,
 )
+from dmi_provider.registry.network import Network
 from dmi_provider.registry.reference import Reference, parse_reference
 
 log = logging.getLogger(__name__)
@@ -123,9 +124,11 @@ class ClientPool:
 
     def __init__(self, credentials: dict[str, Credentials | CredentialSource] | None = None,
                  insecure: Iterable[str] = (),
-                 retry: RetryPolicy | None = None, use_docker_config: bool = True):
+                 retry: RetryPolicy | None = None, use_docker_config: bool = True,
+                 networks: dict[str, Network] | None = None):
         self.credentials = dict(credentials or {})
         self.insecure = set(insecure)
+        self.networks = dict(networks or {})  # a proxy or CA of a host
         self.retry = retry
         self.use_docker_config = use_docker_config
         self._clients: dict[str, RegistryClient] = {}
@@ -137,8 +140,9 @@ class ClientPool:
                 creds = self.credentials.get(registry)
                 if creds is None and self.use_docker_config:
                     creds = docker_config_credentials(registry)
-                self._clients[registry] = RegistryClient(registry, credentials=creds,
-                                                         insecure=registry in self.insecure, retry=self.retry)
+                self._clients[registry] = RegistryClient(registry, credentials=creds, retry=self.retry,
+                                                         insecure=registry in self.insecure,
+                                                         network=self.networks.get(registry))
             return self._clients[registry]
 
     def close(self) -> None:

@@ -4,8 +4,11 @@ credentials."""
 from __future__ import annotations
 
 import json
+import re
 
 from dmi_provider.errors import DmiError
+
+MAX_HTML_SCAN = 16 * 1024
 
 
 class RegistryError(DmiError):
@@ -55,8 +58,22 @@ class InsecureRedirect(RegistryError):
     pass
 
 
+def html_summary(body: bytes) -> str:
+    """'an HTML page titled "…"' for a body that is a web page (a captive portal, a proxy, a wrong host)."""
+    found = re.search(rb"<title[^>]*>(.*?)</title>", body[:MAX_HTML_SCAN], re.I | re.S)
+    title = " ".join(found.group(1).decode(errors="replace").split())[:80] if found else ""
+    return f"an HTML page titled {title!r}" if title else "an HTML page"
+
+
+def looks_like_html(body: bytes) -> bool:
+    head = body[:512].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in head
+
+
 def registry_error_text(body: bytes) -> tuple[str | None, str]:
     """(code, message) from a distribution error body {"errors": [{"code", "message", "detail"}]}."""
+    if looks_like_html(body):
+        return None, html_summary(body)
     try:
         data = json.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError):

@@ -21,7 +21,8 @@ def make_target(job: Job) -> Target:
     try:
         module, _, name = TARGETS[job.target].partition(":")
     except KeyError:
-        raise ValueError(f"[{job.section}] unknown target {job.target!r}; known: {', '.join(TARGETS)}") from None
+        raise ValueError(f"section {job.section!r}: unknown target {job.target!r}; known: "
+                         f"{', '.join(TARGETS)}") from None
     return getattr(import_module(module), name)(job)
 
 

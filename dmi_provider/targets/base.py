@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from dmi_provider.registry.auth import Credentials, CredentialSource
+from dmi_provider.registry.network import Network
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A registry host and its login: fixed credentials, or a source asked each time (renews tokens)."""
+    """A registry host, its login (fixed credentials, or a source asked each time: renews tokens), and how
+    to reach it."""
 
     host: str
     credentials: Credentials | CredentialSource | None = None
+    network: Network = field(default_factory=Network)  # its proxy, CA, plain HTTP
 
     def login(self) -> Credentials | None:
         """The credentials as of now (a source is asked)."""

@@ -4,6 +4,7 @@ AWS connection."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -18,6 +19,7 @@ from dmi_provider.config import EcrSettings
 from dmi_provider.errors import DmiError
 from dmi_provider.job import Job
 from dmi_provider.registry.auth import Credentials
+from dmi_provider.targets.aws import aws_errors
 from dmi_provider.targets.base import Endpoint, RepositoryOutcome
 
 RENEW_BEFORE = 300.0  # seconds before a token's expiry at which a new one is asked for
@@ -33,6 +35,7 @@ class EcrTarget:
         self.account = job.env.aws_account
         self.registry = job.target_registry  # replaces the token's host (PrivateLink, tests)
         self.settings = job.ecr
+        self.job = job
         self._login: tuple[str, Credentials, float] | None = None  # host, credentials, renew at (monotonic)
         self._lock = threading.Lock()
 
@@ -43,7 +46,7 @@ class EcrTarget:
     # -- login ------------------------------------------------------------------------------------
     def endpoint(self) -> Endpoint:
         host, _, _ = self._fresh()
-        return Endpoint(host, self.credentials)
+        return Endpoint(host, self.credentials, self.job.target_network(host))
 
     def credentials(self) -> Credentials:
         """The current token, renewed shortly before it expires (tokens last 12 hours)."""
@@ -56,7 +59,8 @@ class EcrTarget:
             return self._login
 
     def _log_in(self) -> tuple[str, Credentials, float]:
-        found = self.hook.get_temporary_credentials(registry_ids=[self.account] if self.account else None)
+        with self.aws("log in to ECR (ecr:GetAuthorizationToken)"):
+            found = self.hook.get_temporary_credentials(registry_ids=[self.account] if self.account else None)
         if not found:
             raise DmiError("ECR returned no authorization data", retryable=True)
         first = found[0]
@@ -65,10 +69,19 @@ class EcrTarget:
         lifetime = (first.expires_at.astimezone(UTC) - datetime.now(UTC)).total_seconds() - RENEW_BEFORE
         return host, Credentials(first.username, first.password), time.monotonic() + max(lifetime, MIN_LIFETIME)
 
+    def aws(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        """Turns boto's failures into one line naming the connection, the region and what to do."""
+        return aws_errors(f"ECR (connection {self.aws_conn_id!r}, region {self.region or 'from the connection'})",
+                          doing)
+
     # -- repositories -----------------------------------------------------------------------------
     def ensure_repository(self, repository: str) -> RepositoryOutcome:
         """Create the repository with the configured settings; an existing one is fine, and settings that
         differ from the config are reported (not changed: encryption cannot change after creation)."""
+        with self.aws(f"create or check repository {repository}"):
+            return self._ensure(repository)
+
+    def _ensure(self, repository: str) -> RepositoryOutcome:
         client = self.hook.conn
         wanted = _wanted(self.settings)
         created = False
@@ -89,10 +102,13 @@ class EcrTarget:
                                  differences=_differences(wanted, found))
 
     def check_repository(self, repository: str) -> RepositoryOutcome:
-        client = self.hook.conn
-        try:
-            found = client.describe_repositories(repositoryNames=[repository])["repositories"][0]
-        except client.exceptions.RepositoryNotFoundException:
+        with self.aws(f"look up repository {repository}"):
+            client = self.hook.conn
+            try:
+                found = client.describe_repositories(repositoryNames=[repository])["repositories"][0]
+            except client.exceptions.RepositoryNotFoundException:
+                found = None
+        if found is None:
             return RepositoryOutcome(repository, exists=False, note=f"repository {repository} would be created")
         return RepositoryOutcome(repository, uri=found.get("repositoryUri"),
                                  differences=_differences(_wanted(self.settings), found))

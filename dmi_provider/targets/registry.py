@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from dmi_provider.errors import DmiError
-from dmi_provider.hooks.connections import registry_credentials
+from dmi_provider.hooks.connections import registry_login
 from dmi_provider.job import Job
 from dmi_provider.registry.reference import check_host
 from dmi_provider.targets.base import Endpoint, RepositoryOutcome
@@ -16,13 +16,15 @@ class RegistryTarget:
 
     def __init__(self, job: Job):
         if not job.target_registry:
-            raise DmiError(f"[{job.section}] target = registry needs target-registry (host[:port])")
+            raise DmiError(f"section {job.section!r}: target = registry needs target-registry (host[:port])")
         self.host = check_host(job.target_registry)
         self.conn_id = job.target_conn_id
+        self.network = job.target_network(self.host)
 
     @cached_property
     def _endpoint(self) -> Endpoint:
-        return Endpoint(self.host, registry_credentials(self.conn_id))
+        login = registry_login(self.conn_id)
+        return Endpoint(self.host, login.credentials, self.network.merge(login.network))
 
     def endpoint(self) -> Endpoint:
         return self._endpoint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ class Registry:
     port: int = 0
     token_server: TokenServer | None = None
     service: Service | None = None
+    tls: tuple[Path, Path] | None = None  # (certificate, key): serve HTTPS
+    ca: Path | None = None  # what a client trusts to reach it over HTTPS (readiness check)
 
     @property
     def host(self) -> str:
@@ -32,7 +35,7 @@ class Registry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     @property
     def credentials(self) -> tuple[str, str] | None:
@@ -50,6 +53,8 @@ class Registry:
             # A fixed secret keeps upload state valid across restarts.
             "http": {"addr": self.host, "secret": f"dmi-test-{self.name}", "headers": {}},
         }
+        if self.tls:
+            config["http"]["tls"] = {"certificate": str(self.tls[0]), "key": str(self.tls[1])}
         if self.auth == "htpasswd":
             htpasswd = self.root / "htpasswd"
             lines = [
@@ -80,7 +85,8 @@ class Registry:
         config_path.write_text(json.dumps(self._config(), indent=2))  # JSON is YAML
         self.service = Service(f"docker-registry {self.name}", ["docker-registry", "serve", str(config_path)],
                                self.root / "registry.log")
-        self.service.start(lambda: httpx.get(f"{self.url}/v2/", timeout=1).status_code in (200, 401))
+        verify = ssl.create_default_context(cafile=str(self.ca)) if self.ca else True
+        self.service.start(lambda: httpx.get(f"{self.url}/v2/", timeout=1, verify=verify).status_code in (200, 401))
         return self
 
     def stop(self) -> None:
