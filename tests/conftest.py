@@ -103,7 +103,7 @@ def repo_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
 
 
 def rig_client(registry: Registry | Proxy, credentials: tuple[str, str] | None = None) -> RigClient:
-    return RigClient(registry.url, credentials)
+    return RigClient(registry.url, credentials, getattr(registry, "ca", None))
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,7 +23,8 @@ from cryptography.x509.oid import NameOID
 
 from dmi_provider.registry.auth import Credentials
 from dmi_provider.registry.client import RegistryClient
-from dmi_provider.registry.errors import InsecureRedirect
+from dmi_provider.registry.errors import InsecureRedirect, RegistryError
+from dmi_provider.registry.network import Network
 from tests.conftest import BASIC_USER, HUB_USER, rig_client
 from tests.rig.images import push
 from tests.rig.skopeo import inspect_raw
@@ -76,7 +76,10 @@ def test_copy_cli_failures(open_registry, repo_name):
 
     # Without --insecure, a plain-HTTP registry is not spoken to over HTTP.
     tls = dmi("copy", f"{open_registry.host}/{repo_name()}:1", f"{open_registry.host}/{repo_name()}:1")
-    assert tls.returncode == 1 and "https://" in tls.stderr
+    assert tls.returncode == 1
+    assert tls.stderr == (f"dmi copy: failed: {open_registry.host}: TLS handshake with {open_registry.host} failed "
+                          "(WRONG_VERSION_NUMBER); the registry may speak plain HTTP: list it in insecure-registries "
+                          "only if it really has no TLS\n")
 
 
 def test_credentials_from_docker_config_and_helpers(tmp_path, open_registry, basic_registry, factory, repo_name):
@@ -166,9 +169,11 @@ def tls_server(tmp_path):
 def test_tls_is_verified_and_https_never_downgrades(tls_server):
     host, ca = tls_server
     unverified = RegistryClient(host)
-    with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED"), unverified.open_blob("x", "sha256:" + "0" * 64):
+    with pytest.raises(RegistryError, match=r"TLS certificate of .* not trusted \(self-signed certificate\)") as exc, \
+            unverified.open_blob("x", "sha256:" + "0" * 64):
         pass
-    trusting = RegistryClient(host, http=httpx.Client(verify=ssl.create_default_context(cafile=str(ca))))
+    assert not exc.value.retryable
+    trusting = RegistryClient(host, network=Network(ca_bundle=str(ca)))
     with pytest.raises(InsecureRedirect, match="refusing a redirect from https to http"), \
             trusting.open_blob("x", "sha256:" + "0" * 64):
         pass

@@ -375,6 +375,11 @@ class RegistryClient:
         self._challenge = challenge
 
     def _backoff(self, attempt: int, started: float, error: RegistryError) -> int:
+        if error.retry_after is not None and error.retry_after > self.retry.max_delay:
+            # A long Retry-After (a spent pull limit): asking again sooner only spends more; say it now.
+            raise RegistryError(f"{error} (the registry asks to retry after {error.retry_after:.0f}s)",
+                                status=error.status, code=error.code, url=error.url, retryable=True,
+                                retry_after=error.retry_after)
         attempt += 1
         delay = self.retry.delay(attempt - 1, error.retry_after)
         if attempt >= self.retry.attempts or time.monotonic() - started + delay > self.retry.total:
@@ -404,6 +409,9 @@ class RegistryClient:
                      "with source-conn-id for an account's larger limit")
         elif status == 400 and "HTTP request to an HTTPS server" in message:
             text += "; this registry speaks HTTPS: remove it from insecure-registries"
+        elif status == 400 and not code and self.base_url.startswith("http://"):  # a HEAD shows no body
+            text += ("; if this registry speaks HTTPS (a TLS port answers plain HTTP with 400), remove it from "
+                     "insecure-registries")
         if status == 404:
             return NotFound(text, status=status, code=code, url=url)
         if status in (401, 403):

@@ -161,11 +161,11 @@ def transport_error(exc: httpx.TransportError, url: str, network: Network, what:
 
 def _proxy_error(exc: BaseException, causes: list[BaseException], proxy: str, host: str, what: str) -> DmiError:
     text = str(exc)
-    if text.startswith("407"):
+    if text.startswith(("407", "401")):  # tinyproxy, for one, answers wrong credentials with 401
         has_login = "***@" in proxy
         hint = ("it refused the user and password in the proxy URL" if has_login
                 else "put them in the proxy URL: http://USER:PASSWORD@host:port")
-        return RegistryError(f"{what}: proxy {proxy} requires authentication (407); {hint}", retryable=False)
+        return RegistryError(f"{what}: proxy {proxy} requires authentication ({text[:3]}); {hint}", retryable=False)
     if any(isinstance(c, ConnectionRefusedError) for c in causes):
         return RegistryError(f"{what}: proxy {proxy} refused the connection: is it running, and is the proxy "
                              "setting (HTTPS_PROXY or the registry's proxy) right?", retryable=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 from botocore import exceptions as boto
 
 from dmi_provider.errors import DmiError
 
+XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
+XML_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
 EXPIRED = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}
 BAD_KEYS = {"UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException",
             "SignatureDoesNotMatch", "InvalidAccessKeyId", "AuthFailure", "IncompleteSignature"}
@@ -46,6 +49,9 @@ def aws_errors(who: str, doing: str) -> Iterator[None]:
 def client_error(who: str, doing: str, exc: boto.ClientError) -> DmiError:
     error = exc.response.get("Error", {})
     code, message = str(error.get("Code") or "?"), str(error.get("Message") or "")
+    found = XML_CODE.search(message)  # an XML error body where JSON was expected (an STS-style answer)
+    if found:
+        code, message = found.group(1), (XML_MESSAGE.search(message) or found).group(1)
     said = f"{code}: {message}" if message else code
     if code in EXPIRED:
         return DmiError(f"{who}: cannot {doing}: the AWS credentials expired ({said}): renew them (a new session "

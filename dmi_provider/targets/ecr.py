@@ -102,7 +102,7 @@ class EcrTarget:
                                  differences=_differences(wanted, found))
 
     def check_repository(self, repository: str) -> RepositoryOutcome:
-        with self.aws(f"look up repository {repository}"):
+        with self.aws(f"look up repository {repository} (ecr:DescribeRepositories)"):
             client = self.hook.conn
             try:
                 found = client.describe_repositories(repositoryNames=[repository])["repositories"][0]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import ssl
+from pathlib import Path
 
 import httpx
 
@@ -21,10 +23,11 @@ MANIFEST_TYPES = ", ".join([
 
 
 class RigClient:
-    def __init__(self, base_url: str, credentials: tuple[str, str] | None = None):
+    def __init__(self, base_url: str, credentials: tuple[str, str] | None = None, ca: Path | None = None):
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
-        self.http = httpx.Client(timeout=60, follow_redirects=True)
+        verify = ssl.create_default_context(cafile=str(ca)) if ca else True
+        self.http = httpx.Client(timeout=60, follow_redirects=True, verify=verify)
         self._tokens: dict[str, str] = {}
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ class Moto:
     root: Path
     port: int = 0
     service: Service | None = None
+    env: dict[str, str] = field(default_factory=dict)  # e.g. INITIAL_NO_AUTH_ACTION_COUNT: check signatures
 
     @property
     def endpoint(self) -> str:
@@ -32,7 +33,7 @@ class Moto:
         self.port = free_port()
         moto_server = Path(sys.executable).with_name("moto_server")
         self.service = Service("moto_server", [str(moto_server), "-H", "127.0.0.1", "-p", str(self.port)],
-                               self.root / "moto.log")
+                               self.root / "moto.log", self.env)
         self.service.start(lambda: httpx.get(f"{self.endpoint}/moto-api/", timeout=1).status_code < 500)
         return self
 

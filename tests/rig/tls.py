@@ -18,7 +18,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 @dataclass
-class TestCA:
+class LocalCA:
     """`ca.pem` is what a client must trust; `server(...)` writes a certificate and key for 127.0.0.1."""
 
     root: Path
