@@ -51,8 +51,13 @@ class ConfigIssue:
         if self.section is not None:
             parts.append(f"section {self.section!r}")  # not [name]: Airflow's rich CLI takes brackets for markup
         if self.key is not None:
-            parts.append(self.key if self.value is None else f"{self.key} = {self.value!r}")
+            parts.append(self.key if self.value is None else f"{self.key} = {_hide_password(self.value)!r}")
         return ": ".join([*parts, self.message])
+
+
+def _hide_password(value: str) -> str:
+    """A URL's password never reaches an error message (a proxy URL written into config.ini)."""
+    return re.sub(r"(://[^/:@\s]*:)[^@/\s]*@", r"\1***@", value)
 
 
 class ConfigError(ValueError):
@@ -426,7 +431,7 @@ def _target_rules(sec: _Section, tags: tuple[str, ...]) -> str | None:
         sec.bad("platforms", "engine = docker mirrors the daemon's own platform only: remove platforms, or use "
                              "engine = registry")
     for key in ("source-proxy", "target-proxy", "source-ca-bundle", "target-ca-bundle"):
-        if sec.get("engine") == "docker" and sec.get(key):
+        if sec.get("engine") == "docker" and key in sec.own:  # from [DEFAULT] it serves the other sections
             sec.bad(key, "engine = docker reaches registries through the daemon, which has its own proxy and CA "
                          "settings (dockerd's HTTPS_PROXY, /etc/docker/certs.d): remove it, or use engine = registry")
     if sec.get("kms-key") and sec.get("encryption") != "KMS":

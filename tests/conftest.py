@@ -16,9 +16,11 @@ from tests.rig.images import ImageFactory
 from tests.rig.proxy import Proxy
 from tests.rig.registry import Registry
 from tests.rig.services import MOTO_REGION, Dockerd, EcrStandIn, Postgres
+from tests.rig.tls import LocalCA
 
 HUB_USER = ("hubuser", "hub-secret-pass")
 BASIC_USER = ("mirror", "basic-secret-pass")
+TLS_USER = ("mirror", "tls-secret-pass")
 
 ROOT = Path(__file__).resolve().parents[1]
 _repo_numbers = itertools.count(1)
@@ -47,6 +49,21 @@ def basic_registry(rig_root: Path) -> Iterator[Registry]:
 def hub_registry(rig_root: Path) -> Iterator[Registry]:
     """Docker Hub's stand-in: token auth (anonymous pull tokens) behind `hub` below."""
     registry = Registry("hub", rig_root / "hub", auth="token", users=dict([HUB_USER])).start()
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="session")
+def test_ca(rig_root: Path) -> LocalCA:
+    """A CA the tests make; nothing trusts it unless told to."""
+    return LocalCA(rig_root / "ca")
+
+
+@pytest.fixture(scope="session")
+def tls_registry(rig_root: Path, test_ca: LocalCA) -> Iterator[Registry]:
+    """An HTTPS registry (basic auth) whose certificate comes from `test_ca`."""
+    registry = Registry("tls", rig_root / "tls", auth="htpasswd", users=dict([TLS_USER]),
+                        tls=test_ca.server("tls-registry"), ca=test_ca.path).start()
     yield registry
     registry.stop()
 

@@ -458,3 +458,52 @@ def test_hosts_are_ascii_and_whole(text):
 def test_connection_ids_are_plain():
     assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\ntag = 1\nproject = p\nsource-conn-id = \"x\"\n") == [
         "config.ini:7: section 'a': source-conn-id = '\"x\"': expected an Airflow connection id (letters, digits, _ . -)"]
+
+
+def test_proxy_and_ca_bundle_keys(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    (tmp_path / "empty.pem").write_text("nothing here\n")
+    (tmp_path / "config.ini").write_text(textwrap.dedent("""\
+        [DEFAULT]
+        refresh = 1w
+        project = p
+        tag = 1
+        source-proxy = http://proxy.corp:3128
+        [good]
+        image = a
+        source-ca-bundle = ca.pem
+        target-ca-bundle = ca.pem
+        target = registry
+        target-registry = registry.corp
+        [bad]
+        image = b
+        target-proxy = http://user:secret@proxy.corp:3128
+        source-ca-bundle = missing.pem
+        target-ca-bundle = empty.pem
+        [worse]
+        image = c
+        source-proxy = proxy.corp:3128
+        target-proxy = http://proxy.corp:3128/path
+        [daemon]
+        image = d
+        engine = docker
+        source-ca-bundle = ca.pem
+    """))
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path / "config.ini", {})
+    found = [str(i).removeprefix(f"{tmp_path}/") for i in exc.value.issues]
+    assert "secret" not in str(exc.value)
+    assert found == [
+        "config.ini:14: section 'bad': target-proxy = 'http://user:***@proxy.corp:3128': no credentials in config.ini: put the proxy URL with its user and password in the registry connection's `proxy` extra, or in HTTPS_PROXY",
+        f"config.ini:15: section 'bad': source-ca-bundle = 'missing.pem': cannot read {tmp_path}/missing.pem: No such file or directory",
+        f"config.ini:16: section 'bad': target-ca-bundle = 'empty.pem': {tmp_path}/empty.pem holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        "config.ini:19: section 'worse': source-proxy = 'proxy.corp:3128': a proxy URL: http://host:port",
+        "config.ini:20: section 'worse': target-proxy = 'http://proxy.corp:3128/path': a proxy URL has no path: http://host:port",
+        "config.ini:24: section 'daemon': source-ca-bundle = 'ca.pem': engine = docker reaches registries through the daemon, which has its own proxy and CA settings (dockerd's HTTPS_PROXY, /etc/docker/certs.d): remove it, or use engine = registry",
+    ]
+    ca.write_text(ca.read_text())  # the good section alone parses, with absolute paths
+    (tmp_path / "config.ini").write_text((tmp_path / "config.ini").read_text().split("[bad]")[0])
+    (good,) = load_config(tmp_path / "config.ini", {}).sections
+    assert (good.source_proxy, good.source_ca_bundle, good.target_ca_bundle, good.target_proxy) == (
+        "http://proxy.corp:3128", str(ca), str(ca), None)

@@ -16,16 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import rig_client
+from tests.conftest import TLS_USER, rig_client
 from tests.rig.forward_proxy import ForwardProxy
 from tests.rig.images import ImageFactory, push
 from tests.rig.process import free_port
 from tests.rig.registry import Registry
 from tests.rig.services import MOTO_REGION, Moto
-from tests.rig.tls import LocalCA
 
 DMI = Path(sys.executable).with_name("dmi")
-TLS_USER = ("mirror", "tls-secret-pass")
 PROXY_USER = ("proxyuser", "proxy-secret-pass")
 CLEAN = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "DOCKER_CONFIG": "/nonexistent",
          "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/nonexistent",
@@ -45,20 +43,6 @@ def one_line(done: subprocess.CompletedProcess[str], *secrets: str) -> str:
     lines = [line for line in done.stderr.splitlines() if line.startswith("dmi ")]
     assert len(lines) == 1, done.stderr
     return lines[0]
-
-
-@pytest.fixture(scope="session")
-def test_ca(rig_root: Path) -> LocalCA:
-    return LocalCA(rig_root / "ca")
-
-
-@pytest.fixture(scope="session")
-def tls_registry(rig_root: Path, test_ca: LocalCA) -> Iterator[Registry]:
-    """An HTTPS registry (basic auth) whose certificate comes from a CA that nothing trusts by default."""
-    registry = Registry("tls", rig_root / "tls", auth="htpasswd", users=dict([TLS_USER]),
-                        tls=test_ca.server("tls-registry"), ca=test_ca.path).start()
-    yield registry
-    registry.stop()
 
 
 @pytest.fixture(scope="session")
@@ -337,3 +321,84 @@ def test_expired_aws_credentials_say_renew():
                           "expired (ExpiredTokenException: The security token included in the request is expired): "
                           "renew them (a new session token, or a role the connection assumes)")
     assert not error.retryable
+
+
+def test_a_dag_run_reaches_tls_registries_only_through_proxies(airflow_env, auth_proxy, proxy, tls_registry, seeded,
+                                                               test_ca, tmp_path):
+    """The source through its connection's extras (a proxy with a login, the CA as PEM text), the target
+    through config.ini's keys (target-proxy, target-ca-bundle): no proxy in the environment at all."""
+    from dmi_provider.tracking.store import TrackingStore
+
+    dst = Registry("tls-dag-target", tmp_path / "dst", tls=test_ca.server("tls-dag-target"), ca=test_ca.path).start()
+    try:
+        (tmp_path / "ca.pem").write_bytes(test_ca.pem)
+        config = tmp_path / "config.ini"
+        config.write_text(textwrap.dedent(f"""\
+            [DEFAULT]
+            refresh = 1w
+            [proxied]
+            source-registry = {tls_registry.host}
+            source-conn-id = tls_source
+            image = {seeded}
+            tag = 1
+            target = registry
+            target-registry = {dst.host}
+            target-repository = dag/proxied
+            target-proxy = http://127.0.0.1:{proxy.port}
+            target-ca-bundle = ca.pem
+        """))
+        source = {"conn_type": "container_registry", "host": tls_registry.host, "login": TLS_USER[0],
+                  "password": TLS_USER[1], "extra": {"proxy": auth_proxy.url, "ca_bundle": test_ca.pem.decode()}}
+        counts = (auth_proxy.connects(tls_registry.host), proxy.connects(dst.host), proxy.connects(tls_registry.host),
+                  auth_proxy.connects(dst.host))
+        db = tmp_path / "tracking.db"
+        run = airflow_env.run("dmi_mirror", config, env={"AIRFLOW_CONN_TLS_SOURCE": json.dumps(source),
+                                                          "DB_PATH": str(db), "DMI_CACHE_DIR": str(tmp_path)})
+        assert run["state"] == "success", run["log"][-5000:]
+        assert auth_proxy.connects(tls_registry.host) > counts[0]  # the source, through its own proxy
+        assert proxy.connects(dst.host) > counts[1]  # the target, through target-proxy
+        assert (proxy.connects(tls_registry.host), auth_proxy.connects(dst.host)) == counts[2:]  # and not crossed
+        for secret in (PROXY_USER[1], TLS_USER[1]):
+            assert secret not in run["log"]
+        (row,) = TrackingStore(f"sqlite:///{db}").history()
+        assert row["status"] == "copied" and row["target"] == f"{dst.host}/dag/proxied:1"
+    finally:
+        dst.stop()
+
+
+def test_a_registry_connection_that_is_missing_or_wrong(tmp_path, open_registry):
+    config = tmp_path / "config.ini"
+    config.write_text(textwrap.dedent(f"""\
+        [DEFAULT]
+        refresh = 1d
+        target = registry
+        target-registry = {open_registry.host}
+        insecure-registries = {open_registry.host}
+        project = fc
+        tag = 1
+        [missing]
+        image = a
+        source-conn-id = nowhere
+        [bad-ca]
+        image = b
+        source-conn-id = bad_ca
+        [bad-proxy]
+        image = c
+        source-conn-id = bad_proxy
+    """))
+    env = {"AIRFLOW_CONN_BAD_CA": json.dumps({"conn_type": "container_registry", "login": "u", "password": "conn-pw",
+                                              "extra": {"ca_bundle": "/nonexistent/ca.pem"}}),
+           "AIRFLOW_CONN_BAD_PROXY": json.dumps({"conn_type": "container_registry", "login": "u",
+                                                 "password": "conn-pw",
+                                                 "extra": {"proxy": "proxy:3128"}})}
+    done = dmi("plan", str(config), env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
+    assert "conn-pw" not in done.stdout + done.stderr
+    assert done.stdout.splitlines() == [
+        "[missing] error: connection 'nowhere' does not exist: create it (type container_registry, or any type with "
+        "login and password), or remove the conn-id from the section",
+        "[bad-ca] error: connection 'bad_ca': CA bundle '/nonexistent/ca.pem' cannot be read (No such file or "
+        "directory): give a PEM file with the CA's certificate",
+        "[bad-proxy] error: connection 'bad_proxy': proxy 'proxy:3128' is not a proxy URL: write http://host:port (or "
+        "http://user:password@host:port)",
+    ]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 from dmi_provider.tracking.store import TrackingStore
 from tests.conftest import BASIC_USER, HUB_USER, rig_client
@@ -62,6 +65,20 @@ def test_once_refresh_and_broken_config(airflow_env, tmp_path):
     (error,) = listing["import_errors"].values()
     assert f"{config}:6: section 'a': projet = 'p': unknown key; did you mean 'project'?" in error
     assert f"{config}:3: section 'a': project: missing" in error
+
+
+def test_config_errors_read_right_in_airflows_own_cli(airflow_env, tmp_path):
+    """Airflow's CLI prints through rich, which takes [aws/a] for markup: the section must survive it."""
+    config = tmp_path / "config.ini"
+    config.write_text("[DEFAULT]\nrefresh = 1w\n[aws/a]\nimage = a\ntag = 1\nproject = p\nsorce-repository = s\n")
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    env = airflow_env.env | {"DMI_CONFIG": str(config), "COLUMNS": "400"}
+    parsed = subprocess.run([airflow, "dags", "reserialize"], env=env, capture_output=True, text=True, timeout=300)
+    assert parsed.returncode == 0, parsed.stderr[-3000:]
+    listed = subprocess.run([airflow, "dags", "list-import-errors"], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert (f"{config}:7: section 'aws/a': sorce-repository = 's': unknown key; did you mean 'source-repository'?"
+            in listed.stdout), listed.stdout
 
 
 def test_mirror_into_ecr_then_unchanged_force_and_sections(airflow_env, hub, hub_registry, ecr, ecr_env, factory,

@@ -56,12 +56,10 @@ class ContainerRegistryHook(BaseHook):
             client = RegistryClient(host, credentials=login.credentials, network=login.network,
                                     retry=RetryPolicy(attempts=1), timeout=20)
             try:
-                scheme = client.check(pull_scope(repository))
+                proven = client.check(pull_scope(repository))
             finally:
                 client.close()
         except (DmiError, InvalidReference) as exc:
             return False, str(exc)
-        who = f"as {login.credentials.username}" if login.credentials else "anonymously"
         hub = " (Docker Hub)" if host == DOCKER_HUB else ""
-        return True, (f"{host}{hub}: the registry answers at {client.base_url}, logged in {who} ({scheme}), "
-                      f"allowed to pull {repository}")
+        return True, f"{host}{hub}: the registry answers at {client.base_url}; {proven}"

@@ -415,7 +415,11 @@ class RegistryClient:
         if status == 404:
             return NotFound(text, status=status, code=code, url=url)
         if status in (401, 403):
-            return AuthError(text, status=status, code=code, url=url)
+            who = f"the login of {self.credentials.username}" if self.credentials else "anonymous access"
+            hint = ("check the user and password" if status == 401 and self.credentials else
+                    "give a login (source-conn-id / target-conn-id)" if status == 401 else
+                    "the login lacks the rights for this repository")
+            return AuthError(f"{text}; {self.registry} refused {who}: {hint}", status=status, code=code, url=url)
         return RegistryError(text, status=status, code=code, url=url, retryable=status in RETRYABLE_STATUS,
                              retry_after=_retry_after(response) if status in RETRYABLE_STATUS else None)
 
@@ -448,14 +452,15 @@ class RegistryClient:
     # -- the distribution API -----------------------------------------------------------------
     def check(self, scope: str) -> str:
         """GET /v2/ logged in with a token for `scope`: proves the registry answers and takes the login.
-        Returns how it authenticated."""
+        Returns what was proven."""
         self.request("GET", "/v2/", scope=scope)
         challenge = self._challenge
+        who = f"as {self.credentials.username}" if self.credentials else "anonymously"
         if challenge is None:
-            return "the registry asks for no login"
+            return "it asks for no login"
         if challenge.scheme == "basic":
-            return "basic auth"
-        return f"a bearer token from {challenge.realm}"
+            return f"logged in {who} (basic auth)"
+        return f"logged in {who}: {challenge.realm} gave a token for {scope}"
 
     def head_manifest(self, repo: str, ref: str) -> Descriptor | None:
         try:

@@ -63,6 +63,7 @@ def stack(tmp_path_factory, postgres, hub_registry, ecr):
                                                           "endpoint_url": ecr.moto.endpoint}}),
         "AWS_DEFAULT_REGION": MOTO_REGION, "AWS_ACCOUNT": ecr.account,
         "AIRFLOW_CONN_DMI_TRACKING": tracking.replace("postgresql+psycopg2://", "postgres://"),
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
     }
     airflow = AirflowStack(root, postgres.database("stack_airflow"), config, env).start()
     airflow.hub, airflow.images, airflow.tracking = hub, factory_images, tracking  # type: ignore[attr-defined]
@@ -172,3 +173,44 @@ def test_history_page_in_a_browser(stack):
     for shot in shots:
         assert shot.stat().st_size > 10_000
     print(f"screenshots: {', '.join(map(str, shots))} ({datetime.now(UTC).isoformat()})")
+
+
+def test_the_registry_connection_type_and_its_test_button(stack, basic_registry, tls_registry, test_ca):
+    """DMI's `container_registry` connection: listed with its form, and Airflow's Test button (the api-server's
+    connection-test endpoint) says in one line what works or what failed."""
+    from tests.conftest import BASIC_USER, TLS_USER
+    from tests.rig.process import free_port
+
+    meta = {h["connection_type"]: h for h in stack.api("GET", "/ui/connections/hook_meta").json()}
+    form = meta["container_registry"]
+    assert form["hook_name"] == "Container Registry (DMI)"
+    assert set(form["extra_fields"]) >= {"proxy", "ca_bundle", "insecure", "test_repository"}
+    assert form["standard_fields"]["host"]["title"] == "Registry (host[:port])"
+
+    def test(host: str, login: tuple[str, str] | None, **extra: object) -> tuple[bool, str]:
+        body = {"connection_id": "registry_under_test", "conn_type": "container_registry", "host": host,
+                "login": login[0] if login else None, "password": login[1] if login else None,
+                "extra": json.dumps(extra)}
+        r = stack.api("POST", "/api/v2/connections/test", json=body)
+        assert r.status_code == 200, r.text
+        return r.json()["status"], r.json()["message"]
+
+    ok, message = test(basic_registry.host, BASIC_USER, insecure=True, test_repository="any/repo")
+    assert ok, message
+    assert message == (f"{basic_registry.host}: the registry answers at http://{basic_registry.host}; logged in as "
+                       f"{BASIC_USER[0]} (basic auth)")
+    ok, message = test(basic_registry.host, (BASIC_USER[0], "wrong-pass"), insecure=True)
+    assert not ok and message == (f"GET http://{basic_registry.host}/v2/: HTTP 401 UNAUTHORIZED: authentication "
+                                  f"required; {basic_registry.host} refused the login of {BASIC_USER[0]}: check the "
+                                  "user and password")
+    assert "wrong-pass" not in message
+    closed = f"127.0.0.1:{free_port()}"
+    assert test(closed, None, insecure=True) == (False, f"{closed}: connection refused by {closed}: nothing listens "
+                                                 "there (wrong host or port, or the registry is down) (gave up after "
+                                                 "1 attempts)")
+    ok, message = test(tls_registry.host, TLS_USER)
+    assert not ok and message.startswith(f"{tls_registry.host}: TLS certificate of {tls_registry.host} not trusted")
+    ok, message = test(f"https://{tls_registry.host}", TLS_USER, ca_bundle=test_ca.pem.decode())
+    assert ok, message
+    assert message == (f"{tls_registry.host}: the registry answers at https://{tls_registry.host}; logged in as "
+                       f"{TLS_USER[0]} (basic auth)")
