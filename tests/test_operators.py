@@ -14,7 +14,7 @@ import pytest
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="dmi-operators-"))
 
 from airflow.sdk import DAG
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from dmi_provider.config import Environment
 from dmi_provider.engines import ENGINES
@@ -140,7 +140,7 @@ def run(ops, names, params=None, ti=None):
         ti.task_id = ops[name].task_id
         try:
             value = ops[name].execute(context)
-        except (AirflowSkipException, AirflowFailException, DmiError) as exc:
+        except (AirflowSkipException, AirflowException, DmiError) as exc:
             value = exc
         else:
             ti.xcom[(ti.task_id, "return_value")] = value
@@ -186,8 +186,9 @@ def test_a_failed_transfer_is_recorded_and_fails_the_run(group, retryable):
     ops, store = group
     FakeEngine.fail = DmiError("push refused: denied", retryable=retryable)
     out, ti, _events = run(ops, ["pull", "tag", "ensure", "push", "record"])
-    # Not retryable: fail at once; retryable: the original error, for Airflow's retries.
-    assert isinstance(out["push"], AirflowFailException if not retryable else DmiError)
+    # Not retryable: fail at once; retryable: an exception Airflow retries, its one line naming the section.
+    assert type(out["push"]) is (AirflowFailException if not retryable else AirflowException)
+    assert str(out["push"]) == "section 'aws/proxyv2': DmiError: push refused: denied"
     assert ti.xcom[("push", "error")].startswith("DmiError: push refused: denied")
     assert isinstance(out["record"], AirflowFailException) and "push refused" in str(out["record"])
     statuses = {r["target"].rsplit(":", 1)[1]: r["status"] for r in store.history()}

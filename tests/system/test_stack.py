@@ -175,7 +175,7 @@ def test_history_page_in_a_browser(stack):
     print(f"screenshots: {', '.join(map(str, shots))} ({datetime.now(UTC).isoformat()})")
 
 
-def test_the_registry_connection_type_and_its_test_button(stack, basic_registry, tls_registry, test_ca):
+def test_the_registry_connection_type_and_its_test_button(stack, basic_registry, hub_registry, tls_registry, test_ca):
     """DMI's `container_registry` connection: listed with its form, and Airflow's Test button (the api-server's
     connection-test endpoint) says in one line what works or what failed."""
     from tests.conftest import BASIC_USER, TLS_USER
@@ -204,6 +204,14 @@ def test_the_registry_connection_type_and_its_test_button(stack, basic_registry,
                                   f"required; {basic_registry.host} refused the login of {BASIC_USER[0]}: check the "
                                   "user and password")
     assert "wrong-pass" not in message
+    ok, message = test(hub_registry.host, HUB_USER, insecure=True, test_repository="stack/pilot")
+    assert ok, message
+    assert message.startswith(f"{hub_registry.host}: the registry answers at http://{hub_registry.host}; logged in as "
+                              f"{HUB_USER[0]}: http://127.0.0.1:")
+    assert message.endswith(" gave a token for repository:stack/pilot:pull")
+    ok, message = test(hub_registry.host, (HUB_USER[0], "wrong-hub-pass"), insecure=True)
+    assert not ok and message.startswith(f"{hub_registry.host}: token service refused as {HUB_USER[0]} for "
+                                         "repository:library/alpine:pull: HTTP 401")
     closed = f"127.0.0.1:{free_port()}"
     assert test(closed, None, insecure=True) == (False, f"{closed}: connection refused by {closed}: nothing listens "
                                                  "there (wrong host or port, or the registry is down) (gave up after "
