@@ -9,6 +9,7 @@ from dmi_provider.engines import Engine, EngineSetup, make_engine
 from dmi_provider.engines.base import History
 from dmi_provider.hooks.connections import RegistryLogin, registry_login
 from dmi_provider.job import Job
+from dmi_provider.registry.budget import PullBudget
 from dmi_provider.registry.copy import ClientPool, Plan
 from dmi_provider.tags import Selection, select
 from dmi_provider.targets import Target
@@ -20,9 +21,15 @@ def source_login(job: Job) -> RegistryLogin:
     return RegistryLogin(login.credentials, job.source_network.merge(login.network))
 
 
-def engine_for(job: Job, target: Target, say: Callable[[str], None], history: History | None = None) -> Engine:
+TASK_MAX_PAUSE = 5.0  # a task defers rather than sleeping through a longer Retry-After
+
+
+def engine_for(job: Job, target: Target, say: Callable[[str], None], history: History | None = None,
+               known: dict[str, tuple[str, bytes]] | None = None) -> Engine:
+    """The section's engine; `known`: manifests an earlier try of the task already paid for."""
     source = source_login(job)
     return make_engine(job.engine, EngineSetup(
+        budget=PullBudget(job.pull_reserve), known_manifests=known, max_pause=TASK_MAX_PAUSE,
         endpoint=target.endpoint, source_registry=job.source_registry, source_network=source.network,
         source_credentials=source.credentials, insecure=job.insecure_registries,
         platforms=job.platforms, say=say, history=history, docker_url=job.docker_url,

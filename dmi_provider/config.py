@@ -70,6 +70,11 @@ class ConfigError(ValueError):
         super().__init__("\n".join([head, *(f"  {i}" for i in self.issues)]))
 
 
+def default_pool(registry: str) -> str:
+    """One Airflow pool per source host: docker.io -> dmi_docker_io, r.local:5000 -> dmi_r_local_5000."""
+    return "dmi_" + re.sub(r"[^A-Za-z0-9]+", "_", registry).strip("_").lower()
+
+
 def dag_id_for(refresh: Refresh, default: Refresh | None) -> str:
     """`dmi_mirror` for [DEFAULT]'s refresh; `dmi_mirror_R` for another (and for every section when
     [DEFAULT] sets none, so sections with different refreshes never share a schedule)."""
@@ -120,6 +125,8 @@ class MirrorSpec:
     source_ca_bundle: str | None = None
     target_proxy: str | None = None
     target_ca_bundle: str | None = None
+    pull_reserve: float = 10.0
+    source_pool: str = ""  # the Airflow pool of the tasks that talk to the source
 
     @property
     def source(self) -> str:
@@ -315,7 +322,8 @@ def parse_config(text: str, path: str = "config.ini", environ: Mapping[str, str]
 def _check_known(reader: _Reader, section: str, key: str, value: str) -> bool:
     if key in KEYS:
         return True
-    close = difflib.get_close_matches(key, KEYS, n=1)
+    # A key cut short (source-repo) is the key it starts; else the closest spelling.
+    close = [k for k in KEYS if len(key) >= 4 and k.startswith(key)][:1] or difflib.get_close_matches(key, KEYS, n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(KEYS)}"
     reader.add(section, key, value, f"unknown key; {hint}")
     return False
@@ -464,7 +472,8 @@ def _spec(sec: _Section, refresh: Refresh, default_refresh: Refresh | None, sour
         ecr=EcrSettings(v["scan-on-push"], v["tag-mutability"], v["encryption"], v["kms-key"], policy[1], policy[0],
                         v["repository-tags"]),
         tag_filter=_tag_filter(sec), source_proxy=v["source-proxy"], source_ca_bundle=v["source-ca-bundle"],
-        target_proxy=v["target-proxy"], target_ca_bundle=v["target-ca-bundle"],
+        target_proxy=v["target-proxy"], target_ca_bundle=v["target-ca-bundle"], pull_reserve=v["pull-reserve"],
+        source_pool=v["source-pool"] or default_pool(v["source-registry"]),
     )  # type: ignore[arg-type]
 
 

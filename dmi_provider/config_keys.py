@@ -21,6 +21,8 @@ REFRESH_HELP = "0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"
 TARGETS = ("ecr", "registry")  # the lookup of dmi_provider.targets.TARGETS (a test keeps them equal)
 ENGINES = ("registry", "docker")  # likewise dmi_provider.engines.ENGINES
 _PLATFORM_RE = re.compile(r"^[a-z0-9_.-]+/[a-z0-9_.-]+(?:/[a-z0-9_.-]+)?$", re.ASCII)
+_POOL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$", re.ASCII)
+DEFAULT_POOL_SLOTS = 4  # concurrent tasks per source host in its default pool
 _CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$", re.ASCII)
 _DOCKER_URL_RE = re.compile(r"^(unix|tcp|https?|ssh|npipe)://\S+$", re.ASCII)
 _REFRESH_RE = re.compile(r"^([1-9][0-9]*)\s*([mhdw])$", re.ASCII)
@@ -188,6 +190,23 @@ def _repository_tags(value: str, _base: Path) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _percent(value: str, _base: Path) -> float:
+    text = value.strip().removesuffix("%").strip()
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError("a percentage from 0% to 100%, e.g. 10%") from None
+    if not 0 <= number <= 100 or number != number:
+        raise ValueError("a percentage from 0% to 100%, e.g. 10%")
+    return number
+
+
+def _pool(value: str) -> str:
+    if not _POOL_RE.fullmatch(value):
+        raise ValueError("an Airflow pool name: letters, digits, _ . - (up to 256)")
+    return value
+
+
 def _proxy(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https", "socks5", "socks5h") or not parts.hostname:
@@ -278,6 +297,12 @@ KEY_TABLE: tuple[Key, ...] = (
         "system's CAs. TLS stays verified", _ca_bundle),
     Key("target-ca-bundle", "the system's CAs, `SSL_CERT_FILE`", "the same for the target registry",
         _ca_bundle),
+    Key("pull-reserve", "`10%`", "the share of a source's pull limit (Docker Hub: `ratelimit-limit`) DMI never "
+        "spends, for the other machines behind the same IP: `0%` to `100%` (`%` optional, e.g. `25`, `12.5%`). A "
+        "pull task that would spend into it waits (deferred) until the window frees pulls", _percent, 10.0),
+    Key("source-pool", "`dmi_<source host>`, e.g. `dmi_docker_io`", "the Airflow pool of the tasks that talk to "
+        "the source (pull, push): it bounds how many run at once per source. The default pool is created with "
+        f"{DEFAULT_POOL_SLOTS} slots when a run first needs it; a pool you name must exist", _one(_pool)),
     Key("source-conn-id", "anonymous", "Airflow connection with the source registry's credentials (login, "
         "password)", _conn_id),
     Key("target-conn-id", "none", "Airflow connection with the credentials of a `target = registry` registry",

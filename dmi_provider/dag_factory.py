@@ -68,7 +68,7 @@ def _operator_kwargs(spec: MirrorSpec, env: Environment) -> dict:
         "docker_conn_id": spec.docker_conn_id, "keep_local_images": spec.keep_local_images,
         "tracking_conn_id": spec.tracking_conn_id, "environment": env, "source_proxy": spec.source_proxy,
         "source_ca_bundle": spec.source_ca_bundle, "target_proxy": spec.target_proxy,
-        "target_ca_bundle": spec.target_ca_bundle,
+        "target_ca_bundle": spec.target_ca_bundle, "pull_reserve": spec.pull_reserve,
         "pull_task_id": f"{spec.group_id}.pull", "push_task_id": f"{spec.group_id}.push",
     }
 
@@ -80,15 +80,17 @@ def build_group(spec: MirrorSpec, env: Environment) -> Any:
     kwargs = _operator_kwargs(spec, env)
     pairs: Any = [list(p) for p in spec.pairs()]
     if spec.tag_filter.active:
-        pairs = ResolveTagsOperator(task_id=f"tags_{spec.group_id}", tags=pairs, **kwargs).output
+        pairs = ResolveTagsOperator(task_id=f"tags_{spec.group_id}", tags=pairs, pool=spec.source_pool,
+                                    **kwargs).output
 
     @task_group(group_id=spec.group_id, tooltip=f"[{spec.section}] {spec.source}")
     def mirror(pair: Any) -> None:
         each = {**kwargs, "tags": [pair], "map_index_template": MAP_INDEX}
-        pull = PullImageOperator(task_id="pull", **each)
+        # The tasks that talk to the source share its pool: concurrency per source host.
+        pull = PullImageOperator(task_id="pull", pool=spec.source_pool, **each)
         tag = TagImageOperator(task_id="tag", retries=0, **each)
         ensure = EnsureRepositoryOperator(task_id="ensure_repository", **each)
-        push = PushImageOperator(task_id="push", **each)
+        push = PushImageOperator(task_id="push", pool=spec.source_pool, **each)
         record = RecordMirrorOperator(task_id="record", retries=1, **each)
         pull >> tag >> ensure >> push >> record
 

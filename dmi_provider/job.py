@@ -39,6 +39,7 @@ class Job:
     source_ca_bundle: str | None = None
     target_proxy: str | None = None
     target_ca_bundle: str | None = None
+    pull_reserve: float = 10.0  # percent of a source's pull limit never spent
 
     @property
     def source_registry(self) -> str:
@@ -77,4 +78,5 @@ class Job:
                    docker_conn_id=spec.docker_conn_id, keep_local_images=spec.keep_local_images,
                    tracking_conn_id=spec.tracking_conn_id, env=env, tag_filter=spec.tag_filter,
                    source_proxy=spec.source_proxy, source_ca_bundle=spec.source_ca_bundle,
-                   target_proxy=spec.target_proxy, target_ca_bundle=spec.target_ca_bundle)
+                   target_proxy=spec.target_proxy, target_ca_bundle=spec.target_ca_bundle,
+                   pull_reserve=spec.pull_reserve)

@@ -7,6 +7,7 @@ tag of a section, and says what failed and which new digests deserve an Asset ev
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,16 @@ def pulled(plans: Sequence[Plan], target_host: str, dry_run: bool) -> dict:
 
 def plans_of(pulled: dict) -> list[Plan]:
     return [Plan.from_dict(data) for data in pulled["plans"]]
+
+
+def manifests_to_xcom(fetched: dict[str, tuple[str, bytes]]) -> dict[str, list[str]]:
+    """Manifests already paid for, as JSON for a deferred task's kwargs: digest -> [media type, base64]."""
+    return {digest: [media_type, base64.b64encode(raw).decode()] for digest, (media_type, raw) in fetched.items()}
+
+
+def manifests_from_xcom(data: dict | None) -> dict[str, tuple[str, bytes]]:
+    """The reverse; each manifest is checked against its digest again when used."""
+    return {digest: (media_type, base64.b64decode(raw)) for digest, (media_type, raw) in (data or {}).items()}
 
 
 def describe(plan: Plan) -> str:
@@ -70,6 +81,8 @@ def _outcome(job: Job, run: RunInfo, src_tag: str, dst_tag: str, plan: dict | No
     outcome.source_digest = plan["source_digest"]
     outcome.platforms = ",".join(plan.get("platforms") or ())
     outcome.ratelimit_remaining = plan.get("ratelimit_remaining")
+    outcome.ratelimit_limit, outcome.ratelimit_source = plan.get("ratelimit_limit"), plan.get("ratelimit_source")
+    outcome.source_pulls = plan.get("source_pulls") or 0
     if dry_run:
         outcome.status, outcome.target_digest = "dry-run", plan["target_digest"]
     elif not plan["changed"]:

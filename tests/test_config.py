@@ -47,12 +47,12 @@ def test_original_seed_format():
         MirrorSpec(
             section="aws/proxyv2", group_id="aws_proxyv2", dag_id="dmi_mirror", refresh=WEEKLY,
             source_registry="docker.io", source_repository="istio/proxyv2", tags=("1.7.0",), target="ecr",
-            target_registry=None, target_repository="istio/proxyv2", target_tag=None,
+            target_registry=None, target_repository="istio/proxyv2", target_tag=None, source_pool="dmi_docker_io",
         ),
         MirrorSpec(
             section="aws/pilot", group_id="aws_pilot", dag_id="dmi_mirror", refresh=WEEKLY,
             source_registry="docker.io", source_repository="istio/pilot", tags=("1.7.0",), target="ecr",
-            target_registry=None, target_repository="istio/pilot", target_tag=None,
+            target_registry=None, target_repository="istio/pilot", target_tag=None, source_pool="dmi_docker_io",
         ),
     )
     assert list(config.dags()) == ["dmi_mirror"]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from dmi_provider.tracking.models import SCHEMA_VERSION
 from dmi_provider.tracking.store import MirrorOutcome, TrackingStore, default_url
 
 
@@ -78,7 +79,7 @@ def test_newer_schema_is_refused(tmp_path):
     store.migrate()
     with Session(store.engine) as session, session.begin():
         session.add(SchemaVersion(version=99))
-    with pytest.raises(RuntimeError, match="has schema 99, newer than this DMI's 1"):
+    with pytest.raises(RuntimeError, match=f"has schema 99, newer than this DMI's {SCHEMA_VERSION}"):
         TrackingStore(store.url).migrate()
 
 
@@ -194,3 +195,38 @@ def test_history_filters_run_in_sql_before_the_limit(store):
     assert [r["run_id"] for r in store.history(target="ecr/a:10", limit=10)] == ["quiet"]  # exact, not LIKE
     assert {r["dag_id"] for r in store.history(dag_ids={"dmi_mirror"}, limit=100)} == {"dmi_mirror"}
     assert store.state(dag_ids=set()) == [] and len(store.state(dag_ids={"dmi_mirror_1d"})) == 1
+
+
+def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
+    """Schema 1 (before the pull budget columns): the columns are added, every row is kept."""
+    import sqlite3
+
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE dmi_schema (version INTEGER PRIMARY KEY);
+        INSERT INTO dmi_schema VALUES (1);
+        CREATE TABLE dmi_mirror_history (id INTEGER PRIMARY KEY AUTOINCREMENT, dag_id VARCHAR(250), run_id VARCHAR(250),
+            logical_date DATETIME, section VARCHAR(250), source VARCHAR(512), target VARCHAR(512),
+            source_digest VARCHAR(100), target_digest VARCHAR(100), platforms TEXT, status VARCHAR(20), error TEXT,
+            bytes_transferred BIGINT, blobs_copied INTEGER, blobs_mounted INTEGER, blobs_skipped INTEGER,
+            ratelimit_remaining INTEGER, started_at DATETIME, finished_at DATETIME);
+        CREATE TABLE dmi_mirror_state (target VARCHAR(512) PRIMARY KEY, source VARCHAR(512), dag_id VARCHAR(250),
+            section VARCHAR(250), last_digest VARCHAR(100), last_status VARCHAR(20), last_run_id VARCHAR(250),
+            first_mirrored DATETIME, last_checked DATETIME, last_changed DATETIME);
+        INSERT INTO dmi_mirror_history (dag_id, run_id, section, source, target, platforms, status, bytes_transferred,
+            blobs_copied, blobs_mounted, blobs_skipped, ratelimit_remaining, finished_at)
+            VALUES ('d', 'r1', 's', 'docker.io/a:1', 'ecr/a:1', '', 'copied', 10, 1, 0, 0, 42, '2026-01-01 00:00:00');
+    """)
+    db.commit()
+    db.close()
+    url = f"sqlite:///{path}"
+    with pytest.raises(RuntimeError, match="has schema 1, older than this DMI's 2: the next mirror task"):
+        TrackingStore(url, read_only=True).history()
+    store = TrackingStore(url)
+    store.record(MirrorOutcome("d", "r2", "s", "docker.io/a:1", "ecr/a:1", "unchanged", ratelimit_remaining=40,
+                               ratelimit_limit=100, ratelimit_source="192.0.2.1", source_pulls=0))
+    rows = store.history()
+    assert [(r["run_id"], r["ratelimit_remaining"], r["ratelimit_limit"], r["ratelimit_source"]) for r in rows] == [
+        ("r2", 40, 100, "192.0.2.1"), ("r1", 42, None, None)]
+    assert TrackingStore(url, read_only=True).history()[1]["bytes_transferred"] == 10

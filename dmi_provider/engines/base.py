@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dmi_provider.registry.auth import Credentials
+from dmi_provider.registry.budget import PullBudget
+from dmi_provider.registry.client import RetryPolicy
 from dmi_provider.registry.copy import ClientPool, Copier, CopyResult, Plan
 from dmi_provider.registry.locations import BlobLocations, default_cache_path
 from dmi_provider.registry.network import Network
@@ -42,6 +44,9 @@ class EngineSetup:
     workers: int = 4
     blob_cache: bool = True  # remember where blobs sit (mount hints) across runs, per machine
     use_docker_config: bool = False  # read ~/.docker/config.json for hosts without credentials (CLI only)
+    budget: PullBudget | None = None  # the source's pull limit (registry engine)
+    known_manifests: dict[str, tuple[str, bytes]] | None = None  # paid for by an earlier, deferred try
+    max_pause: float = 30.0  # the longest Retry-After waited out in place; longer ones go to the caller
 
 
 class Engine(Protocol):
@@ -71,9 +76,11 @@ def open_copier(setup: EngineSetup) -> Copier:
     if endpoint.credentials:
         creds[endpoint.host] = endpoint.credentials
     networks = {setup.source_registry: setup.source_network, endpoint.host: endpoint.network}
-    pool = ClientPool(creds, setup.insecure, use_docker_config=setup.use_docker_config, networks=networks)
+    pool = ClientPool(creds, setup.insecure, use_docker_config=setup.use_docker_config, networks=networks,
+                      retry=RetryPolicy(max_pause=setup.max_pause))
     locations = BlobLocations(default_cache_path() if setup.blob_cache else None)
-    return Copier(pool, workers=setup.workers, progress=setup.say, locations=locations)
+    return Copier(pool, workers=setup.workers, progress=setup.say, locations=locations, budget=setup.budget,
+                  known=setup.known_manifests)
 
 
 def run(engine: Engine, pairs: Sequence[tuple[Reference, Reference]], *, force: bool = False,

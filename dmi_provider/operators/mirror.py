@@ -9,10 +9,11 @@ user's DAG; see README, "Operators in your own DAGs".
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import Asset, AssetAlias, BaseOperator, TriggerRule
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.sdk.log import redact
@@ -23,11 +24,14 @@ from dmi_provider.engines import Engine
 from dmi_provider.errors import DmiError, is_retryable
 from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.job import Job
+from dmi_provider.registry.budget import PullsShort
+from dmi_provider.registry.errors import RegistryError
 from dmi_provider.tags import TagFilter, split_pin
 from dmi_provider.targets import Target, make_target
 from dmi_provider.tracking.store import TrackingStore
 
 TagPairs = Sequence[str | Sequence[str]]
+RETRY_429 = 60.0  # seconds to wait after a 429 that says nothing of when to come back
 DEFAULT_TARGET, DEFAULT_ENGINE = KEYS["target"].value, KEYS["engine"].value
 
 
@@ -59,6 +63,7 @@ class MirrorBaseOperator(BaseOperator):
     :param source_ca_bundle: PEM file of a CA to trust for the source registry, besides the system's
     :param target_proxy: proxy URL for the target registry
     :param target_ca_bundle: PEM file of a CA to trust for the target registry
+    :param pull_reserve: percent of a source's pull limit never spent (the pull task defers instead)
     :param tag_filter: ``tags-*`` filters (``dmi_provider.tags.TagFilter``); used by ResolveTagsOperator
     :param pull_task_id: the task id of the group's pull task (plans come from its XCom)
     :param push_task_id: the task id of the group's push task (results come from its XCom)
@@ -77,7 +82,7 @@ class MirrorBaseOperator(BaseOperator):
                  tracking_conn_id: str | None = None, environment: Environment | None = None,
                  tag_filter: TagFilter | None = None, source_proxy: str | None = None,
                  source_ca_bundle: str | None = None, target_proxy: str | None = None,
-                 target_ca_bundle: str | None = None,
+                 target_ca_bundle: str | None = None, pull_reserve: float = 10.0,
                  pull_task_id: str = "pull", push_task_id: str = "push", **kwargs: Any):
         super().__init__(**kwargs)
         self.source = source
@@ -101,6 +106,7 @@ class MirrorBaseOperator(BaseOperator):
         self.tag_filter = tag_filter or TagFilter()
         self.source_proxy, self.source_ca_bundle = source_proxy, source_ca_bundle
         self.target_proxy, self.target_ca_bundle = target_proxy, target_ca_bundle
+        self.pull_reserve = pull_reserve
         self.pull_task_id = pull_task_id
         self.push_task_id = push_task_id
 
@@ -117,7 +123,7 @@ class MirrorBaseOperator(BaseOperator):
                    tracking_conn_id=self.tracking_conn_id, env=self.environment or current_environment(),
                    tag_filter=self.tag_filter, source_proxy=self.source_proxy,
                    source_ca_bundle=self.source_ca_bundle, target_proxy=self.target_proxy,
-                   target_ca_bundle=self.target_ca_bundle)
+                   target_ca_bundle=self.target_ca_bundle, pull_reserve=self.pull_reserve)
 
     @cached_property
     def target_backend(self) -> Target:
@@ -125,7 +131,8 @@ class MirrorBaseOperator(BaseOperator):
 
     @cached_property
     def engine_backend(self) -> Engine:
-        return backends.engine_for(self.job, self.target_backend, self.log.info, history=self.last_good)
+        return backends.engine_for(self.job, self.target_backend, self.log.info, history=self.last_good,
+                                   known=self.__dict__.get("known_manifests"))
 
     def tracking_store(self) -> TrackingStore:
         return TrackingStore(tracking_url(self.tracking_conn_id, self.job.env.db_path))
@@ -207,15 +214,24 @@ class ResolveTagsOperator(MirrorBaseOperator):
 
 class PullImageOperator(MirrorBaseOperator):
     """HEAD source and target; plan the copy (verified manifests) unless the target is up to date, and
-    stage it (the docker engine pulls)."""
+    stage it (the docker engine pulls). When the source's pull limit cannot pay for the manifests (or it
+    answers 429), the task defers until the window has freed pulls, then plans again."""
 
-    def execute(self, context: Any) -> dict:
+    def execute(self, context: Any, known: dict | None = None) -> dict:
         self.skip_unless_selected(context)
         force, dry_run, _ = self.run_params(context)
+        self.known_manifests = mirror.manifests_from_xcom(known)
 
         def work() -> dict:
-            host, plans = backends.plan(self.job, self.target_backend, self.engine_backend, force=force,
-                                        dry_run=dry_run)
+            try:
+                host, plans = backends.plan(self.job, self.target_backend, self.engine_backend, force=force,
+                                            dry_run=dry_run)
+            except PullsShort as short:
+                self.wait_for_pulls(f"{short}", short.wait, short.fetched)
+            except RegistryError as exc:
+                if exc.status != 429:
+                    raise
+                self.wait_for_pulls(f"{exc}", exc.retry_after or RETRY_429, getattr(exc, "fetched", {}))
             if not dry_run:
                 self.engine_backend.stage(plans)
             for plan in plans:
@@ -223,6 +239,17 @@ class PullImageOperator(MirrorBaseOperator):
             return mirror.pulled(plans, host, dry_run)
 
         return self.guarded(context, work)
+
+    def resume(self, context: Any, event: Any = None, known: dict | None = None) -> dict:
+        """Back from waiting for pulls: plan again (HEADs are free; manifests already paid for come along)."""
+        return self.execute(context, known=known)
+
+    def wait_for_pulls(self, why: str, seconds: float, fetched: dict[str, tuple[str, bytes]]) -> None:
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        self.log.warning("[%s] %s: waiting until %s UTC (%.0fs), deferred: the task resumes by itself",
+                         self.section, why, until.strftime("%Y-%m-%d %H:%M:%S"), seconds)
+        self.defer(trigger=DateTimeTrigger(moment=until), method_name="resume",
+                   kwargs={"known": mirror.manifests_to_xcom(fetched)})
 
 
 class TagImageOperator(MirrorBaseOperator):

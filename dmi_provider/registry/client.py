@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -57,10 +58,14 @@ DOCKER_HUB_CHALLENGE = Challenge("bearer", "https://auth.docker.io/token", "regi
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """`max_pause`: the longest Retry-After waited out in place; a longer one is the caller's (a task
+    defers instead of holding its worker)."""
+
     attempts: int = 5
     base_delay: float = 0.2
     max_delay: float = 30.0
     total: float = 300.0
+    max_pause: float = 30.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -70,22 +75,34 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class RateLimit:
+    """Docker Hub's pull budget as its headers say: `ratelimit-limit: 100;w=21600`, `ratelimit-remaining`,
+    `docker-ratelimit-source` (the IP, or the account when logged in)."""
+
     limit: int | None = None
     remaining: int | None = None
+    window: int | None = None  # seconds
+    source: str | None = None
 
     @classmethod
     def from_headers(cls, headers: httpx.Headers) -> RateLimit | None:
-        def number(name: str) -> int | None:
-            value = headers.get(name)
+        def number(name: str) -> tuple[int | None, int | None]:
+            value, window = headers.get(name), None
             if not value:
-                return None
+                return None, None
+            head, _, rest = value.partition(";")
+            found = re.search(r"\bw=(\d+)", rest)
+            if found:
+                window = int(found.group(1))
             try:
-                return int(value.split(";", 1)[0].strip())
+                return int(head.strip()), window
             except ValueError:
-                return None
+                return None, window
 
-        limit, remaining = number("ratelimit-limit"), number("ratelimit-remaining")
-        return None if limit is None and remaining is None else cls(limit, remaining)
+        (limit, window), (remaining, _) = number("ratelimit-limit"), number("ratelimit-remaining")
+        if limit is None and remaining is None:
+            return None
+        source = (headers.get("docker-ratelimit-source") or "").strip()[:100] or None
+        return cls(limit, remaining, window, source)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -203,6 +220,7 @@ class RegistryClient:
         self.tokens = TokenCache()
         self.counts: Counter[str] = Counter()
         self.ratelimit: RateLimit | None = None
+        self.pulls = 0  # manifest GETs answered 200: what Docker Hub counts as pulls
         # Docker Hub's token service is well known: asking it first saves a 401 round trip per process.
         self._challenge: Challenge | None = DOCKER_HUB_CHALLENGE if registry == DOCKER_HUB else None
         self._lock = threading.Lock()
@@ -375,7 +393,7 @@ class RegistryClient:
         self._challenge = challenge
 
     def _backoff(self, attempt: int, started: float, error: RegistryError) -> int:
-        if error.retry_after is not None and error.retry_after > self.retry.max_delay:
+        if error.retry_after is not None and error.retry_after > self.retry.max_pause:
             # A long Retry-After (a spent pull limit): asking again sooner only spends more; say it now.
             raise RegistryError(f"{error} (the registry asks to retry after {error.retry_after:.0f}s)",
                                 status=error.status, code=error.code, url=error.url, retryable=True,
@@ -493,6 +511,8 @@ class RegistryClient:
         finally:
             r.close()
         raw = bytes(body)
+        with self._lock:
+            self.pulls += 1
         expected = ref if ":" in ref else r.headers.get("docker-content-digest")
         if expected:
             algorithm = _algorithm(expected, self.url(url))

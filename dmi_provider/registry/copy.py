@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from dmi_provider.registry.auth import Credentials, CredentialSource, docker_config_credentials
+from dmi_provider.registry.budget import PullBudget, PullsShort
 from dmi_provider.registry.client import RegistryClient, RetryPolicy, body_chunks
 from dmi_provider.registry.errors import DigestMismatch, ManifestInvalid, PinMoved, RegistryError
 from dmi_provider.registry.locations import BlobLocations
@@ -59,6 +60,8 @@ class CopyResult:
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
     ratelimit_limit: int | None = None
     ratelimit_remaining: int | None = None
+    ratelimit_source: str | None = None
+    source_pulls: int = 0  # manifest GETs the source counted as pulls
     duration: float = 0.0
 
     def to_dict(self) -> dict:
@@ -83,6 +86,8 @@ class Plan:
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
     ratelimit_limit: int | None = None
     ratelimit_remaining: int | None = None
+    ratelimit_source: str | None = None
+    source_pulls: int = 0
     duration: float = 0.0
 
     def result(self, dry_run: bool = False) -> CopyResult:
@@ -92,7 +97,8 @@ class Plan:
             self.target_digest if not self.changed or dry_run else None, self.media_type,
             platforms=self.platforms, filtered=self.filtered, changed=self.changed,
             requests={k: dict(v) for k, v in self.requests.items()}, ratelimit_limit=self.ratelimit_limit,
-            ratelimit_remaining=self.ratelimit_remaining, duration=round(self.duration, 3),
+            ratelimit_remaining=self.ratelimit_remaining, ratelimit_source=self.ratelimit_source,
+            source_pulls=self.source_pulls, duration=round(self.duration, 3),
         )
 
     def to_dict(self) -> dict:
@@ -154,11 +160,15 @@ class Copier:
     """Copies images; shares what it learnt (which blobs sit where) across the images it copies."""
 
     def __init__(self, pool: ClientPool, workers: int = 4, progress: Callable[[str], None] | None = None,
-                 locations: BlobLocations | None = None):
+                 locations: BlobLocations | None = None, budget: PullBudget | None = None,
+                 known: dict[str, tuple[str, bytes]] | None = None):
         self.pool = pool
         self.workers = workers
         self.say = progress or log.info
         self.locations = locations or BlobLocations()  # which repos hold which blobs: mount hints
+        self.budget = budget  # a source's pull limit, spent only as far as it goes
+        # Manifests paid for before (an earlier try of this task deferred): digest -> (media type, raw).
+        self.known: dict[str, tuple[str, bytes]] = dict(known or {})
 
     def close(self) -> None:
         self.pool.close()
@@ -178,12 +188,14 @@ class Copier:
         that must be written. Writes nothing."""
         started = time.monotonic()
         sc, dc = self.pool.get(src.registry), self.pool.get(dst.registry)
-        before = (Counter(sc.counts), Counter(dc.counts))
+        before, pulls = (Counter(sc.counts), Counter(dc.counts)), sc.pulls
         if src.tag and src.digest:
             self._check_pin(sc, src)
         src_head = sc.head_manifest(src.repository, src.ref)
         top: Manifest | None = None
         if src_head is None:
+            if self.budget is not None:
+                self.budget.check(sc.registry, sc.ratelimit, 1)
             top = sc.get_manifest(src.repository, src.ref)  # raises NotFound with the registry's message
             src_head = Descriptor(top.media_type, top.digest, len(top.raw))
         dst_head = dc.head_manifest(dst.repository, dst.ref)
@@ -197,15 +209,45 @@ class Copier:
         elif not fetch:
             self.say(f"{src} -> {dst}: would copy {src_head.digest} (dry run: nothing written)")
         else:
-            top = top or sc.get_manifest(src.repository, src_head.digest)
+            top = top or self._fetch(sc, src, [src_head.digest])[0]
             images, children, to_put = self._collect(sc, dc, src, dst, top, platforms, plan)
             plan.manifests = [*children, to_put]
             plan.blobs = self._unique_blobs(images)
         plan.requests = _requests(sc, dc, before)
+        plan.source_pulls = sc.pulls - pulls
         if sc.ratelimit is not None:
             plan.ratelimit_limit, plan.ratelimit_remaining = sc.ratelimit.limit, sc.ratelimit.remaining
+            plan.ratelimit_source = sc.ratelimit.source
         plan.duration = time.monotonic() - started
         return plan
+
+    def _fetch(self, sc: RegistryClient, src: Reference, digests: list[str]) -> list[Manifest]:
+        """GET manifests by digest, all of them paid for at once from the pull budget (a deferred try
+        pays for none twice: what it fetched comes back in `known`)."""
+        needed = sum(1 for d in digests if d not in self.known)
+        if self.budget is not None:
+            try:
+                self.budget.check(sc.registry, sc.ratelimit, needed)
+            except PullsShort as short:
+                short.fetched = dict(self.known)
+                raise
+        found = []
+        for digest in digests:
+            if digest in self.known:
+                media_type, raw = self.known[digest]
+                manifest = Manifest.parse(raw, media_type)
+                if manifest.digest != digest:
+                    raise DigestMismatch(f"{src}: a manifest kept from an earlier try hashes to {manifest.digest}, "
+                                         f"not {digest}")
+            else:
+                try:
+                    manifest = sc.get_manifest(src.repository, digest)
+                except RegistryError as exc:  # a 429: what was paid for goes along with the deferred task
+                    exc.fetched = dict(self.known)  # type: ignore[attr-defined]
+                    raise
+                self.known[digest] = (manifest.media_type, manifest.raw)
+            found.append(manifest)
+        return found
 
     def execute(self, plan: Plan) -> CopyResult:
         """Blobs, then child manifests by digest, then the top manifest by tag."""
@@ -228,6 +270,7 @@ class Copier:
             result.requests[side] = dict(sorted(merged.items()))
         if sc.ratelimit is not None:
             result.ratelimit_limit, result.ratelimit_remaining = sc.ratelimit.limit, sc.ratelimit.remaining
+            result.ratelimit_source = sc.ratelimit.source
         result.duration = round(plan.duration + time.monotonic() - started, 3)
         return result
 
@@ -278,17 +321,16 @@ class Copier:
                 raise RegistryError(f"{src}: none of the platforms {', '.join(platforms)} is in the index "
                                     f"(it has {', '.join(top.platforms()) or 'no platform entries'})")
         plan.platforms = tuple(c.platform for c in children if c.platform)
-        images, missing = [], []
+        wanted = []
         for child in children:
             if child.media_type in INDEX_TYPES:
                 raise ManifestInvalid(f"{src}: nested index {child.digest} is not supported")
-            if dc.head_manifest(dst.repository, child.digest) is not None:
-                continue  # the child and everything it references are at the target already
-            manifest = sc.get_manifest(src.repository, child.digest)
+            if dc.head_manifest(dst.repository, child.digest) is None:  # else it and its blobs are there already
+                wanted.append(child)
+        missing = self._fetch(sc, src, [c.digest for c in wanted])
+        for child, manifest in zip(wanted, missing, strict=True):
             _check_child(src, child, manifest)
-            images.append(manifest)
-            missing.append(manifest)
-        return images, missing, to_put
+        return missing, missing, to_put
 
     @staticmethod
     def _unique_blobs(images: list[Manifest]) -> list[Descriptor]:

@@ -7,7 +7,11 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added after version 1, as (table, column, SQL type): added in place to an older database.
+ADDED_IN_2 = (("dmi_mirror_history", "ratelimit_limit", "INTEGER"),
+              ("dmi_mirror_history", "ratelimit_source", "VARCHAR(100)"),
+              ("dmi_mirror_history", "source_pulls", "INTEGER"))
 
 
 class Base(DeclarativeBase):
@@ -40,7 +44,10 @@ class MirrorHistory(Base):
     blobs_copied: Mapped[int] = mapped_column(Integer, default=0)
     blobs_mounted: Mapped[int] = mapped_column(Integer, default=0)
     blobs_skipped: Mapped[int] = mapped_column(Integer, default=0)
-    ratelimit_remaining: Mapped[int | None] = mapped_column(Integer)
+    ratelimit_remaining: Mapped[int | None] = mapped_column(Integer)  # the source's pulls left after this image
+    ratelimit_limit: Mapped[int | None] = mapped_column(Integer)
+    ratelimit_source: Mapped[str | None] = mapped_column(String(100))  # the IP or account Docker Hub counted
+    source_pulls: Mapped[int | None] = mapped_column(Integer)  # manifest GETs the source counted as pulls
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

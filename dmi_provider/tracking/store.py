@@ -10,12 +10,19 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, func, inspect, select, text, true
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, event, func, inspect, select, text, true, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
-from dmi_provider.tracking.models import SCHEMA_VERSION, Base, MirrorHistory, MirrorState, SchemaVersion
+from dmi_provider.tracking.models import (
+    ADDED_IN_2,
+    SCHEMA_VERSION,
+    Base,
+    MirrorHistory,
+    MirrorState,
+    SchemaVersion,
+)
 
 STATUSES = ("copied", "unchanged", "failed", "dry-run")
 MIGRATE_ATTEMPTS = 8
@@ -39,6 +46,9 @@ class MirrorOutcome:
     blobs_mounted: int = 0
     blobs_skipped: int = 0
     ratelimit_remaining: int | None = None
+    ratelimit_limit: int | None = None
+    ratelimit_source: str | None = None
+    source_pulls: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -49,6 +59,16 @@ def default_url(db_path: str | None = None, airflow_home: str | None = None) -> 
                                    "dmi", "tracking.db")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
+
+
+def _upgrade(conn: Connection, found: int) -> None:
+    """Bring an older database to this schema in place: columns are only ever added, rows kept."""
+    have = {(t, c["name"]) for t in ("dmi_mirror_history", "dmi_mirror_state")
+            for c in inspect(conn).get_columns(t)}
+    for table, column, sql_type in ADDED_IN_2 if found < 2 else ():
+        if (table, column) not in have:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+    conn.execute(update(SchemaVersion).values(version=SCHEMA_VERSION))
 
 
 def _lost_race(exc: Exception) -> bool:
@@ -130,15 +150,22 @@ class TrackingStore:
             if conn.dialect.name == "postgresql":  # one creator at a time; the lock ends with the transaction
                 conn.execute(text("SELECT pg_advisory_xact_lock(7417001)"))
             Base.metadata.create_all(conn)
-            if conn.execute(select(func.count()).select_from(SchemaVersion)).scalar() == 0:
+            found = conn.execute(select(func.max(SchemaVersion.version))).scalar()
+            if found is None:
                 conn.execute(SchemaVersion.__table__.insert().values(version=SCHEMA_VERSION))
+            elif found < SCHEMA_VERSION:
+                _upgrade(conn, found)
 
     def _check_version(self) -> None:
         with Session(self.engine) as session:
             found = session.scalar(select(func.max(SchemaVersion.version)))
+        where = self.engine.url.render_as_string(hide_password=True)
         if found is not None and found > SCHEMA_VERSION:
-            raise RuntimeError(f"tracking database {self.engine.url.render_as_string(hide_password=True)} has "
-                               f"schema {found}, newer than this DMI's {SCHEMA_VERSION}: upgrade DMI")
+            raise RuntimeError(f"tracking database {where} has schema {found}, newer than this DMI's "
+                               f"{SCHEMA_VERSION}: upgrade DMI")
+        if found is not None and found < SCHEMA_VERSION and self.read_only:
+            raise RuntimeError(f"tracking database {where} has schema {found}, older than this DMI's "
+                               f"{SCHEMA_VERSION}: the next mirror task (or `dmi history`) upgrades it in place")
 
     def record(self, outcome: MirrorOutcome) -> None:
         """The run's history row for the target (replaced if this run recorded it before: a retried record
