@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from dmi_provider import listeners
 from dmi_provider.config import ConfigError, load_config, read_environment
 from dmi_provider.hooks.connections import DEFAULT_TRACKING_CONN_ID, tracking_url
 from dmi_provider.tracking.store import STATUSES, TrackingStore, when
@@ -226,6 +227,7 @@ def _date(text: str | None, end: bool = False) -> datetime | None:
 
 class DmiHistoryPlugin(AirflowPlugin):
     name = "dmi_image_mirror"
+    listeners = [listeners]  # creates the per-source pools in the scheduler
     fastapi_apps = [{"app": app, "url_prefix": "/dmi", "name": "DMI image mirror"}]
     external_views = [
         {"name": "Image mirror", "href": "dmi/", "destination": "nav", "url_route": "dmi-image-mirror",

@@ -1,18 +1,21 @@
 """An HTTP proxy in front of a registry that counts requests and injects faults.
 
-It also plays Docker Hub's rate limit when asked: `ratelimit-limit` / `ratelimit-remaining` on
-manifest responses, a manifest GET spends one pull (a HEAD spends none), and 429 TOOMANYREQUESTS
-when the pulls run out.
+It also plays Docker Hub's rate limit when asked: `ratelimit-limit: L;w=W` / `ratelimit-remaining` /
+`docker-ratelimit-source` on manifest responses, a manifest GET spends one pull (a HEAD spends none),
+a pull comes back W seconds after it was spent (a sliding window), and 429 TOOMANYREQUESTS when the
+pulls run out. A logged-in user (a bearer token with a `sub`) has a budget of its own, `user_ratelimit`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import json
 import re
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +26,7 @@ from starlette.responses import Response, StreamingResponse
 
 from tests.rig.process import free_port
 
+ANONYMOUS = "127.0.0.1"  # who pays for anonymous pulls: the client's IP, as Docker Hub counts
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
               "proxy-authenticate", "host"}
 _KIND = [
@@ -71,14 +75,17 @@ class Fault:
 
 
 class Proxy:
-    def __init__(self, upstream: str, ratelimit: int | None = None, window: int = 21600):
+    def __init__(self, upstream: str, ratelimit: int | None = None, window: int = 21600,
+                 user_ratelimit: int | None = None, retry_after_429: str | None = "60"):
         self.upstream = upstream.rstrip("/")
         self.port = free_port()
         self.hits: list[Hit] = []
         self.faults: list[Fault] = []
         self.ratelimit = ratelimit
-        self.remaining = ratelimit
+        self.user_ratelimit = user_ratelimit
         self.window = window
+        self.retry_after_429 = retry_after_429
+        self.spends: dict[str, deque[float]] = {}  # pulls spent, by who Docker Hub counts (IP or user)
         self.bytes_out = 0
         self.compressed = 0  # responses this proxy gzipped
         # distribution 2.8 ignores n/last on tag lists; set this to page them as Docker Hub and distribution 3
@@ -114,7 +121,41 @@ class Proxy:
             self.faults.clear()
             self.bytes_out = 0
             self.max_in_flight.clear()
-            self.remaining = self.ratelimit
+            self.spends.clear()
+
+    @property
+    def remaining(self) -> int | None:
+        """The anonymous budget left now (what an unauthenticated client sees)."""
+        return self._left(ANONYMOUS, self.ratelimit)
+
+    @remaining.setter
+    def remaining(self, value: int) -> None:
+        """Spend pulls now so that `value` remain (they come back one window later)."""
+        with self._lock:
+            self.spends[ANONYMOUS] = deque([time.monotonic()] * max((self.ratelimit or 0) - value, 0))
+
+    def _left(self, who: str, limit: int | None) -> int | None:
+        if limit is None:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            spent = self.spends.setdefault(who, deque())
+            while spent and spent[0] <= now - self.window:
+                spent.popleft()
+            return max(limit - len(spent), 0)
+
+    def _who(self, request: Request) -> tuple[str, int | None]:
+        """Who pays for a pull: a logged-in user (its token's `sub`) when user_ratelimit is set, else the IP."""
+        auth = request.headers.get("authorization", "")
+        if self.user_ratelimit is not None and auth.lower().startswith("bearer "):
+            try:
+                payload = auth.split(" ", 1)[1].split(".")[1]
+                sub = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("sub")
+            except (IndexError, ValueError):
+                sub = None
+            if sub:
+                return f"user:{sub}", self.user_ratelimit
+        return ANONYMOUS, self.ratelimit
 
     def inject(self, fault: Fault) -> Fault:
         with self._lock:
@@ -134,12 +175,12 @@ class Proxy:
         with self._lock:
             self.hits.append(Hit(method, path, kind_of(path), status))
 
-    def _ratelimit_headers(self) -> dict[str, str]:
-        if self.ratelimit is None:
+    def _ratelimit_headers(self, who: str, limit: int | None) -> dict[str, str]:
+        if limit is None:
             return {}
-        return {"ratelimit-limit": f"{self.ratelimit};w={self.window}",
-                "ratelimit-remaining": f"{max(self.remaining or 0, 0)};w={self.window}",
-                "docker-ratelimit-source": "127.0.0.1"}
+        return {"ratelimit-limit": f"{limit};w={self.window}",
+                "ratelimit-remaining": f"{self._left(who, limit)};w={self.window}",
+                "docker-ratelimit-source": who.removeprefix("user:")}
 
     async def app(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -155,30 +196,31 @@ class Proxy:
         if self.tag_page and method == "GET" and path.endswith("/tags/list"):
             await self._tag_page(request, path, scope, receive, send)
             return
-        spends_pull = kind == "manifest" and self.ratelimit is not None and method == "GET"
-        if spends_pull:
-            with self._lock:
-                exhausted = (self.remaining or 0) <= 0
-            if exhausted:
-                body = json.dumps({"errors": [{"code": "TOOMANYREQUESTS", "message": "You have reached your pull "
-                                               "rate limit. (rig stand-in for Docker Hub)"}]}).encode()
-                self._record(method, path, 429)
-                headers = {**self._ratelimit_headers(), "Retry-After": "60", "Content-Type": "application/json"}
-                await Response(body, 429, headers=headers)(scope, receive, send)
-                return
+        who, limit = self._who(request)
+        spends_pull = kind == "manifest" and limit is not None and method == "GET"
+        if spends_pull and (self._left(who, limit) or 0) <= 0:
+            body = json.dumps({"errors": [{"code": "TOOMANYREQUESTS", "message": "You have reached your pull "
+                                           "rate limit. (rig stand-in for Docker Hub)"}]}).encode()
+            self._record(method, path, 429)
+            headers = {**self._ratelimit_headers(who, limit), "Content-Type": "application/json"}
+            if self.retry_after_429:
+                headers["Retry-After"] = self.retry_after_429
+            await Response(body, 429, headers=headers)(scope, receive, send)
+            return
 
         key = f"{method} {kind}"
         with self._lock:
             self.in_flight[key] += 1
             self.max_in_flight[key] = max(self.max_in_flight[key], self.in_flight[key])
         try:
-            await self._forward(request, method, path, kind, fault, spends_pull, scope, receive, send)
+            await self._forward(request, method, path, kind, fault, (who, limit) if spends_pull else None, scope,
+                                receive, send)
         finally:
             with self._lock:
                 self.in_flight[key] -= 1
 
     async def _forward(self, request: Request, method: str, path: str, kind: str, fault: Fault | None,
-                       spends_pull: bool, scope: dict, receive: Callable, send: Callable) -> None:
+                       payer: tuple[str, int | None] | None, scope: dict, receive: Callable, send: Callable) -> None:
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
         headers.append(("host", self.host))  # the registry builds Location URLs from it
         url = f"{self.upstream}{path}" + (f"?{request.url.query}" if request.url.query else "")
@@ -191,11 +233,11 @@ class Proxy:
         )
         self._record(method, path, upstream.status_code)
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
-        if spends_pull and upstream.status_code == 200:  # a refused or failed GET is no pull
+        if payer is not None and upstream.status_code == 200:  # a refused or failed GET is no pull
             with self._lock:
-                self.remaining = (self.remaining or 0) - 1
+                self.spends.setdefault(payer[0], deque()).append(time.monotonic())
         if kind == "manifest":
-            out_headers.update(self._ratelimit_headers())
+            out_headers.update(self._ratelimit_headers(*self._who(request)))
         accepts = "gzip" in request.headers.get("accept-encoding", "")
         if fault is not None and (fault.gzip == "always" or (fault.gzip == "if-accepted" and accepts)):
             data = gzip.compress(await upstream.aread())

@@ -1,0 +1,138 @@
+"""Docker Hub's pull limit as a budget, through real DAG runs (`dag.test()`, which runs each deferred
+task's trigger in process): the rig's Hub stand-in counts pulls per IP or per user in a short sliding
+window; DMI spends them only as far as the reserve allows, defers, and resumes by itself."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dmi_provider.registry.budget import PullBudget, PullsNeverFit, PullsShort, wait_for
+from dmi_provider.registry.client import RateLimit
+from dmi_provider.tracking.store import TrackingStore
+from tests.conftest import HUB_USER, rig_client
+from tests.rig.images import ImageFactory, push
+from tests.rig.proxy import Fault, Proxy
+
+WINDOW = 8  # seconds: a pull spent comes back this long after
+_ns = itertools.count(1)
+
+
+@pytest.fixture
+def limited(hub_registry):  # type: ignore[no-untyped-def]
+    proxies: list[Proxy] = []
+
+    def make(**kw: object) -> Proxy:
+        proxy = Proxy(hub_registry.url, window=WINDOW, **kw).start()  # type: ignore[arg-type]
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()
+
+
+def seed(hub_registry, count: int) -> tuple[str, list]:  # type: ignore[no-untyped-def]
+    ns, factory = f"budget{next(_ns)}", ImageFactory()
+    images = [factory.image(layers=[factory.layer(4096)]) for _ in range(count)]
+    for i, image in enumerate(images):
+        push(rig_client(hub_registry, HUB_USER), f"{ns}/img{i}", "1", image)
+    return ns, images
+
+
+def config(tmp_path: Path, source: Proxy, target, ns: str, count: int, extra: str = "") -> Path:  # type: ignore[no-untyped-def]
+    sections = "".join(f"[img{i}]\nimage = img{i}\n" for i in range(count))
+    path = tmp_path / "config.ini"
+    path.write_text(textwrap.dedent(f"""\
+        [DEFAULT]
+        refresh = 1w
+        source-registry = {source.host}
+        source-repository = {ns}
+        target = registry
+        target-registry = {target.host}
+        insecure-registries = {source.host} {target.host}
+        project = {ns}
+        tag = 1
+    """) + textwrap.dedent(extra) + sections)
+    return path
+
+
+def run(airflow_env, path: Path, tmp_path: Path, env: dict[str, str] | None = None) -> tuple[dict, list[dict]]:  # type: ignore[no-untyped-def]
+    db = tmp_path / "tracking.db"
+    result = airflow_env.run("dmi_mirror", path,
+                             env={"DB_PATH": str(db), "DMI_CACHE_DIR": str(tmp_path), **(env or {})})
+    assert result["state"] == "success", result["log"][-6000:]
+    return result, TrackingStore(f"sqlite:///{db}").history()
+
+
+def test_more_images_than_pulls_defer_and_complete_without_a_wasted_get(airflow_env, hub_registry, open_registry,
+                                                                          limited, tmp_path):
+    ns, _images = seed(hub_registry, 5)
+    hub = limited(ratelimit=3)
+    result, rows = run(airflow_env, config(tmp_path, hub, open_registry, ns, 5, "pull-reserve = 0%\n"), tmp_path)
+    assert sorted(r["status"] for r in rows) == ["copied"] * 5
+    # Exactly the pulls the copies needed: one manifest GET per image, none refused with a 429.
+    assert hub.count("GET", "manifest", 200) == 5 and hub.count("GET", "manifest", 429) == 0
+    assert result["log"].count("deferred: the task resumes by itself") >= 2
+    assert ("1 pull needed, 0 of 3 left in its 8s window (counted for 127.0.0.1) and 0 kept in reserve "
+            "(pull-reserve): waiting until ") in result["log"]
+    assert all(r["ratelimit_limit"] == 3 and r["ratelimit_source"] == "127.0.0.1" and r["source_pulls"] == 1
+               for r in rows)
+
+
+def test_the_reserve_is_never_spent(airflow_env, hub_registry, open_registry, limited, tmp_path):
+    ns, _images = seed(hub_registry, 3)
+    hub = limited(ratelimit=4)
+    _result, rows = run(airflow_env, config(tmp_path, hub, open_registry, ns, 3, "pull-reserve = 50%\n"), tmp_path)
+    assert sorted(r["status"] for r in rows) == ["copied"] * 3
+    assert min(r["ratelimit_remaining"] for r in rows) >= 2  # half of 4 stays for the machines sharing the IP
+    assert hub.count("GET", "manifest", 429) == 0
+
+
+def test_a_logged_in_source_and_a_registry_without_headers_never_wait(airflow_env, hub_registry, open_registry,
+                                                                      limited, tmp_path):
+    ns, _images = seed(hub_registry, 3)
+    hub = limited(ratelimit=1, user_ratelimit=100)  # anonymous: 1 pull; the account: 100
+    login = {"AIRFLOW_CONN_HUB_LOGIN": json.dumps({"conn_type": "container_registry", "login": HUB_USER[0],
+                                                   "password": HUB_USER[1]})}
+    result, rows = run(airflow_env, config(tmp_path, hub, open_registry, ns, 3, "source-conn-id = hub_login\n"),
+                       tmp_path, login)
+    assert "deferred" not in result["log"]
+    assert {(r["status"], r["ratelimit_limit"], r["ratelimit_source"]) for r in rows} == {
+        ("copied", 100, HUB_USER[0])}
+
+    plain = limited()  # no ratelimit headers at all: no limit, nothing waits
+    ns2, _ = seed(hub_registry, 2)
+    (tmp_path / "plain").mkdir()
+    result, rows = run(airflow_env, config(tmp_path / "plain", plain, open_registry, ns2, 2), tmp_path / "plain")
+    assert "deferred" not in result["log"] and {r["ratelimit_limit"] for r in rows} == {None}
+
+
+def test_a_429_with_retry_after_defers_and_completes(airflow_env, hub_registry, open_registry, limited, tmp_path):
+    ns, _images = seed(hub_registry, 1)
+    hub = limited(ratelimit=50)
+    hub.inject(Fault(method="GET", path="/manifests/", status=429, headers={"Retry-After": "7"},
+                     body=b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}'))
+    result, rows = run(airflow_env, config(tmp_path, hub, open_registry, ns, 1), tmp_path)
+    assert [r["status"] for r in rows] == ["copied"]
+    assert hub.count("GET", "manifest", 429) == 1 and hub.count("GET", "manifest", 200) == 1
+    assert "HTTP 429 TOOMANYREQUESTS: slow down" in result["log"] and "deferred" in result["log"]
+
+
+def test_the_budget_arithmetic():
+    budget = PullBudget(10)
+    budget.check("r", None, 5)  # no headers: no limit
+    budget.check("r", RateLimit(100, 20, 21600), 10)  # 20 - 10 >= 10
+    with pytest.raises(PullsShort) as short:
+        budget.check("r", RateLimit(100, 15, 21600, "192.0.2.1"), 6)
+    assert str(short.value) == ("r: 6 pulls needed, 15 of 100 left in its 6h window (counted for 192.0.2.1) and 10 "
+                                "kept in reserve (pull-reserve)")
+    assert short.value.wait == 216.0  # 1 pull short; spread over the window, one comes back every 216 s
+    assert wait_for(50, RateLimit(100, 0, 3600), 10) == 2160.0
+    assert wait_for(200, RateLimit(100, 0, 3600), 0) == 3600.0  # never more than one window
+    with pytest.raises(PullsNeverFit, match="101 pulls needed, more than its limit of 100 minus the reserve of 0"):
+        PullBudget(0).check("r", RateLimit(100, 0, 60), 101)
