@@ -3,16 +3,19 @@ the CLI's `dmi plan` both use, so a plan on the command line is the pull task's 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from dmi_provider.engines import Engine, EngineSetup, make_engine
 from dmi_provider.engines.base import History
 from dmi_provider.hooks.connections import RegistryLogin, registry_login
 from dmi_provider.job import Job
-from dmi_provider.registry.budget import PullBudget
+from dmi_provider.registry.budget import DEFAULT_WINDOW, Ledger, PullBudget
+from dmi_provider.registry.client import RateLimit
 from dmi_provider.registry.copy import ClientPool, Plan
 from dmi_provider.tags import Selection, select
 from dmi_provider.targets import Target
+from dmi_provider.tracking.store import TrackingStore, claim_pulls
 
 
 def source_login(job: Job) -> RegistryLogin:
@@ -24,12 +27,26 @@ def source_login(job: Job) -> RegistryLogin:
 TASK_MAX_PAUSE = 5.0  # a task defers rather than sleeping through a longer Retry-After
 
 
+def pull_ledger(tracking_url: str) -> Ledger:
+    """The pull budget's ledger in the tracking database, shared by every worker."""
+    def claim(key: str, needed: int, limit: RateLimit, reserve: int) -> float:
+        store = TrackingStore(tracking_url)
+        try:
+            return claim_pulls(store, key, needed, limit.remaining or 0, limit.seen_at or time.time(), reserve,
+                               limit.limit or 0, limit.window or DEFAULT_WINDOW)
+        finally:
+            store.close()
+
+    return claim
+
+
 def engine_for(job: Job, target: Target, say: Callable[[str], None], history: History | None = None,
-               known: dict[str, tuple[str, bytes]] | None = None) -> Engine:
-    """The section's engine; `known`: manifests an earlier try of the task already paid for."""
+               known: dict[str, tuple[str, bytes]] | None = None, ledger: Ledger | None = None) -> Engine:
+    """The section's engine; `known`: manifests an earlier try of the task already paid for; `ledger`:
+    where tasks running at once claim the source's pulls."""
     source = source_login(job)
     return make_engine(job.engine, EngineSetup(
-        budget=PullBudget(job.pull_reserve), known_manifests=known, max_pause=TASK_MAX_PAUSE,
+        budget=PullBudget(job.pull_reserve, ledger), known_manifests=known, max_pause=TASK_MAX_PAUSE,
         endpoint=target.endpoint, source_registry=job.source_registry, source_network=source.network,
         source_credentials=source.credentials, insecure=job.insecure_registries,
         platforms=job.platforms, say=say, history=history, docker_url=job.docker_url,

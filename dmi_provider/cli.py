@@ -18,6 +18,7 @@ from dmi_provider.registry.auth import Credentials
 from dmi_provider.tags import describe_filter
 
 if TYPE_CHECKING:
+    from dmi_provider.registry.copy import Plan
     from dmi_provider.registry.network import Network
 
 EXIT_BAD_INPUT = 2
@@ -183,7 +184,46 @@ def cmd_plan(args: argparse.Namespace) -> int:
             extra = f"; {row['repository']}" if row["repository"] else ""
             print(f"[{row['section']}] {row['source']} -> {row['target']}: {row['action']} "
                   f"(source {row['source_digest']}, target {row['target_digest'] or 'none'}{extra})")
+        for line in _budget_lines(rows):
+            print(line)
     return 1 if any(row["action"] == "error" for row in rows) else 0
+
+
+def _pulls_needed(plan: Plan, platforms: tuple[str, ...]) -> dict:
+    """What the copy will cost at the source, from HEADs alone: the top manifest, and for a multi-arch
+    index one more per platform (known only when `platforms` names them)."""
+    from dmi_provider.registry.manifest import INDEX_TYPES
+
+    if not plan.changed:
+        return {"pulls_needed": 0, "pulls_open": False}
+    if plan.media_type not in INDEX_TYPES:
+        return {"pulls_needed": 1, "pulls_open": False}
+    return {"pulls_needed": 1 + len(platforms), "pulls_open": not platforms}
+
+
+def _budget_lines(rows: list[dict]) -> list[str]:
+    """Per source registry with a pull limit: pulls the run needs, pulls left, and whether it would wait."""
+    from dmi_provider.registry.budget import PullBudget
+
+    lines, by_source = [], {}
+    for row in rows:
+        if row.get("ratelimit_limit") is not None:
+            by_source.setdefault(row["source_registry"], []).append(row)
+    for registry, found in by_source.items():
+        needed = sum(r["pulls_needed"] for r in found)
+        open_ended = sum(1 for r in found if r["pulls_open"])
+        latest = found[-1]
+        limit, left = latest["ratelimit_limit"], latest["ratelimit_remaining"]
+        reserve = PullBudget(max(r["pull_reserve"] for r in found)).reserve(limit)
+        more = f" (+ one per platform of {open_ended} multi-arch image{'s' if open_ended != 1 else ''})" \
+            if open_ended else ""
+        who = f" for {latest['ratelimit_source']}" if latest.get("ratelimit_source") else ""
+        lines.append(f"{registry}: this run needs {needed} pull{'s' if needed != 1 else ''}{more}; {left} of {limit} "
+                     f"left{who}, {reserve} kept in reserve (pull-reserve)")
+        if left is not None and left - needed - open_ended < reserve:
+            lines.append(f"{registry}: warning: not enough pulls left: some pull tasks will wait (deferred) until "
+                         "the window frees pulls")
+    return lines
 
 
 def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
@@ -214,7 +254,10 @@ def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
                 continue
             rows.append(base | {"source": plan.source, "target": plan.target, "source_digest": plan.source_digest,
                                 "action": "copy" if plan.changed else "skip (unchanged)", "repository": note,
-                                "target_digest": plan.target_digest, "ratelimit_remaining": plan.ratelimit_remaining})
+                                "target_digest": plan.target_digest, "ratelimit_remaining": plan.ratelimit_remaining,
+                                "ratelimit_limit": plan.ratelimit_limit, "ratelimit_source": plan.ratelimit_source,
+                                "source_registry": job.source_registry, "pull_reserve": job.pull_reserve,
+                                **_pulls_needed(plan, job.platforms)})
     except Exception as exc:  # one section's failure is its line; --debug shows the traceback
         if DEBUG:
             raise

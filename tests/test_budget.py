@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -77,9 +78,11 @@ def test_more_images_than_pulls_defer_and_complete_without_a_wasted_get(airflow_
     assert sorted(r["status"] for r in rows) == ["copied"] * 5
     # Exactly the pulls the copies needed: one manifest GET per image, none refused with a 429.
     assert hub.count("GET", "manifest", 200) == 5 and hub.count("GET", "manifest", 429) == 0
-    assert result["log"].count("deferred: the task resumes by itself") >= 2
-    assert ("1 pull needed, 0 of 3 left in its 8s window (counted for 127.0.0.1) and 0 kept in reserve "
-            "(pull-reserve): waiting until ") in result["log"]
+    waits = [line for line in result["log"].splitlines() if "deferred: the task resumes by itself" in line]
+    said = re.compile(r"\[img\d\] 127.0.0.1:\d+: 1 pull needed, \d of 3 left in its 8s window \(counted for "
+                      r"127.0.0.1\)(, some of them claimed by other tasks already)? and 0 kept in reserve "
+                      r"\(pull-reserve\): waiting until \S+ \S+ UTC")
+    assert waits and all(said.search(line) for line in waits), waits
     assert all(r["ratelimit_limit"] == 3 and r["ratelimit_source"] == "127.0.0.1" and r["source_pulls"] == 1
                for r in rows)
 
@@ -136,3 +139,21 @@ def test_the_budget_arithmetic():
     assert wait_for(200, RateLimit(100, 0, 3600), 0) == 3600.0  # never more than one window
     with pytest.raises(PullsNeverFit, match="101 pulls needed, more than its limit of 100 minus the reserve of 0"):
         PullBudget(0).check("r", RateLimit(100, 0, 60), 101)
+
+
+def test_dmi_plan_says_what_the_run_costs_and_whether_it_would_wait(hub_registry, open_registry, limited, tmp_path):
+    import subprocess
+    import sys
+
+    ns, _images = seed(hub_registry, 5)
+    hub = limited(ratelimit=3)
+    path = config(tmp_path, hub, open_registry, ns, 5)
+    done = subprocess.run([str(Path(sys.executable).with_name("dmi")), "plan", str(path)], capture_output=True,
+                          text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == [
+        f"{hub.host}: this run needs 5 pulls; 3 of 3 left for 127.0.0.1, 1 kept in reserve (pull-reserve)",
+        f"{hub.host}: warning: not enough pulls left: some pull tasks will wait (deferred) until the window frees "
+        "pulls"]
+    assert hub.count("GET") == hub.count("GET", "base")  # HEADs only (and the /v2/ ping)
+    assert hub.remaining == 3

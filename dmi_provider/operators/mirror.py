@@ -132,10 +132,14 @@ class MirrorBaseOperator(BaseOperator):
     @cached_property
     def engine_backend(self) -> Engine:
         return backends.engine_for(self.job, self.target_backend, self.log.info, history=self.last_good,
-                                   known=self.__dict__.get("known_manifests"))
+                                   known=self.__dict__.get("known_manifests"),
+                                   ledger=backends.pull_ledger(self.tracking_url()))
+
+    def tracking_url(self) -> str:
+        return tracking_url(self.tracking_conn_id, self.job.env.db_path)
 
     def tracking_store(self) -> TrackingStore:
-        return TrackingStore(tracking_url(self.tracking_conn_id, self.job.env.db_path))
+        return TrackingStore(self.tracking_url())
 
     def last_good(self, target: str) -> dict | None:
         store = self.tracking_store()

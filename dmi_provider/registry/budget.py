@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 from dmi_provider.errors import DmiError
 from dmi_provider.registry.client import RateLimit
@@ -33,12 +34,14 @@ class PullsShort(DmiError):
 
     retryable = True
 
-    def __init__(self, registry: str, needed: int, limit: RateLimit, reserve: int, wait: float):
+    def __init__(self, registry: str, needed: int, limit: RateLimit, reserve: int, wait: float,
+                 claimed: bool = False):
         window = limit.window or DEFAULT_WINDOW
         source = f" (counted for {limit.source})" if limit.source else ""
+        others = ", some of them claimed by other tasks already" if claimed else ""
         super().__init__(f"{registry}: {needed} pull{'s' if needed != 1 else ''} needed, {limit.remaining} of "
-                         f"{limit.limit} left in its {window_text(window)} window{source} and {reserve} kept in "
-                         f"reserve (pull-reserve)")
+                         f"{limit.limit} left in its {window_text(window)} window{source}{others} and {reserve} kept "
+                         "in reserve (pull-reserve)")
         self.registry, self.needed, self.limit, self.reserve, self.wait = registry, needed, limit, reserve, wait
         self.fetched: dict[str, tuple[str, bytes]] = {}
 
@@ -47,11 +50,20 @@ class PullsNeverFit(DmiError):
     """More pulls than the limit allows even when the whole window is free: waiting cannot help."""
 
 
+class Ledger(Protocol):
+    """Pulls claimed by every task that talks to a source (the tracking database: shared by all workers).
+    Returns 0 when `needed` pulls were claimed, else the seconds to wait."""
+
+    def __call__(self, key: str, needed: int, limit: RateLimit, reserve: int) -> float: ...
+
+
 @dataclass(frozen=True)
 class PullBudget:
-    """`reserve_percent` of the registry's limit is never spent (pull-reserve)."""
+    """`reserve_percent` of the registry's limit is never spent (pull-reserve). With a `ledger`, tasks
+    running at once claim their pulls there, so that two of them never spend the same remaining pull."""
 
     reserve_percent: float = 10.0
+    ledger: Ledger | None = None
 
     def reserve(self, limit: int) -> int:
         return math.ceil(limit * self.reserve_percent / 100)
@@ -61,13 +73,17 @@ class PullBudget:
         if needed <= 0 or limit is None or limit.limit is None or limit.remaining is None:
             return
         reserve = self.reserve(limit.limit)
-        if limit.remaining - needed >= reserve:
-            return
         if needed > limit.limit - reserve:
             raise PullsNeverFit(f"{registry}: {needed} pulls needed, more than its limit of {limit.limit} minus the "
                                 f"reserve of {reserve} (pull-reserve): lower pull-reserve, mirror fewer platforms, or "
                                 "log in (source-conn-id) for a larger limit")
-        raise PullsShort(registry, needed, limit, reserve, wait_for(needed, limit, reserve))
+        if self.ledger is not None:
+            wait = self.ledger(f"{registry}|{limit.source or ''}", needed, limit, reserve)
+            if wait > 0:
+                raise PullsShort(registry, needed, limit, reserve, wait,
+                                 claimed=limit.remaining - needed >= reserve)
+        elif limit.remaining - needed < reserve:
+            raise PullsShort(registry, needed, limit, reserve, wait_for(needed, limit, reserve))
 
 
 def wait_for(needed: int, limit: RateLimit, reserve: int) -> float:

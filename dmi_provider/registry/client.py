@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from urllib.parse import SplitResult, urljoin, urlsplit
 
@@ -82,6 +82,7 @@ class RateLimit:
     remaining: int | None = None
     window: int | None = None  # seconds
     source: str | None = None
+    seen_at: float = field(default=0.0, compare=False)  # wall clock of the response that said so
 
     @classmethod
     def from_headers(cls, headers: httpx.Headers) -> RateLimit | None:
@@ -102,7 +103,7 @@ class RateLimit:
         if limit is None and remaining is None:
             return None
         source = (headers.get("docker-ratelimit-source") or "").strip()[:100] or None
-        return cls(limit, remaining, window, source)
+        return cls(limit, remaining, window, source, time.time())
 
 
 def _retry_after(response: httpx.Response) -> float | None:

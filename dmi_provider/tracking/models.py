@@ -52,6 +52,19 @@ class MirrorHistory(Base):
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class PullClaim(Base):
+    """Pulls a task is about to spend at a rate-limited source (the budget ledger, shared by every worker):
+    claims newer than a HEAD's `ratelimit-remaining` are not in it yet."""
+
+    __tablename__ = "dmi_pull_claims"
+    __table_args__ = (Index("ix_dmi_claims_key", "key", "claimed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(400))  # source registry | who it counts for (IP or account)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    pulls: Mapped[int] = mapped_column(Integer)
+
+
 class MirrorState(Base):
     __tablename__ = "dmi_mirror_state"
 

@@ -7,10 +7,10 @@ import random
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, func, inspect, select, text, true, update
+from sqlalchemy import create_engine, delete, event, func, inspect, select, text, true, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from dmi_provider.tracking.models import (
     Base,
     MirrorHistory,
     MirrorState,
+    PullClaim,
     SchemaVersion,
 )
 
@@ -255,3 +256,45 @@ class TrackingStore:
     def close(self) -> None:
         self.engine.dispose()
 
+
+
+CLAIM_SLACK = 10.0  # seconds a claimed pull may take to show in a registry's ratelimit-remaining
+
+
+def claim_pulls(store: TrackingStore, key: str, needed: int, remaining: int, seen_at: float, reserve: int,
+                limit: int, window: int) -> float:
+    """Claim `needed` pulls of `key`'s budget: 0 when claimed, else the seconds until enough come back.
+
+    `remaining` was read at `seen_at` (epoch seconds); claims made since (less CLAIM_SLACK) are not in it
+    and are taken off. One claimer at a time: PostgreSQL serialises on an advisory lock, SQLite on the
+    write lock the claim's own insert takes (then it looks at the claims committed before it)."""
+    store.migrate()
+    now = datetime.now(UTC)
+    since = datetime.fromtimestamp(seen_at - min(CLAIM_SLACK, window / 10), UTC)
+    with Session(store.engine) as session, session.begin():
+        if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
+            session.execute(text("SELECT pg_advisory_xact_lock(7417002)"))
+        session.execute(delete(PullClaim).where(PullClaim.claimed_at < now - timedelta(seconds=window)))
+        mine = PullClaim(key=key, claimed_at=now, pulls=needed)
+        session.add(mine)
+        session.flush()
+        recent = session.scalars(select(PullClaim).where(PullClaim.key == key, PullClaim.id != mine.id)
+                                 .order_by(PullClaim.claimed_at)).all()
+        unseen = sum(c.pulls for c in recent if _utc(c.claimed_at) >= since and c.id < mine.id)
+        if remaining - unseen - needed >= reserve:
+            return 0.0
+        session.delete(mine)
+        deficit = needed + reserve - (remaining - unseen)
+        return _wait(recent, deficit, limit, window, now)
+
+
+def _wait(claims: list[PullClaim], deficit: int, limit: int, window: int, now: datetime) -> float:
+    """When the oldest claims of the window have aged out enough to pay the deficit (DMI's own spending
+    is known exactly); pulls others spent from the same IP come back spread over the window."""
+    freed = 0
+    for claim in claims:
+        freed += claim.pulls
+        if freed >= deficit:
+            return max((_utc(claim.claimed_at) + timedelta(seconds=window) - now).total_seconds() + 1.0, 1.0)
+    rest = deficit - freed
+    return min(max(rest * window / max(limit, 1), 1.0), float(window))

@@ -18,6 +18,8 @@ from tests.rig.images import push
 from tests.rig.stack import AIRFLOW, AirflowStack
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+BUDGET_IMAGES = tuple(f"budget{i}" for i in range(5))
+BUDGET_WINDOW = 20
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +29,13 @@ def stack(tmp_path_factory, postgres, hub_registry, ecr):
 
     root = tmp_path_factory.mktemp("stack")
     hub = Proxy(hub_registry.url, ratelimit=1000).start()
+    # A Hub with 3 pulls per 20 s for the budget DAG (dmi_mirror_52w, which runs once as the stack starts).
+    budget_hub = Proxy(hub_registry.url, ratelimit=3, window=BUDGET_WINDOW).start()
     factory_images = {}
     from tests.rig.images import ImageFactory
 
     factory = ImageFactory(seed=99)
-    for name in ("proxyv2", "pilot", "ticker"):
+    for name in ("proxyv2", "pilot", "ticker", *BUDGET_IMAGES):
         artifact = factory.image()
         push(rig_client(hub_registry, HUB_USER), f"stack/{name}", "1.0", artifact)
         factory_images[name] = artifact
@@ -55,7 +59,15 @@ def stack(tmp_path_factory, postgres, hub_registry, ecr):
         [ticker]
         image = ticker
         refresh = 1m
-    """))
+    """) + "".join(f"""
+[budget/{name}]
+image = {name}
+refresh = 52w
+source-registry = {budget_hub.host}
+insecure-registries = {budget_hub.host} {ecr.registry.host}
+project = stack-budget
+pull-reserve = 0%
+""" for name in BUDGET_IMAGES))
     tracking = postgres.database("stack_tracking")
     env = {
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
@@ -67,9 +79,11 @@ def stack(tmp_path_factory, postgres, hub_registry, ecr):
     }
     airflow = AirflowStack(root, postgres.database("stack_airflow"), config, env).start()
     airflow.hub, airflow.images, airflow.tracking = hub, factory_images, tracking  # type: ignore[attr-defined]
+    airflow.budget_hub = budget_hub  # type: ignore[attr-defined]
     yield airflow
     airflow.stop()
     hub.stop()
+    budget_hub.stop()
 
 
 def test_trigger_with_conf_through_the_rest_api(stack):
@@ -222,3 +236,41 @@ def test_the_registry_connection_type_and_its_test_button(stack, basic_registry,
     assert ok, message
     assert message == (f"{tls_registry.host}: the registry answers at https://{tls_registry.host}; logged in as "
                        f"{TLS_USER[0]} (basic auth)")
+
+
+def test_a_run_that_needs_more_pulls_than_remain_waits_in_the_triggerer(stack):
+    """The budget DAG's first (scheduled) run: 5 images, 3 pulls per 20 s at its Hub. The first pulls copy;
+    the others defer (the triggerer holds them, no worker slot is taken), resume, and copy. Nothing fails,
+    no manifest GET meets a 429, and the per-source pool was created by DMI's listener."""
+    from dmi_provider.config import default_pool
+
+    def finished() -> dict | None:
+        runs = [r for r in stack.runs("dmi_mirror_52w") if r["state"] in ("success", "failed")]
+        return runs[0] if runs else None
+
+    run = stack.wait_for("the budget DAG's run", finished, timeout=400, every=3)
+    assert run["state"] == "success", stack.logs()
+    hub = stack.budget_hub
+    assert hub.count("GET", "manifest", 200) == len(BUDGET_IMAGES) and hub.count("GET", "manifest", 429) == 0
+    pool = stack.api("GET", f"/api/v2/pools/{default_pool(hub.host)}").json()
+    assert pool["slots"] == 4 and pool["description"].startswith("DMI: ")
+
+    tis = stack.api("GET", f"/api/v2/dags/dmi_mirror_52w/dagRuns/{run['dag_run_id']}/taskInstances",
+                    params={"limit": 100}).json()["task_instances"]
+    pulls = [ti for ti in tis if ti["task_id"].endswith(".pull")]
+    assert len(pulls) == len(BUDGET_IMAGES) and {ti["state"] for ti in tis} == {"success"}
+    assert {ti["pool"] for ti in pulls} == {default_pool(hub.host)}
+    waited = []
+    for ti in pulls:
+        log = stack.api("GET", f"/api/v2/dags/dmi_mirror_52w/dagRuns/{run['dag_run_id']}/taskInstances/"
+                               f"{ti['task_id']}/logs/{ti['try_number']}",
+                        params={"map_index": ti["map_index"], "full_content": True},
+                        headers={"Accept": "text/plain"}).text
+        if "deferred: the task resumes by itself" in log:
+            waited.append(ti["task_id"])
+    assert len(waited) >= 2, [ti["task_id"] for ti in pulls]
+    rows = [r for r in TrackingStore(stack.tracking).history(limit=500) if r["run_id"] == run["dag_run_id"]]
+    assert len(rows) == len(BUDGET_IMAGES) and {r["status"] for r in rows} == {"copied"}
+    timeline = sorted((r["finished_at"], r["section"], r["ratelimit_remaining"]) for r in rows)
+    (ARTIFACTS / "budget-timeline.txt").write_text("\n".join(f"{t.isoformat()}  {s}  pulls left {n}"
+                                                             for t, s, n in timeline) + "\n")
