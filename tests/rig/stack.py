@@ -88,7 +88,7 @@ class AirflowStack:
         return self._token
 
     def api(self, method: str, path: str, **kw: object) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.token()}"}
+        headers = {"Authorization": f"Bearer {self.token()}", **kw.pop("headers", {})}  # type: ignore[dict-item]
         return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=60, **kw)  # type: ignore[arg-type]
 
     def wait_for(self, what: str, check, timeout: float = 240, every: float = 2.0):  # type: ignore[no-untyped-def]
