@@ -161,3 +161,23 @@ def test_outcomes_from_what_the_tasks_left():
     assert failed[0].error == "RegistryError: HTTP 500" and failed[0].source_digest == D[1]
     dry = mirror.outcomes(job, run, {**pulled, "dry_run": True}, None, None)
     assert [o.status for o in dry] == ["dry-run", "dry-run", "failed"]
+
+
+def test_budget_chart_and_headline_carry_their_numbers():
+    from datetime import UTC, datetime, timedelta
+
+    from dmi_provider.plugins.charts import budget_chart, budget_headline
+
+    start = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    points = [{"finished_at": start + timedelta(minutes=i), "remaining": 100 - 3 * i, "limit": 100,
+               "counted_for": "192.0.2.1", "dag_id": "dmi_mirror", "run_id": f"r{i // 2}", "section": f"s<{i}>",
+               "pulls": 3} for i in range(5)]
+    svg = budget_chart("docker.io", points)
+    assert 'data-registry="docker.io" data-points="5" data-runs="3"' in svg
+    assert svg.count('class="dmi-point"') == 5 and svg.count('class="dmi-run"') == 3
+    assert 'data-remaining="88"' in svg and "s&lt;4&gt;" in svg and "<4>" not in svg  # escaped
+    assert budget_chart("docker.io", []) == ""
+    line = budget_headline("docker.io", points[-1], 2)
+    assert 'data-remaining="88" data-waiting="2"' in line
+    assert "<strong>docker.io</strong>: 88 of 100 pulls left for 192.0.2.1 (as of 2026-11-29 12:04 UTC); 2 images " \
+        "waiting for pulls" in line

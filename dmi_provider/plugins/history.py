@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from dmi_provider import listeners
 from dmi_provider.config import ConfigError, load_config, read_environment
 from dmi_provider.hooks.connections import DEFAULT_TRACKING_CONN_ID, tracking_url
+from dmi_provider.plugins.charts import CHART_STYLE, budget_chart, budget_headline
 from dmi_provider.tracking.store import STATUSES, TrackingStore, when
 
 TRACKING_CONN_ID = os.environ.get("DMI_TRACKING_CONN_ID", DEFAULT_TRACKING_CONN_ID)
@@ -46,10 +47,59 @@ def _config_conn_ids() -> frozenset[str]:
 
 @functools.lru_cache(maxsize=4)
 def _conn_ids_of(path: str, _stamp: int) -> frozenset[str]:
+    return frozenset(spec.tracking_conn_id for spec in _sections_of(path, _stamp))
+
+
+@functools.lru_cache(maxsize=4)
+def _sections_of(path: str, _stamp: int) -> tuple:
     try:
-        return frozenset(spec.tracking_conn_id for spec in load_config(path).sections)
+        return load_config(path).sections
     except ConfigError:
-        return frozenset()
+        return ()
+
+
+def _config_sections() -> tuple:
+    from airflow.configuration import conf
+
+    path = os.environ.get("DMI_CONFIG") or os.path.join(conf.get("core", "dags_folder"), "config.ini")
+    try:
+        return _sections_of(path, os.stat(path).st_mtime_ns)
+    except OSError:
+        return ()
+
+
+def waiting_for_pulls(user: BaseUser) -> dict[str, int]:
+    """Pull tasks deferred right now (waiting for a source's pulls), by source registry, in DAGs the user
+    may read. The source of a task comes from the deployed config.ini (its task group)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    sources = {(s.dag_id, f"{s.group_id}.pull"): s.source_registry for s in _config_sections()}
+    dag_ids = readable_dags(user)
+    with create_session() as session:
+        found = session.execute(select(TaskInstance.dag_id, TaskInstance.task_id).where(
+            TaskInstance.state == TaskInstanceState.DEFERRED, TaskInstance.task_id.like("%.pull"),
+            TaskInstance.dag_id.in_(list(dag_ids)))).all()
+    counts: dict[str, int] = {}
+    for dag_id, task_id in found:
+        registry = sources.get((dag_id, task_id))
+        if registry:
+            counts[registry] = counts.get(registry, 0) + 1
+    return counts
+
+
+def budget_section(rows: list[dict], waiting: dict[str, int]) -> str:
+    """A headline and a chart per source registry that sends rate-limit headers."""
+    by_registry: dict[str, list[dict]] = {}
+    for row in rows:
+        by_registry.setdefault(row["registry"], []).append(row)
+    if not by_registry:
+        return ""
+    parts = [budget_headline(r, points[-1], waiting.get(r, 0)) for r, points in sorted(by_registry.items())]
+    parts += [budget_chart(r, points) for r, points in sorted(by_registry.items())]
+    return '<section class="dmi-budgets"><h2>Pull limits</h2>' + "".join(parts) + "</section>"
 
 
 def tracking_urls() -> list[str]:
@@ -60,6 +110,7 @@ def tracking_urls() -> list[str]:
 
 
 _ORDER = {"state": (lambda r: r["target"], False), "timeline": (lambda r: r["first_seen"], False),
+          "budget": (lambda r: r["finished_at"], False),
           "history": (lambda r: (r["finished_at"], r["id"]), True)}
 
 
@@ -123,7 +174,8 @@ th{background:#f7fafc}code{font-size:.82rem}td:first-child{white-space:nowrap}.c
 def _page(title: str, body: str) -> HTMLResponse:
     nav = '<nav><a href="./">Current state</a><a href="history">History</a></nav>'
     return HTMLResponse(f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
-                        f"<style>{STYLE}</style></head><body><h1>{_e(title)}</h1>{nav}{body}</body></html>")
+                        f"<style>{STYLE}{CHART_STYLE}</style></head><body><h1>{_e(title)}</h1>{nav}{body}"
+                        "</body></html>")
 
 
 def _table(header: list[str], rows: list[list[str]], empty: str) -> str:
@@ -149,7 +201,13 @@ async def state_page(user: GetUserDep, section: str | None = None) -> HTMLRespon
           _when(r["last_checked"]), _when(r["last_changed"]), _run_link(r["dag_id"], r["last_run_id"])]
          for r in rows],
         "No image has been mirrored yet." if not section else "No image of this section has been mirrored yet.")
-    return _page("Image mirror: current state" + (f" of [{section}]" if section else ""), form + table)
+    budget = ""
+    if not section:
+        points = await run_in_threadpool(_query, user, "budget")
+        waiting = await run_in_threadpool(waiting_for_pulls, user)
+        budget = budget_section(points, waiting)
+    return _page("Image mirror: current state" + (f" of section {section!r}" if section else ""),
+                 budget + form + table)
 
 
 @app.get("/history", response_class=HTMLResponse)

@@ -253,6 +253,28 @@ class TrackingStore:
             return [{"digest": d, "first_seen": _utc(a), "last_seen": _utc(b), "runs": n}
                     for d, a, b, n in session.execute(query)]
 
+    def budget(self, dag_ids: Iterable[str] | None = None, since: datetime | None = None,
+               limit: int = 2000) -> list[dict]:
+        """The pull budget after each image, oldest first: rows whose source sent rate-limit headers, with
+        the source registry (`registry`) they count against."""
+        if not self.migrate():
+            return []
+        query = (select(MirrorHistory.finished_at, MirrorHistory.source, MirrorHistory.ratelimit_remaining,
+                        MirrorHistory.ratelimit_limit, MirrorHistory.ratelimit_source, MirrorHistory.dag_id,
+                        MirrorHistory.run_id, MirrorHistory.section, MirrorHistory.source_pulls)
+                 .where(MirrorHistory.ratelimit_remaining.is_not(None))
+                 .order_by(MirrorHistory.finished_at.desc(), MirrorHistory.id.desc()).limit(limit))
+        if dag_ids is not None:
+            query = query.where(MirrorHistory.dag_id.in_(list(dag_ids)))
+        if since is not None:
+            query = query.where(MirrorHistory.finished_at >= since)
+        with Session(self.engine) as session:
+            rows = [{"finished_at": _utc(at), "registry": source.split("/", 1)[0], "remaining": remaining,
+                     "limit": limit_, "counted_for": who, "dag_id": dag_id, "run_id": run_id, "section": section,
+                     "pulls": pulls} for at, source, remaining, limit_, who, dag_id, run_id, section, pulls
+                    in session.execute(query)]
+        return rows[::-1]
+
     def close(self) -> None:
         self.engine.dispose()
 

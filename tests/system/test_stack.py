@@ -275,3 +275,48 @@ def test_a_run_that_needs_more_pulls_than_remain_waits_in_the_triggerer(stack):
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "budget-timeline.txt").write_text("\n".join(f"{t.isoformat()}  {s}  pulls left {n}"
                                                              for t, s, n in timeline) + "\n")
+
+
+def test_the_pull_budget_chart_in_a_browser(stack):
+    """After the budget DAG's run: the state page's headline and chart for its Hub, with one point per image
+    and a tick per run, seen in Chromium inside Airflow's UI."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.rig.stack import PASSWORD, USER
+
+    hub = stack.budget_hub
+    stack.wait_for("the budget DAG's rows", lambda: len([r for r in TrackingStore(stack.tracking).budget()
+                                                         if r["registry"] == hub.host]) >= len(BUDGET_IMAGES),
+                   timeout=400, every=3)
+    expected = [r for r in TrackingStore(stack.tracking).budget() if r["registry"] == hub.host]
+    page_html = stack.api("GET", "/dmi/").text
+    assert f'data-registry="{hub.host}" data-points="{len(expected)}"' in page_html
+    headline = f'<p class="dmi-headline" data-registry="{hub.host}" data-remaining="{expected[-1]["remaining"]}"'
+    assert headline in page_html
+    shot = ARTIFACTS / "dmi-pull-budget.png"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1500, "height": 900})
+        page.goto(f"{stack.url}/auth/login/")
+        page.fill("input[name=username]", USER)
+        page.fill("input[type=password]", PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{stack.url}/", timeout=60_000)
+        page.goto(f"{stack.url}/plugin/dmi-image-mirror")
+        frame = None
+        for _ in range(120):
+            page.wait_for_timeout(500)
+            frame = next((f for f in page.frames[1:] if f.query_selector(f'svg[data-registry="{hub.host}"]')), None)
+            if frame:
+                break
+        assert frame is not None, [f.url for f in page.frames]
+        chart = frame.query_selector(f'svg[data-registry="{hub.host}"]')
+        assert len(chart.query_selector_all("circle.dmi-point")) == len(expected)
+        assert chart.get_attribute("data-runs") == str(len({r["run_id"] for r in expected}))
+        chart.scroll_into_view_if_needed()
+        page.screenshot(path=str(shot))
+        browser.close()
+    assert shot.stat().st_size > 10_000
