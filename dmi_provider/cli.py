@@ -96,6 +96,15 @@ def _network(proxy: str | None, ca_bundle: str | None, flag: str) -> Network:
                    check_ca_bundle(ca_bundle, f"{flag}-ca-bundle") if ca_bundle else None)
 
 
+def _percent(text: str) -> float:
+    from dmi_provider.config_keys import KEYS
+
+    try:
+        return float(KEYS["pull-reserve"].parse(text, None))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def peak_rss_mib() -> float | None:
     """This process's peak resident memory (VmHWM, which starts afresh at exec), on Linux."""
     try:
@@ -111,6 +120,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     import logging
 
     from dmi_provider.engines import EngineSetup, make_engine, run
+    from dmi_provider.registry.budget import PullBudget
     from dmi_provider.registry.reference import InvalidReference, check_host, parse_reference
     from dmi_provider.targets.base import Endpoint
 
@@ -135,12 +145,15 @@ def cmd_copy(args: argparse.Namespace) -> int:
         endpoint=lambda: endpoint, source_registry=src.registry, source_credentials=creds.get(src.registry),
         source_network=networks[src.registry],
         insecure=insecure, platforms=tuple(args.platform), say=logging.getLogger("dmi_provider.copy").info,
-        docker_url=args.docker_url, workers=args.jobs, blob_cache=not args.no_cache, use_docker_config=True))
+        docker_url=args.docker_url, workers=args.jobs, blob_cache=not args.no_cache, use_docker_config=True,
+        budget=PullBudget(args.pull_reserve)))
     try:
         with _stdout_to_stderr():  # the docker engine imports Airflow, whose logs go to stdout
             (result,) = run(engine, [(src, dst)], force=args.force, dry_run=args.dry_run)
     except DmiError as exc:
-        print(f"dmi copy: failed: {exc}", file=sys.stderr)
+        wait = getattr(exc, "wait", None)  # PullsShort: the source's pull limit cannot pay for it now
+        later = f": try again in {wait:.0f}s, or lower --pull-reserve" if wait is not None else ""
+        print(f"dmi copy: failed: {exc}{later}", file=sys.stderr)
         return 1
     finally:
         engine.close()
@@ -349,6 +362,8 @@ def _copy_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the blob location cache (mount hints across runs)")
     p.add_argument("--jobs", type=int, default=4, help="blobs transferred at once (default 4)")
+    p.add_argument("--pull-reserve", type=_percent, default=10.0, metavar="PCT",
+                   help="share of the source's pull limit (Docker Hub) never spent (default 10%%)")
     p.add_argument("--engine", choices=("registry", "docker"), default="registry",
                    help="registry (default): no daemon; docker: pull, tag and push through a Docker daemon")
     p.add_argument("--docker-url", help="the daemon for --engine docker (default $DOCKER_HOST, else the local "

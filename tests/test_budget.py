@@ -157,3 +157,25 @@ def test_dmi_plan_says_what_the_run_costs_and_whether_it_would_wait(hub_registry
         "pulls"]
     assert hub.count("GET") == hub.count("GET", "base")  # HEADs only (and the /v2/ ping)
     assert hub.remaining == 3
+
+
+def test_dmi_copy_keeps_the_reserve_too(hub_registry, open_registry, limited, tmp_path):
+    import subprocess
+    import sys
+
+    ns, _images = seed(hub_registry, 1)
+    hub = limited(ratelimit=10)
+    hub.remaining = 1
+    argv = [str(Path(sys.executable).with_name("dmi")), "copy", "--insecure", hub.host, "--insecure",
+            open_registry.host, f"{hub.host}/{ns}/img0:1", f"{open_registry.host}/{ns}/img0:1"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DMI_CACHE_DIR": str(tmp_path)}
+    kept = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert kept.returncode == 1
+    assert kept.stderr.strip().splitlines()[-1] == (
+        f"dmi copy: failed: {hub.host}: 1 pull needed, 1 of 10 left in its 8s window (counted for 127.0.0.1) and 1 "
+        "kept in reserve (pull-reserve): try again in 1s, or lower --pull-reserve")
+    assert hub.count("GET", "manifest") == 0
+    spent = subprocess.run([*argv[:2], "--pull-reserve", "0", *argv[2:]], capture_output=True, text=True, timeout=300,
+                           env=env)
+    assert spent.returncode == 0, spent.stderr
+    assert hub.count("GET", "manifest", 200) == 1 and hub.remaining == 0

@@ -507,3 +507,19 @@ def test_proxy_and_ca_bundle_keys(tmp_path):
     (good,) = load_config(tmp_path / "config.ini", {}).sections
     assert (good.source_proxy, good.source_ca_bundle, good.target_ca_bundle, good.target_proxy) == (
         "http://proxy.corp:3128", str(ca), str(ca), None)
+
+
+def test_pull_reserve_and_source_pool():
+    found = errors("[DEFAULT]\nrefresh = 1w\nproject = p\ntag = 1\n[a]\nimage = a\npull-reserve = 150%\n"
+                   "[b]\nimage = b\npull-reserve = lots\nsource-pool = my pool!\n[c]\nimage = c\npull-reserve = -5\n")
+    assert found == [
+        "config.ini:7: section 'a': pull-reserve = '150%': a percentage from 0% to 100%, e.g. 10%",
+        "config.ini:10: section 'b': pull-reserve = 'lots': a percentage from 0% to 100%, e.g. 10%",
+        "config.ini:11: section 'b': source-pool = 'my pool!': an Airflow pool name: letters, digits, _ . - (up to 256)",
+        "config.ini:14: section 'c': pull-reserve = '-5': a percentage from 0% to 100%, e.g. 10%",
+    ]
+    config = parse("[DEFAULT]\nrefresh = 1w\nproject = p\ntag = 1\npull-reserve = 12.5\n[a]\nimage = a\n"
+                   "source-registry = registry.local:5000\n[b]\nimage = b\nsource-pool = hub_pool\npull-reserve = 0%\n")
+    a, b = config.sections
+    assert (a.pull_reserve, a.source_pool) == (12.5, "dmi_registry_local_5000")
+    assert (b.pull_reserve, b.source_pool) == (0.0, "hub_pool")

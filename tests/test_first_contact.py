@@ -158,15 +158,27 @@ def test_an_html_answer_is_called_what_it_is(html_server, open_registry):
 
 def test_docker_hubs_429_is_one_line_and_not_hammered(hub, hub_registry, open_registry, factory):
     from tests.conftest import HUB_USER
+    from tests.rig.proxy import Fault
 
     push(rig_client(hub_registry, HUB_USER), "fc/limited", "1", factory.image())
+    args = ("copy", "--insecure", hub.host, "--insecure", open_registry.host, f"{hub.host}/fc/limited:1",
+            f"{open_registry.host}/fc/limited:1")
+    # Spent by another machine behind the same IP: the HEAD says 0 left, so DMI does not even ask.
     hub.ratelimit, hub.remaining = 5, 0
-    done = dmi("copy", "--insecure", hub.host, "--insecure", open_registry.host, f"{hub.host}/fc/limited:1",
-               f"{open_registry.host}/fc/limited:1")
+    done = dmi(*args)
+    assert done.returncode == 1
+    assert one_line(done).startswith(f"dmi copy: failed: {hub.host}: 1 pull needed, 0 of 5 left in its 6h window "
+                                     "(counted for 127.0.0.1) and 1 kept in reserve (pull-reserve): try again in ")
+    assert hub.count("GET", "manifest") == 0
+    # The HEAD said there were pulls, but the GET meets a 429 (someone was faster): one line, asked once.
+    hub.remaining = 5
+    hub.inject(Fault(method="GET", path="/manifests/", status=429, headers={"Retry-After": "60"},
+                     body=b'{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}'))
+    done = dmi(*args)
     assert done.returncode == 1
     line = one_line(done)
     assert "HTTP 429 TOOMANYREQUESTS: You have reached your pull rate limit." in line
-    assert f"{hub.host}'s pull limit is spent (0 of 5 left): wait for its window, or log in with source-conn-id" in line
+    assert f"{hub.host}'s pull limit is spent: wait for its window, or log in with source-conn-id" in line
     assert line.endswith("(the registry asks to retry after 60s)")
     assert hub.count("GET", "manifest", 429) == 1  # asked once, not five times
 

@@ -308,6 +308,8 @@ def test_dmi_plan_prints_the_resolved_tags(hub, hub_registry, open_registry, fac
     lines = done.stdout.splitlines()
     assert lines[0] == "[redis] tags: latest, 8.0.1, 8.0.0"
     assert lines[1].startswith("[redis]   tags-semver left out 37: ")
+    budget = lines.pop()  # last: what the run costs at the rate-limited source
+    assert budget == f"{hub.host}: this run needs 3 pulls; 100 of 100 left for 127.0.0.1, 10 kept in reserve (pull-reserve)"
     assert [line.split()[1] for line in lines[2:]] == [f"{hub.host}/plan2/redis:{t}" for t in ("latest", "8.0.1",
                                                                                               "8.0.0")]
     assert all(": copy (source sha256:" in line for line in lines[2:])

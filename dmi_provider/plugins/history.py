@@ -204,7 +204,7 @@ async def state_page(user: GetUserDep, section: str | None = None) -> HTMLRespon
     budget = ""
     if not section:
         points = await run_in_threadpool(_query, user, "budget")
-        waiting = await run_in_threadpool(waiting_for_pulls, user)
+        waiting = await run_in_threadpool(waiting_for_pulls, user) if points else {}
         budget = budget_section(points, waiting)
     return _page("Image mirror: current state" + (f" of section {section!r}" if section else ""),
                  budget + form + table)

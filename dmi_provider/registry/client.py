@@ -146,6 +146,14 @@ def body_chunks(response: httpx.Response, size: int = CHUNK) -> Iterator[bytes]:
     return response.iter_raw(size) if encoding in ("", "identity") else response.iter_bytes(size)
 
 
+def _limit_text(response: httpx.Response) -> str:
+    """' (0 of 100 left)' from the answer's own rate-limit headers (an earlier reading may be stale)."""
+    limit = RateLimit.from_headers(response.headers)
+    if limit is None or limit.limit is None:
+        return ""
+    return f" ({limit.remaining if limit.remaining is not None else '?'} of {limit.limit} left)"
+
+
 def _is_html(response: httpx.Response) -> bool:
     return response.headers.get("content-type", "").split(";")[0].strip().lower() in ("text/html",
                                                                                       "application/xhtml+xml")
@@ -424,8 +432,8 @@ class RegistryClient:
             text += f": {message}"
         status = response.status_code
         if status == 429:
-            text += (f"; {self.registry}'s pull limit is spent{self._limit_text()}: wait for its window, or log in "
-                     "with source-conn-id for an account's larger limit")
+            text += (f"; {self.registry}'s pull limit is spent{_limit_text(response)}: wait for its window, or log "
+                     "in with source-conn-id for an account's larger limit")
         elif status == 400 and "HTTP request to an HTTPS server" in message:
             text += "; this registry speaks HTTPS: remove it from insecure-registries"
         elif status == 400 and not code and self.base_url.startswith("http://"):  # a HEAD shows no body
@@ -441,12 +449,6 @@ class RegistryClient:
             return AuthError(f"{text}; {self.registry} refused {who}: {hint}", status=status, code=code, url=url)
         return RegistryError(text, status=status, code=code, url=url, retryable=status in RETRYABLE_STATUS,
                              retry_after=_retry_after(response) if status in RETRYABLE_STATUS else None)
-
-    def _limit_text(self) -> str:
-        limit = self.ratelimit
-        if limit is None or limit.limit is None:
-            return ""
-        return f" ({limit.remaining if limit.remaining is not None else '?'} of {limit.limit} left)"
 
     def _send(self, method: str, url: str, headers: dict[str, str], content: bytes | Iterable[bytes] | None,
               stream: bool) -> httpx.Response:

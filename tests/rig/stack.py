@@ -20,8 +20,10 @@ USER, PASSWORD = "admin", "dmi-stack-admin-pass"
 
 
 class AirflowStack:
-    def __init__(self, root: Path, metadata_url: str, config: Path, env: dict[str, str]):
+    def __init__(self, root: Path, metadata_url: str, config: Path, env: dict[str, str],
+                 pools: dict[str, int] | None = None):
         self.root = root
+        self.pools = pools or {}  # made with `airflow pools set` before the services start
         self.port = free_port()
         passwords = root / "passwords.json"
         root.mkdir(parents=True, exist_ok=True)
@@ -61,6 +63,9 @@ class AirflowStack:
         done = subprocess.run([AIRFLOW, "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        for name, slots in self.pools.items():
+            subprocess.run([AIRFLOW, "pools", "set", name, str(slots), "made by the test"], env=self.env, check=True,
+                           capture_output=True, timeout=300)
         api = Service("api-server", [AIRFLOW, "api-server", "--port", str(self.port), "--host", "127.0.0.1",
                                      "--workers", "1"], self.root / "api-server.log", self.env)
         api.start(lambda: httpx.get(f"{self.url}/api/v2/monitor/health", timeout=2).status_code == 200,

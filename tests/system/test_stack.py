@@ -3,6 +3,7 @@ LocalExecutor, PostgreSQL), driven through the REST API v2, the CLI and a browse
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import textwrap
@@ -20,6 +21,7 @@ from tests.rig.stack import AIRFLOW, AirflowStack
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 BUDGET_IMAGES = tuple(f"budget{i}" for i in range(5))
 BUDGET_WINDOW = 20
+SERIAL_IMAGES = tuple(f"serial{i}" for i in range(4))
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +33,13 @@ def stack(tmp_path_factory, postgres, hub_registry, ecr):
     hub = Proxy(hub_registry.url, ratelimit=1000).start()
     # A Hub with 3 pulls per 20 s for the budget DAG (dmi_mirror_52w, which runs once as the stack starts).
     budget_hub = Proxy(hub_registry.url, ratelimit=3, window=BUDGET_WINDOW).start()
+    # The serial DAG (dmi_mirror_51w): its sections share a pool of one slot that the user made.
+    serial_hub = Proxy(hub_registry.url).start()
     factory_images = {}
     from tests.rig.images import ImageFactory
 
     factory = ImageFactory(seed=99)
-    for name in ("proxyv2", "pilot", "ticker", *BUDGET_IMAGES):
+    for name in ("proxyv2", "pilot", "ticker", *BUDGET_IMAGES, *SERIAL_IMAGES):
         artifact = factory.image()
         push(rig_client(hub_registry, HUB_USER), f"stack/{name}", "1.0", artifact)
         factory_images[name] = artifact
@@ -67,7 +71,23 @@ source-registry = {budget_hub.host}
 insecure-registries = {budget_hub.host} {ecr.registry.host}
 project = stack-budget
 pull-reserve = 0%
-""" for name in BUDGET_IMAGES))
+""" for name in BUDGET_IMAGES) + "".join(f"""
+[serial/{name}]
+image = {name}
+refresh = 51w
+source-registry = {serial_hub.host}
+insecure-registries = {serial_hub.host} {ecr.registry.host}
+project = stack-serial
+source-pool = dmi_serial
+""" for name in SERIAL_IMAGES) + f"""
+[nopool/ticker]
+image = ticker
+refresh = 50w
+source-registry = {serial_hub.host}
+insecure-registries = {serial_hub.host} {ecr.registry.host}
+project = stack-nopool
+source-pool = no_such_pool
+""")
     tracking = postgres.database("stack_tracking")
     env = {
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
@@ -77,13 +97,13 @@ pull-reserve = 0%
         "AIRFLOW_CONN_DMI_TRACKING": tracking.replace("postgresql+psycopg2://", "postgres://"),
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
     }
-    airflow = AirflowStack(root, postgres.database("stack_airflow"), config, env).start()
+    airflow = AirflowStack(root, postgres.database("stack_airflow"), config, env, pools={"dmi_serial": 1}).start()
     airflow.hub, airflow.images, airflow.tracking = hub, factory_images, tracking  # type: ignore[attr-defined]
-    airflow.budget_hub = budget_hub  # type: ignore[attr-defined]
+    airflow.budget_hub, airflow.serial_hub = budget_hub, serial_hub  # type: ignore[attr-defined]
     yield airflow
     airflow.stop()
-    hub.stop()
-    budget_hub.stop()
+    for proxy in (hub, budget_hub, serial_hub):
+        proxy.stop()
 
 
 def test_trigger_with_conf_through_the_rest_api(stack):
@@ -320,3 +340,39 @@ def test_the_pull_budget_chart_in_a_browser(stack):
         page.screenshot(path=str(shot))
         browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_a_pool_of_one_slot_lets_one_task_talk_to_the_source_at_a_time(stack):
+    """dmi_mirror_51w: 4 sections in `source-pool = dmi_serial` (1 slot, made by the user): their pull and
+    push tasks never overlap, and the source never sees two manifest requests at once."""
+    def finished() -> dict | None:
+        runs = [r for r in stack.runs("dmi_mirror_51w") if r["state"] in ("success", "failed")]
+        return runs[0] if runs else None
+
+    run = stack.wait_for("the serial DAG's run", finished, timeout=400, every=3)
+    assert run["state"] == "success", stack.logs()
+    tis = stack.api("GET", f"/api/v2/dags/dmi_mirror_51w/dagRuns/{run['dag_run_id']}/taskInstances",
+                    params={"limit": 100}).json()["task_instances"]
+    pooled = sorted((ti["start_date"], ti["end_date"], ti["task_id"]) for ti in tis
+                    if ti["task_id"].endswith((".pull", ".push")))
+    assert len(pooled) == 2 * len(SERIAL_IMAGES) and {ti["pool"] for ti in tis if ti["task_id"].endswith(".pull")} \
+        == {"dmi_serial"}
+    for (_start, end, first), (start, _end, second) in itertools.pairwise(pooled):
+        assert end <= start, f"{first} and {second} overlap"
+    hub = stack.serial_hub
+    assert hub.max_in_flight["GET manifest"] == 1 and hub.max_in_flight["HEAD manifest"] == 1
+
+
+def test_a_pool_that_does_not_exist_is_named_where_users_look(stack):
+    """`source-pool` naming a pool nobody made: Airflow's DAG warning names it, DMI's listener says what to
+    do in the scheduler's log, and DMI does not make up a pool it does not own."""
+    def warned() -> list[dict]:
+        r = stack.api("GET", "/api/v2/dagWarnings", params={"dag_id": "dmi_mirror_50w"})
+        return r.json().get("dag_warnings", []) if r.status_code == 200 else []
+
+    warnings = stack.wait_for("the DAG warning", warned, timeout=300, every=3)
+    assert "non-existent pools: ['no_such_pool']" in warnings[0]["message"]
+    scheduler = next(s for s in stack.services if s.name == "scheduler")
+    stack.wait_for("DMI's line in the scheduler log", lambda: "its tasks use pool 'no_such_pool', which does not "
+                   "exist: they wait until it does" in scheduler.log.read_text(), timeout=300, every=3)
+    assert stack.api("GET", "/api/v2/pools/no_such_pool").status_code == 404
