@@ -38,17 +38,21 @@ def ensure_pools(dag_run: Any, session: Session) -> list[str]:
 
     used = {ti.pool for ti in dag_run.get_task_instances(session=session) if ti.pool}
     existing = set(session.scalars(select(Pool.pool).where(Pool.pool.in_(used))))
-    created = []
+    created, missing = [], []
     for name in sorted(used - existing):
         if not name.startswith(OWN_PREFIX):
-            log.error("DAG %s: its tasks use pool %r, which does not exist: they wait until it does. Create it "
-                      "(Admin -> Pools, or `airflow pools set`) or change source-pool in config.ini",
-                      dag_run.dag_id, name)
+            missing.append(name)
             continue
         session.add(Pool(pool=name, slots=DEFAULT_POOL_SLOTS, include_deferred=False,
                          description="DMI: tasks that talk to one source registry (source-pool); resize freely"))
         created.append(name)
         log.info("DMI created pool %s with %d slots for DAG %s", name, DEFAULT_POOL_SLOTS, dag_run.dag_id)
-    if created:
+    if missing:  # said where users look: the run's note in the UI, and the scheduler's log
+        text = (f"DMI: tasks of this run use pool{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(repr(m) for m in missing)}, which does not exist: they wait until it does. Create it "
+                "(Admin -> Pools, or `airflow pools set NAME SLOTS DESCRIPTION`) or change source-pool in config.ini")
+        log.error("DAG %s run %s: %s", dag_run.dag_id, dag_run.run_id, text)
+        dag_run.note = text
+    if created or missing:
         session.flush()
     return created

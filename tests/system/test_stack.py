@@ -364,15 +364,16 @@ def test_a_pool_of_one_slot_lets_one_task_talk_to_the_source_at_a_time(stack):
 
 
 def test_a_pool_that_does_not_exist_is_named_where_users_look(stack):
-    """`source-pool` naming a pool nobody made: Airflow's DAG warning names it, DMI's listener says what to
-    do in the scheduler's log, and DMI does not make up a pool it does not own."""
-    def warned() -> list[dict]:
-        r = stack.api("GET", "/api/v2/dagWarnings", params={"dag_id": "dmi_mirror_50w"})
-        return r.json().get("dag_warnings", []) if r.status_code == 200 else []
+    """`source-pool` naming a pool nobody made: DMI's listener says so in the run's note (shown in the UI)
+    and the scheduler's log, and does not make up a pool it does not own. The run waits for the pool."""
+    def noted() -> list[dict]:
+        return [r for r in stack.runs("dmi_mirror_50w") if r.get("note")]
 
-    warnings = stack.wait_for("the DAG warning", warned, timeout=300, every=3)
-    assert "non-existent pools: ['no_such_pool']" in warnings[0]["message"]
+    (run,) = stack.wait_for("the run's note", noted, timeout=300, every=3)
+    assert run["note"] == ("DMI: tasks of this run use pool 'no_such_pool', which does not exist: they wait until it "
+                           "does. Create it (Admin -> Pools, or `airflow pools set NAME SLOTS DESCRIPTION`) or change "
+                           "source-pool in config.ini")
+    assert run["state"] in ("queued", "running")
     scheduler = next(s for s in stack.services if s.name == "scheduler")
-    stack.wait_for("DMI's line in the scheduler log", lambda: "its tasks use pool 'no_such_pool', which does not "
-                   "exist: they wait until it does" in scheduler.log.read_text(), timeout=300, every=3)
+    assert "use pool 'no_such_pool', which does not exist" in scheduler.log.read_text()
     assert stack.api("GET", "/api/v2/pools/no_such_pool").status_code == 404
