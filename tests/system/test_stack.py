@@ -24,6 +24,19 @@ BUDGET_WINDOW = 20
 SERIAL_IMAGES = tuple(f"serial{i}" for i in range(4))
 
 
+def _sections(group: str, images: tuple[str, ...], refresh: str, hub, ecr, extra: str) -> str:  # type: ignore[no-untyped-def]
+    """Sections of their own DAG (one refresh each) reading from their own Hub stand-in."""
+    return "".join(f"""
+[{group}/{name}]
+image = {name}
+refresh = {refresh}
+source-registry = {hub.host}
+insecure-registries = {hub.host} {ecr.registry.host}
+project = stack-{group}
+{extra}
+""" for name in images)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, postgres, hub_registry, ecr):
     from tests.rig.proxy import Proxy
@@ -63,31 +76,9 @@ def stack(tmp_path_factory, postgres, hub_registry, ecr):
         [ticker]
         image = ticker
         refresh = 1m
-    """) + "".join(f"""
-[budget/{name}]
-image = {name}
-refresh = 52w
-source-registry = {budget_hub.host}
-insecure-registries = {budget_hub.host} {ecr.registry.host}
-project = stack-budget
-pull-reserve = 0%
-""" for name in BUDGET_IMAGES) + "".join(f"""
-[serial/{name}]
-image = {name}
-refresh = 51w
-source-registry = {serial_hub.host}
-insecure-registries = {serial_hub.host} {ecr.registry.host}
-project = stack-serial
-source-pool = dmi_serial
-""" for name in SERIAL_IMAGES) + f"""
-[nopool/ticker]
-image = ticker
-refresh = 50w
-source-registry = {serial_hub.host}
-insecure-registries = {serial_hub.host} {ecr.registry.host}
-project = stack-nopool
-source-pool = no_such_pool
-""")
+    """) + _sections("budget", BUDGET_IMAGES, "52w", budget_hub, ecr, "pull-reserve = 0%")
+        + _sections("serial", SERIAL_IMAGES, "51w", serial_hub, ecr, "source-pool = dmi_serial")
+        + _sections("nopool", ("ticker",), "50w", serial_hub, ecr, "source-pool = no_such_pool"))
     tracking = postgres.database("stack_tracking")
     env = {
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
