@@ -3,19 +3,24 @@ the CLI's `dmi plan` both use, so a plan on the command line is the pull task's 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from dmi_provider.engines import Engine, EngineSetup, make_engine
 from dmi_provider.engines.base import History
 from dmi_provider.hooks.connections import RegistryLogin, registry_login
 from dmi_provider.job import Job
-from dmi_provider.registry.budget import DEFAULT_WINDOW, Ledger, PullBudget
+from dmi_provider.registry.budget import DEFAULT_WINDOW, Ledger, PullBudget, wait_for
 from dmi_provider.registry.client import RateLimit
 from dmi_provider.registry.copy import ClientPool, Plan
 from dmi_provider.tags import Selection, select
 from dmi_provider.targets import Target
 from dmi_provider.tracking.store import TrackingStore, claim_pulls
+
+log = logging.getLogger(__name__)
 
 
 def source_login(job: Job) -> RegistryLogin:
@@ -34,6 +39,11 @@ def pull_ledger(tracking_url: str) -> Ledger:
         try:
             return claim_pulls(store, key, needed, limit.remaining or 0, limit.seen_at or time.time(), reserve,
                                limit.limit or 0, limit.window or DEFAULT_WINDOW)
+        except SQLAlchemyError as exc:  # the ledger helps; without it the headers alone still decide
+            log.warning("pull ledger unavailable (%s): deciding from the registry's headers alone",
+                        type(exc).__name__)
+            fits = (limit.remaining or 0) - needed >= reserve
+            return 0.0 if fits else wait_for(needed, limit, reserve)
         finally:
             store.close()
 
