@@ -57,6 +57,7 @@ def engine_for(job: Job, target: Target, say: Callable[[str], None], history: Hi
     source = source_login(job)
     return make_engine(job.engine, EngineSetup(
         budget=PullBudget(job.pull_reserve, ledger), known_manifests=known, max_pause=TASK_MAX_PAUSE,
+        referrers=job.referrers,
         endpoint=target.endpoint, source_registry=job.source_registry, source_network=source.network,
         source_credentials=source.credentials, insecure=job.insecure_registries,
         platforms=job.platforms, say=say, history=history, docker_url=job.docker_url,

@@ -122,6 +122,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     from dmi_provider.engines import EngineSetup, make_engine, run
     from dmi_provider.registry.budget import PullBudget
     from dmi_provider.registry.reference import InvalidReference, check_host, parse_reference
+    from dmi_provider.registry.referrers import ReferrerFilter
     from dmi_provider.targets.base import Endpoint
 
     try:
@@ -146,7 +147,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
         source_network=networks[src.registry],
         insecure=insecure, platforms=tuple(args.platform), say=logging.getLogger("dmi_provider.copy").info,
         docker_url=args.docker_url, workers=args.jobs, blob_cache=not args.no_cache, use_docker_config=True,
-        budget=PullBudget(args.pull_reserve)))
+        budget=PullBudget(args.pull_reserve), referrers=ReferrerFilter(enabled=not args.no_referrers)))
     try:
         with _stdout_to_stderr():  # the docker engine imports Airflow, whose logs go to stdout
             (result,) = run(engine, [(src, dst)], force=args.force, dry_run=args.dry_run)
@@ -168,6 +169,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
               f"{' (platform-filtered index)' if result.filtered else ''}\n"
               f"  blobs: {result.blobs_copied} copied ({result.bytes_transferred} bytes), {result.blobs_mounted} "
               f"mounted, {result.blobs_skipped} skipped; manifests written: {result.manifests_copied}; "
+              f"referrers copied: {result.referrers_copied}; "
               f"requests {requests}{limit}; {result.duration:.2f}s; peak memory {peak} MiB")
     return 0
 
@@ -197,6 +199,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             extra = f"; {row['repository']}" if row["repository"] else ""
             print(f"[{row['section']}] {row['source']} -> {row['target']}: {row['action']} "
                   f"(source {row['source_digest']}, target {row['target_digest'] or 'none'}{extra})")
+            for what in row["referrers"]:
+                print(f"[{row['section']}]   + {what}")
         for line in _budget_lines(rows):
             print(line)
     return 1 if any(row["action"] == "error" for row in rows) else 0
@@ -266,10 +270,13 @@ def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
                                     "error": str(exc)})
                 continue
             rows.append(base | {"source": plan.source, "target": plan.target, "source_digest": plan.source_digest,
-                                "action": "copy" if plan.changed else "skip (unchanged)", "repository": note,
+                                "action": ("copy" if plan.image_changed else "copy referrers") if plan.changed
+                                else "skip (unchanged)", "repository": note,
                                 "target_digest": plan.target_digest, "ratelimit_remaining": plan.ratelimit_remaining,
                                 "ratelimit_limit": plan.ratelimit_limit, "ratelimit_source": plan.ratelimit_source,
                                 "source_registry": job.source_registry, "pull_reserve": job.pull_reserve,
+                                "referrers": [f"{a.what} of {a.subject}" for a in plan.attached],
+                                "referrers_found": plan.referrers_found,
                                 **_pulls_needed(plan, job.platforms)})
     except Exception as exc:  # one section's failure is its line; --debug shows the traceback
         if DEBUG:
@@ -362,6 +369,8 @@ def _copy_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the blob location cache (mount hints across runs)")
     p.add_argument("--jobs", type=int, default=4, help="blobs transferred at once (default 4)")
+    p.add_argument("--no-referrers", action="store_true",
+                   help="copy the image alone: no signatures, SBOMs or attestations (by default they come along)")
     p.add_argument("--pull-reserve", type=_percent, default=10.0, metavar="PCT",
                    help="share of the source's pull limit (Docker Hub) never spent (default 10%%)")
     p.add_argument("--engine", choices=("registry", "docker"), default="registry",

@@ -26,6 +26,7 @@ from dmi_provider.config_keys import (
     parse_refresh,
 )
 from dmi_provider.registry.reference import InvalidReference, check_path, normalize_repository
+from dmi_provider.registry.referrers import ReferrerFilter
 from dmi_provider.tags import TagFilter, split_pin
 
 DAG_PREFIX = "dmi_mirror"
@@ -127,6 +128,7 @@ class MirrorSpec:
     target_ca_bundle: str | None = None
     pull_reserve: float = 10.0
     source_pool: str = ""  # the Airflow pool of the tasks that talk to the source
+    referrers: ReferrerFilter = field(default_factory=ReferrerFilter)
 
     @property
     def source(self) -> str:
@@ -474,6 +476,7 @@ def _spec(sec: _Section, refresh: Refresh, default_refresh: Refresh | None, sour
         tag_filter=_tag_filter(sec), source_proxy=v["source-proxy"], source_ca_bundle=v["source-ca-bundle"],
         target_proxy=v["target-proxy"], target_ca_bundle=v["target-ca-bundle"], pull_reserve=v["pull-reserve"],
         source_pool=v["source-pool"] or default_pool(v["source-registry"]),
+        referrers=ReferrerFilter(v["referrers"], v["referrers-include"], v["referrers-exclude"]),
     )  # type: ignore[arg-type]
 
 

@@ -21,6 +21,7 @@ REFRESH_HELP = "0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"
 TARGETS = ("ecr", "registry")  # the lookup of dmi_provider.targets.TARGETS (a test keeps them equal)
 ENGINES = ("registry", "docker")  # likewise dmi_provider.engines.ENGINES
 _PLATFORM_RE = re.compile(r"^[a-z0-9_.-]+/[a-z0-9_.-]+(?:/[a-z0-9_.-]+)?$", re.ASCII)
+_MEDIA_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$", re.ASCII)
 _POOL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$", re.ASCII)
 DEFAULT_POOL_SLOTS = 4  # concurrent tasks per source host in its default pool
 _CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$", re.ASCII)
@@ -190,6 +191,12 @@ def _repository_tags(value: str, _base: Path) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _artifact_kind(value: str) -> str:
+    if value in ("signature", "attestation", "sbom") or _MEDIA_TYPE_RE.fullmatch(value):
+        return value
+    raise ValueError(f"{value!r}: signature, attestation, sbom, or an artifact type such as application/spdx+json")
+
+
 def _percent(value: str, _base: Path) -> float:
     text = value.strip().removesuffix("%").strip()
     try:
@@ -297,6 +304,14 @@ KEY_TABLE: tuple[Key, ...] = (
         "system's CAs. TLS stays verified", _ca_bundle),
     Key("target-ca-bundle", "the system's CAs, `SSL_CERT_FILE`", "the same for the target registry",
         _ca_bundle),
+    Key("referrers", "`true`", "copy what refers to each mirrored image, for its index and each platform: OCI 1.1 "
+        "referrers (signatures, SBOMs, attestations with a `subject`: through the referrers API, else the "
+        "`sha256-<hex>` fallback tag) and cosign's `sha256-<hex>.sig` / `.att` / `.sbom` tags; `false` copies the "
+        "image alone", _bool, True),
+    Key("referrers-include", "all", "only these artifacts travel: kinds `signature`, `attestation`, `sbom`, or "
+        "artifact types (`application/spdx+json`), separated by commas or spaces", _each(_artifact_kind), ()),
+    Key("referrers-exclude", "none", "these artifacts stay behind (same names as `referrers-include`)",
+        _each(_artifact_kind), ()),
     Key("pull-reserve", "`10%`", "the share of a source's pull limit (Docker Hub: `ratelimit-limit`) DMI never "
         "spends, for the other machines behind the same IP: `0%` to `100%` (`%` optional, e.g. `25`, `12.5%`). A "
         "pull task that would spend into it waits (deferred) until the window frees pulls", _percent, 10.0),

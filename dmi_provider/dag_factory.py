@@ -69,6 +69,7 @@ def _operator_kwargs(spec: MirrorSpec, env: Environment) -> dict:
         "tracking_conn_id": spec.tracking_conn_id, "environment": env, "source_proxy": spec.source_proxy,
         "source_ca_bundle": spec.source_ca_bundle, "target_proxy": spec.target_proxy,
         "target_ca_bundle": spec.target_ca_bundle, "pull_reserve": spec.pull_reserve,
+        "referrers": spec.referrers,
         "pull_task_id": f"{spec.group_id}.pull", "push_task_id": f"{spec.group_id}.push",
     }
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from dmi_provider.config import EcrSettings, Environment, MirrorSpec
 from dmi_provider.registry.network import Network
 from dmi_provider.registry.reference import Reference, parse_reference
+from dmi_provider.registry.referrers import ReferrerFilter
 from dmi_provider.tags import TagFilter
 
 
@@ -40,6 +41,7 @@ class Job:
     target_proxy: str | None = None
     target_ca_bundle: str | None = None
     pull_reserve: float = 10.0  # percent of a source's pull limit never spent
+    referrers: ReferrerFilter = field(default_factory=ReferrerFilter)  # what travels with an image
 
     @property
     def source_registry(self) -> str:
@@ -79,4 +81,4 @@ class Job:
                    tracking_conn_id=spec.tracking_conn_id, env=env, tag_filter=spec.tag_filter,
                    source_proxy=spec.source_proxy, source_ca_bundle=spec.source_ca_bundle,
                    target_proxy=spec.target_proxy, target_ca_bundle=spec.target_ca_bundle,
-                   pull_reserve=spec.pull_reserve)
+                   pull_reserve=spec.pull_reserve, referrers=spec.referrers)

@@ -52,7 +52,9 @@ def describe(plan: Plan) -> str:
     """One log line of a plan: what will happen and what is left of the source's rate limit."""
     limit = (f"; rate limit {plan.ratelimit_remaining}/{plan.ratelimit_limit} left"
              if plan.ratelimit_limit is not None else "")
-    return f"{plan.source} -> {plan.target}: {'to copy' if plan.changed else 'unchanged'} {plan.source_digest}{limit}"
+    state = "to copy" if plan.changed and plan.image_changed else "unchanged"
+    extra = f"; {len(plan.attached)} referrer manifest(s) to copy" if plan.attached else ""
+    return f"{plan.source} -> {plan.target}: {state} {plan.source_digest}{extra}{limit}"
 
 
 def outcomes(job: Job, run: RunInfo, pulled: dict | None, pushed: Sequence[dict] | None,
@@ -83,6 +85,8 @@ def _outcome(job: Job, run: RunInfo, src_tag: str, dst_tag: str, plan: dict | No
     outcome.ratelimit_remaining = plan.get("ratelimit_remaining")
     outcome.ratelimit_limit, outcome.ratelimit_source = plan.get("ratelimit_limit"), plan.get("ratelimit_source")
     outcome.source_pulls = plan.get("source_pulls") or 0
+    notes = list(plan.get("warnings") or []) + list((result or {}).get("warnings") or [])
+    outcome.warnings = "; ".join(dict.fromkeys(notes)) or None
     if dry_run:
         outcome.status, outcome.target_digest = "dry-run", plan["target_digest"]
     elif not plan["changed"]:
@@ -95,6 +99,7 @@ def _outcome(job: Job, run: RunInfo, src_tag: str, dst_tag: str, plan: dict | No
             setattr(outcome, key, result.get(key, 0))
         if result.get("ratelimit_remaining") is not None:
             outcome.ratelimit_remaining = result["ratelimit_remaining"]
+        outcome.referrers_copied = result.get("referrers_copied") or 0
     else:
         outcome.error = error or NOT_RUN
     return outcome

@@ -19,6 +19,7 @@ from dmi_provider.registry.copy import ClientPool, Copier, CopyResult, Plan
 from dmi_provider.registry.locations import BlobLocations, default_cache_path
 from dmi_provider.registry.network import Network
 from dmi_provider.registry.reference import Reference
+from dmi_provider.registry.referrers import ReferrerFilter
 from dmi_provider.targets.base import Endpoint
 
 Say = Callable[[str], None]
@@ -47,6 +48,7 @@ class EngineSetup:
     budget: PullBudget | None = None  # the source's pull limit (registry engine)
     known_manifests: dict[str, tuple[str, bytes]] | None = None  # paid for by an earlier, deferred try
     max_pause: float = 30.0  # the longest Retry-After waited out in place; longer ones go to the caller
+    referrers: ReferrerFilter = field(default_factory=ReferrerFilter)  # signatures, SBOMs … (registry engine)
 
 
 class Engine(Protocol):
@@ -80,7 +82,7 @@ def open_copier(setup: EngineSetup) -> Copier:
                       retry=RetryPolicy(max_pause=setup.max_pause))
     locations = BlobLocations(default_cache_path() if setup.blob_cache else None)
     return Copier(pool, workers=setup.workers, progress=setup.say, locations=locations, budget=setup.budget,
-                  known=setup.known_manifests)
+                  known=setup.known_manifests, referrers=setup.referrers)
 
 
 def run(engine: Engine, pairs: Sequence[tuple[Reference, Reference]], *, force: bool = False,

@@ -26,6 +26,7 @@ from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.job import Job
 from dmi_provider.registry.budget import PullsShort
 from dmi_provider.registry.errors import RegistryError
+from dmi_provider.registry.referrers import ReferrerFilter
 from dmi_provider.tags import TagFilter, split_pin
 from dmi_provider.targets import Target, make_target
 from dmi_provider.tracking.store import TrackingStore
@@ -63,6 +64,8 @@ class MirrorBaseOperator(BaseOperator):
     :param source_ca_bundle: PEM file of a CA to trust for the source registry, besides the system's
     :param target_proxy: proxy URL for the target registry
     :param target_ca_bundle: PEM file of a CA to trust for the target registry
+    :param referrers: which signatures, SBOMs and attestations travel with the image
+        (``dmi_provider.registry.referrers.ReferrerFilter``; default: all)
     :param pull_reserve: percent of a source's pull limit never spent (the pull task defers instead)
     :param tag_filter: ``tags-*`` filters (``dmi_provider.tags.TagFilter``); used by ResolveTagsOperator
     :param pull_task_id: the task id of the group's pull task (plans come from its XCom)
@@ -83,6 +86,7 @@ class MirrorBaseOperator(BaseOperator):
                  tag_filter: TagFilter | None = None, source_proxy: str | None = None,
                  source_ca_bundle: str | None = None, target_proxy: str | None = None,
                  target_ca_bundle: str | None = None, pull_reserve: float = 10.0,
+                 referrers: ReferrerFilter | None = None,
                  pull_task_id: str = "pull", push_task_id: str = "push", **kwargs: Any):
         super().__init__(**kwargs)
         self.source = source
@@ -107,6 +111,7 @@ class MirrorBaseOperator(BaseOperator):
         self.source_proxy, self.source_ca_bundle = source_proxy, source_ca_bundle
         self.target_proxy, self.target_ca_bundle = target_proxy, target_ca_bundle
         self.pull_reserve = pull_reserve
+        self.referrers = referrers or ReferrerFilter()
         self.pull_task_id = pull_task_id
         self.push_task_id = push_task_id
 
@@ -123,7 +128,7 @@ class MirrorBaseOperator(BaseOperator):
                    tracking_conn_id=self.tracking_conn_id, env=self.environment or current_environment(),
                    tag_filter=self.tag_filter, source_proxy=self.source_proxy,
                    source_ca_bundle=self.source_ca_bundle, target_proxy=self.target_proxy,
-                   target_ca_bundle=self.target_ca_bundle, pull_reserve=self.pull_reserve)
+                   target_ca_bundle=self.target_ca_bundle, pull_reserve=self.pull_reserve, referrers=self.referrers)
 
     @cached_property
     def target_backend(self) -> Target:

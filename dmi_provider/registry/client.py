@@ -190,6 +190,8 @@ def _token_of(body: bytes, registry: str) -> tuple[str, float]:
 
 
 def _kind(path: str) -> str:
+    if "/referrers/" in path:
+        return "referrers"
     if "/manifests/" in path:
         return "manifest"
     if path.endswith("/tags/list"):
@@ -230,6 +232,7 @@ class RegistryClient:
         self.counts: Counter[str] = Counter()
         self.ratelimit: RateLimit | None = None
         self.pulls = 0  # manifest GETs answered 200: what Docker Hub counts as pulls
+        self.referrers_api: bool | None = None  # learnt from the first referrers listing
         # Docker Hub's token service is well known: asking it first saves a 401 round trip per process.
         self._challenge: Challenge | None = DOCKER_HUB_CHALLENGE if registry == DOCKER_HUB else None
         self._lock = threading.Lock()
@@ -547,12 +550,40 @@ class RegistryClient:
         raise RegistryError(f"{self.registry}/{repo}: more than {MAX_TAG_PAGES} pages of tags")
 
     def put_manifest(self, repo: str, ref: str, manifest: Manifest) -> str:
+        return self.put_manifest_answer(repo, ref, manifest)[0]
+
+    def put_manifest_answer(self, repo: str, ref: str, manifest: Manifest) -> tuple[str, bool]:
+        """(digest stored, whether the registry indexed the manifest's subject itself: `OCI-Subject`)."""
         r = self.request("PUT", f"/v2/{repo}/manifests/{ref}", scope=push_scope(repo), content=manifest.raw,
                          headers={"Content-Type": manifest.media_type}, ok=(200, 201))
         digest = r.headers.get("docker-content-digest", manifest.digest)
         if digest != manifest.digest:
             raise DigestMismatch(f"{self.registry}/{repo}:{ref}: registry stored {digest}, sent {manifest.digest}")
-        return digest
+        return digest, bool(r.headers.get("oci-subject"))
+
+    def referrers(self, repo: str, digest: str) -> list[Descriptor] | None:
+        """The OCI 1.1 referrers of a digest, or None where the registry has no referrers API (it answers
+        404 there: a registry that has it never does). Follows `Link` pages. Not a pull."""
+        if self.referrers_api is False:
+            return None  # this registry said so once: no need to ask for every digest
+        url, found = f"/v2/{repo}/referrers/{digest}", []
+        for _ in range(MAX_TAG_PAGES):
+            try:
+                r = self.request("GET", url, scope=pull_scope(repo), stream=True,
+                                 headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+            except NotFound:
+                self.referrers_api = False
+                return None
+            self.referrers_api = True
+            body = _read_capped(r, MAX_MANIFEST_BYTES + 1)
+            if len(body) > MAX_MANIFEST_BYTES:
+                raise ManifestTooLarge(f"{self.url(url)}: a referrers page over {MAX_MANIFEST_BYTES} bytes")
+            found += Manifest.parse(body, "application/vnd.oci.image.index.v1+json").children
+            following = r.links.get("next", {}).get("url")
+            if not following:
+                return found
+            url = urljoin(self.base_url + "/", following)
+        raise RegistryError(f"{self.registry}/{repo}: more than {MAX_TAG_PAGES} pages of referrers of {digest}")
 
     def blob_exists(self, repo: str, digest: str) -> bool:
         try:

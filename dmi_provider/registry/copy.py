@@ -36,6 +36,7 @@ from dmi_provider.registry.manifest import (
 )
 from dmi_provider.registry.network import Network
 from dmi_provider.registry.reference import Reference, parse_reference
+from dmi_provider.registry.referrers import Attached, Finder, ReferrerFilter, add_to_fallback
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 5.0  # seconds between progress lines of one large blob
@@ -62,6 +63,8 @@ class CopyResult:
     ratelimit_remaining: int | None = None
     ratelimit_source: str | None = None
     source_pulls: int = 0  # manifest GETs the source counted as pulls
+    referrers_copied: int = 0  # signatures, attestations, SBOMs … written with the image
+    warnings: list[str] = field(default_factory=list)  # what was skipped, never failing the image
     duration: float = 0.0
 
     def to_dict(self) -> dict:
@@ -88,21 +91,30 @@ class Plan:
     ratelimit_remaining: int | None = None
     ratelimit_source: str | None = None
     source_pulls: int = 0
+    image_changed: bool = True  # False: only referrers to copy (`changed` says whether anything is)
+    attached: list[Attached] = field(default_factory=list)  # referrers the target lacks
+    referrers_found: int = 0
+    warnings: list[str] = field(default_factory=list)
     duration: float = 0.0
 
     def result(self, dry_run: bool = False) -> CopyResult:
-        status = "dry-run" if dry_run else ("copied" if self.changed else "unchanged")
+        status = "dry-run" if dry_run else ("copied" if self.changed and self.image_changed else "unchanged")
         return CopyResult(
             self.source, self.target, status, self.source_digest,
             self.target_digest if not self.changed or dry_run else None, self.media_type,
             platforms=self.platforms, filtered=self.filtered, changed=self.changed,
             requests={k: dict(v) for k, v in self.requests.items()}, ratelimit_limit=self.ratelimit_limit,
             ratelimit_remaining=self.ratelimit_remaining, ratelimit_source=self.ratelimit_source,
-            source_pulls=self.source_pulls, duration=round(self.duration, 3),
+            source_pulls=self.source_pulls, warnings=list(self.warnings), duration=round(self.duration, 3),
         )
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        attached, self.attached = self.attached, []
+        try:
+            data = asdict(self)
+        finally:
+            self.attached = attached
+        data["attached"] = [a.to_dict() for a in attached]
         data["manifests"] = [{"media_type": m.media_type, "digest": m.digest,
                               "raw": base64.b64encode(m.raw).decode()} for m in self.manifests]
         data["blobs"] = [asdict(b) for b in self.blobs]
@@ -117,8 +129,12 @@ class Plan:
             if manifest.digest != m["digest"]:
                 raise DigestMismatch(f"planned manifest {m['digest']} changed on its way: {manifest.digest}")
             manifests.append(manifest)
-        blobs = [Descriptor(**{**b, "urls": tuple(b.get("urls") or ())}) for b in data.pop("blobs", [])]
-        return cls(**{**data, "platforms": tuple(data.get("platforms") or ())}, manifests=manifests, blobs=blobs)
+        blobs = [Descriptor(**{**b, "urls": tuple(b.get("urls") or ()),
+                               "annotations": tuple(tuple(a) for a in b.get("annotations") or ())})
+                 for b in data.pop("blobs", [])]
+        attached = [Attached.from_dict(a) for a in data.pop("attached", [])]
+        return cls(**{**data, "platforms": tuple(data.get("platforms") or ())}, manifests=manifests, blobs=blobs,
+                   attached=attached)
 
 
 def _mib(n: float) -> str:
@@ -161,7 +177,7 @@ class Copier:
 
     def __init__(self, pool: ClientPool, workers: int = 4, progress: Callable[[str], None] | None = None,
                  locations: BlobLocations | None = None, budget: PullBudget | None = None,
-                 known: dict[str, tuple[str, bytes]] | None = None):
+                 known: dict[str, tuple[str, bytes]] | None = None, referrers: ReferrerFilter | None = None):
         self.pool = pool
         self.workers = workers
         self.say = progress or log.info
@@ -169,6 +185,8 @@ class Copier:
         self.budget = budget  # a source's pull limit, spent only as far as it goes
         # Manifests paid for before (an earlier try of this task deferred): digest -> (media type, raw).
         self.known: dict[str, tuple[str, bytes]] = dict(known or {})
+        # What travels with an image (signatures, SBOMs …): off unless asked (the CLI and the DAGs ask).
+        self.referrers = referrers if referrers is not None else ReferrerFilter(enabled=False)
 
     def close(self) -> None:
         self.pool.close()
@@ -202,10 +220,12 @@ class Copier:
         filtering = bool(platforms) and src_head.media_type in INDEX_TYPES
         plan = Plan(str(src), str(dst), src_head.digest, dst_head.digest if dst_head else None, src_head.media_type,
                     filtered=filtering)
+        subjects: list[str] = []
         if not force and dst_head is not None and self._up_to_date(dc, dst, dst_head, src_head.digest, platforms,
                                                                    filtering):
-            plan.changed = False
+            plan.changed = plan.image_changed = False
             self.say(f"{src} -> {dst}: unchanged ({src_head.digest})")
+            subjects = self._subjects_at_target(dc, dst, dst_head, src_head.digest, filtering)
         elif not fetch:
             self.say(f"{src} -> {dst}: would copy {src_head.digest} (dry run: nothing written)")
         else:
@@ -213,6 +233,12 @@ class Copier:
             images, children, to_put = self._collect(sc, dc, src, dst, top, platforms, plan)
             plan.manifests = [*children, to_put]
             plan.blobs = self._unique_blobs(images)
+            subjects = ([] if filtering else [top.digest]) + [c.digest for c in (to_put.children or ())
+                                                               if c.platform != "unknown/unknown"]
+        if not fetch and src_head.media_type not in INDEX_TYPES:
+            subjects = subjects or [src_head.digest]  # a dry run knows a single image's digest from its HEAD
+        if self.referrers.enabled and subjects:
+            self._find_referrers(sc, dc, src, dst, subjects, plan, fetch)
         plan.requests = _requests(sc, dc, before)
         plan.source_pulls = sc.pulls - pulls
         if sc.ratelimit is not None:
@@ -220,6 +246,30 @@ class Copier:
             plan.ratelimit_source = sc.ratelimit.source
         plan.duration = time.monotonic() - started
         return plan
+
+    def _subjects_at_target(self, dc: RegistryClient, dst: Reference, dst_head: Descriptor, source_digest: str,
+                            filtering: bool) -> list[str]:
+        """The digests whose referrers travel, for an image the target holds already: the top one (unless
+        a platform filter made a new index) and its platforms' (read at the target: no pull)."""
+        subjects = [] if filtering else [source_digest]
+        if dst_head.media_type in INDEX_TYPES and self.referrers.enabled:
+            held = dc.get_manifest(dst.repository, dst_head.digest)
+            subjects += [c.digest for c in held.children if c.platform != "unknown/unknown"]
+        return subjects
+
+    def _find_referrers(self, sc: RegistryClient, dc: RegistryClient, src: Reference, dst: Reference,
+                        subjects: list[str], plan: Plan, fetch: bool) -> None:
+        finder = Finder(sc, dc, src.repository, dst.repository,
+                        (lambda digests: self._fetch(sc, src, digests)) if fetch else None,
+                        self.referrers, plan.warnings.append)
+        plan.attached = finder.attached(subjects)
+        plan.referrers_found = finder.found
+        for warning in plan.warnings:
+            self.say(f"{src}: warning: {warning}")
+        if plan.attached:
+            plan.changed = True
+            self.say(f"{src} -> {dst}: {len(plan.attached)} referrer manifest(s) to copy: "
+                     + ", ".join(sorted({a.what for a in plan.attached})))
 
     def _fetch(self, sc: RegistryClient, src: Reference, digests: list[str]) -> list[Manifest]:
         """GET manifests by digest, all of them paid for at once from the pull budget (a deferred try
@@ -256,14 +306,19 @@ class Copier:
         sc, dc = self.pool.get(src.registry), self.pool.get(dst.registry)
         before = (Counter(sc.counts), Counter(dc.counts))
         result = plan.result()
-        self.say(f"{src} -> {dst}: copying {plan.source_digest} ({plan.media_type}): {len(plan.blobs)} blobs, "
-                 f"{_mib(sum(b.size for b in plan.blobs))}")
-        self._copy_blobs(sc, dc, src.repository, dst.repository, plan.blobs, result)
-        self._put_manifests(dc, dst, plan, result)
-        self.say(
-            f"{src} -> {dst}: copied {result.target_digest}: {result.blobs_copied} blobs copied "
-            f"({_mib(result.bytes_transferred)}), {result.blobs_mounted} mounted, {result.blobs_skipped} skipped"
-        )
+        if plan.image_changed:
+            self.say(f"{src} -> {dst}: copying {plan.source_digest} ({plan.media_type}): {len(plan.blobs)} blobs, "
+                     f"{_mib(sum(b.size for b in plan.blobs))}")
+            self._copy_blobs(sc, dc, src.repository, dst.repository, plan.blobs, result)
+            self._put_manifests(dc, dst, plan, result)
+            self.say(
+                f"{src} -> {dst}: copied {result.target_digest}: {result.blobs_copied} blobs copied "
+                f"({_mib(result.bytes_transferred)}), {result.blobs_mounted} mounted, {result.blobs_skipped} skipped"
+            )
+        else:
+            result.target_digest = plan.target_digest
+        for attached in plan.attached:
+            self._copy_attached(sc, dc, src, dst, attached, result)
         spent = _requests(sc, dc, before)
         for side, counts in spent.items():
             merged = Counter(result.requests.get(side, {})) + Counter(counts)
@@ -273,6 +328,25 @@ class Copier:
             result.ratelimit_source = sc.ratelimit.source
         result.duration = round(plan.duration + time.monotonic() - started, 3)
         return result
+
+    def _copy_attached(self, sc: RegistryClient, dc: RegistryClient, src: Reference, dst: Reference,
+                       attached: Attached, result: CopyResult) -> None:
+        """One referrer after the image: its blobs, then its manifests. A failure is a warning: the image
+        is mirrored already, and the next run finds the referrer still missing and tries again."""
+        try:
+            self._copy_blobs(sc, dc, src.repository, dst.repository, attached.blobs, result)
+            *children, last = attached.manifests
+            for child in children:
+                dc.put_manifest(dst.repository, child.digest, child)
+            _, indexed = dc.put_manifest_answer(dst.repository, attached.tag or last.digest, last)
+            if attached.tag is None and not indexed and not attached.indexed:
+                add_to_fallback(dc, dst.repository, attached.subject, last)
+            result.referrers_copied += 0 if attached.bookkeeping else 1
+            self.say(f"{dst}: copied {attached.what} {last.digest} of {attached.subject}")
+        except RegistryError as exc:
+            result.warnings.append(f"{attached.what} of {attached.subject} not copied: {exc}")
+            self.say(f"{dst}: warning: {attached.what} of {attached.subject} not copied (the next run tries again): "
+                     f"{exc}")
 
     @staticmethod
     def _check_pin(sc: RegistryClient, src: Reference) -> None:
@@ -320,7 +394,7 @@ class Copier:
             if not children:
                 raise RegistryError(f"{src}: none of the platforms {', '.join(platforms)} is in the index "
                                     f"(it has {', '.join(top.platforms()) or 'no platform entries'})")
-        plan.platforms = tuple(c.platform for c in children if c.platform)
+        plan.platforms = tuple(c.platform for c in children if c.platform and c.platform != "unknown/unknown")
         wanted = []
         for child in children:
             if child.media_type in INDEX_TYPES:

@@ -20,6 +20,8 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 MANIFEST_TYPES = ", ".join((*INDEX_TYPES, *IMAGE_TYPES))
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 FOREIGN_LAYERS = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
                   "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
                   "application/vnd.oci.image.layer.nondistributable.v1.tar")
@@ -28,6 +30,9 @@ DESCRIPTOR_DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 # Annotations of an index that a platform filter wrote.
 SOURCE_DIGEST = "io.dmi.source.digest"
 SOURCE_PLATFORMS = "io.dmi.platforms"
+# BuildKit keeps an image's attestations in the index itself, as an entry naming the image it is about.
+REFERENCE_TYPE = "vnd.docker.reference.type"
+REFERENCE_DIGEST = "vnd.docker.reference.digest"
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,8 @@ class Descriptor:
     size: int
     platform: str | None = None
     urls: tuple[str, ...] = ()
+    artifact_type: str | None = None
+    annotations: tuple[tuple[str, str], ...] = ()
 
     @property
     def foreign(self) -> bool:
@@ -64,7 +71,11 @@ def _descriptor(entry: object, where: str) -> Descriptor:
         raise ManifestInvalid(f"{where}: descriptor {digest} has an invalid size {size!r}")
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise ManifestInvalid(f"{where}: descriptor {digest} has invalid urls")
-    return Descriptor(str(entry.get("mediaType", "")), digest, size, _platform(entry), tuple(urls))
+    notes = entry.get("annotations") or {}
+    annotations = tuple(sorted((str(k), str(v)) for k, v in notes.items())) if isinstance(notes, dict) else ()
+    kind = entry.get("artifactType")
+    return Descriptor(str(entry.get("mediaType", "")), digest, size, _platform(entry), tuple(urls),
+                      str(kind) if kind else None, annotations)
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,8 @@ class Manifest:
     children: tuple[Descriptor, ...] = ()  # an index's manifests
     blobs: tuple[Descriptor, ...] = ()  # an image's config and layers
     annotations: tuple[tuple[str, str], ...] = ()
+    subject: str | None = None  # the digest an OCI 1.1 referrer refers to
+    artifact_type: str | None = None  # `artifactType`, else the config's media type (OCI 1.1)
 
     @property
     def is_index(self) -> bool:
@@ -99,12 +112,18 @@ class Manifest:
         if not isinstance(notes, dict):
             raise ManifestInvalid(f"{where}: annotations is not a JSON object")
         annotations = tuple(sorted((str(k), str(v)) for k, v in notes.items()))
+        subject = _descriptor(data["subject"], where).digest if data.get("subject") else None
+        kind = data.get("artifactType")
         if media_type in INDEX_TYPES:
             children = tuple(_descriptor(e, where) for e in _list(data, "manifests", where))
-            return cls(raw, media_type, digest, children=children, annotations=annotations)
+            return cls(raw, media_type, digest, children=children, annotations=annotations, subject=subject,
+                       artifact_type=str(kind) if kind else None)
         blobs = [_descriptor(data["config"], where)] if data.get("config") else []
         blobs += [_descriptor(e, where) for e in _list(data, "layers", where)]
-        return cls(raw, media_type, digest, blobs=tuple(blobs), annotations=annotations)
+        if not kind and blobs and blobs[0].media_type not in (OCI_CONFIG, DOCKER_CONFIG):
+            kind = blobs[0].media_type  # OCI 1.1: an artifact's type may be its config's media type
+        return cls(raw, media_type, digest, blobs=tuple(blobs), annotations=annotations, subject=subject,
+                   artifact_type=str(kind) if kind else None)
 
     def platforms(self) -> tuple[str, ...]:
         return tuple(c.platform for c in self.children if c.platform)
@@ -131,7 +150,13 @@ def platform_matches(platform: str | None, wanted: str) -> bool:
 def filter_index(index: Manifest, platforms: tuple[str, ...]) -> tuple[Manifest, tuple[Descriptor, ...]]:
     """A new index with only the wanted platforms, annotated with the source digest it came from."""
     data = json.loads(index.raw)
-    keep = [e for e in data.get("manifests") or () if any(platform_matches(_platform(e), p) for p in platforms)]
+    entries = data.get("manifests") or ()
+    keep = [e for e in entries if any(platform_matches(_platform(e), p) for p in platforms)]
+    kept = {e.get("digest") for e in keep}
+    # BuildKit's attestation manifests of the kept images stay with them.
+    keep += [e for e in entries if isinstance(e.get("annotations"), dict)
+             and e["annotations"].get(REFERENCE_TYPE) == "attestation-manifest"
+             and e["annotations"].get(REFERENCE_DIGEST) in kept]
     data["manifests"] = keep
     annotations = dict(data.get("annotations") or {})
     annotations[SOURCE_DIGEST] = index.digest

@@ -11,7 +11,9 @@ SCHEMA_VERSION = 2
 # Columns added after version 1, as (table, column, SQL type): added in place to an older database.
 ADDED_IN_2 = (("dmi_mirror_history", "ratelimit_limit", "INTEGER"),
               ("dmi_mirror_history", "ratelimit_source", "VARCHAR(100)"),
-              ("dmi_mirror_history", "source_pulls", "INTEGER"))
+              ("dmi_mirror_history", "source_pulls", "INTEGER"),
+              ("dmi_mirror_history", "referrers_copied", "INTEGER"),
+              ("dmi_mirror_history", "warnings", "TEXT"))
 
 
 class Base(DeclarativeBase):
@@ -48,6 +50,8 @@ class MirrorHistory(Base):
     ratelimit_limit: Mapped[int | None] = mapped_column(Integer)
     ratelimit_source: Mapped[str | None] = mapped_column(String(100))  # the IP or account Docker Hub counted
     source_pulls: Mapped[int | None] = mapped_column(Integer)  # manifest GETs the source counted as pulls
+    referrers_copied: Mapped[int | None] = mapped_column(Integer)  # signatures, SBOMs … written with the image
+    warnings: Mapped[str | None] = mapped_column(Text)  # what was skipped without failing the image
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

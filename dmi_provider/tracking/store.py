@@ -50,6 +50,8 @@ class MirrorOutcome:
     ratelimit_limit: int | None = None
     ratelimit_source: str | None = None
     source_pulls: int = 0
+    referrers_copied: int = 0
+    warnings: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import hashlib
 import json
 import re
 import threading
@@ -85,6 +86,10 @@ class Proxy:
         self.user_ratelimit = user_ratelimit
         self.window = window
         self.retry_after_429 = retry_after_429
+        # Play a registry with the OCI 1.1 referrers API (distribution 2.8 has none): answer
+        # /v2/<name>/referrers/<digest> from the fallback tag's index, and on a manifest PUT with a
+        # `subject` keep that index up to date itself and say so with `OCI-Subject`.
+        self.referrers_api = False
         self.spends: dict[str, deque[float]] = {}  # pulls spent, by who Docker Hub counts (IP or user)
         self.bytes_out = 0
         self.compressed = 0  # responses this proxy gzipped
@@ -193,6 +198,9 @@ class Proxy:
             self._record(method, path, fault.status)
             await Response(fault.body, fault.status, headers=fault.headers)(scope, receive, send)
             return
+        if self.referrers_api and method == "GET" and "/referrers/" in path:
+            await self._referrers(path, request, scope, receive, send)
+            return
         if self.tag_page and method == "GET" and path.endswith("/tags/list"):
             await self._tag_page(request, path, scope, receive, send)
             return
@@ -226,13 +234,18 @@ class Proxy:
         url = f"{self.upstream}{path}" + (f"?{request.url.query}" if request.url.query else "")
         assert self._client is not None
         has_body = method in ("POST", "PUT", "PATCH")
+        body = await request.body() if self.referrers_api and method == "PUT" and kind == "manifest" else None
         upstream = await self._client.send(
             self._client.build_request(method, url, headers=headers,
-                                       content=request.stream() if has_body else None),
+                                       content=body if body is not None else request.stream() if has_body else None),
             stream=True,
         )
         self._record(method, path, upstream.status_code)
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+        if body is not None and upstream.status_code == 201:
+            subject = await self._index_referrer(path, body, headers)
+            if subject:
+                out_headers["OCI-Subject"] = subject
         if payer is not None and upstream.status_code == 200:  # a refused or failed GET is no pull
             with self._lock:
                 self.spends.setdefault(payer[0], deque()).append(time.monotonic())
@@ -268,6 +281,45 @@ class Proxy:
 
         response = StreamingResponse(body(), status_code=upstream.status_code, headers=out_headers)
         await response(scope, receive, send)
+
+    async def _referrers(self, path: str, request: Request, scope: dict, receive: Callable, send: Callable) -> None:
+        name, _, digest = path.removeprefix("/v2/").partition("/referrers/")
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization",)}
+        headers["accept"] = "application/vnd.oci.image.index.v1+json"
+        assert self._client is not None
+        index = await self._client.get(f"{self.upstream}/v2/{name}/manifests/{digest.replace(':', '-')}",
+                                       headers=headers)
+        self._record("GET", path, 200)
+        body = index.content if index.status_code == 200 else json.dumps(
+            {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}).encode()
+        await Response(body, 200, media_type="application/vnd.oci.image.index.v1+json")(scope, receive, send)
+
+    async def _index_referrer(self, path: str, body: bytes, headers: list[tuple[str, str]]) -> str | None:
+        """After a manifest with a subject was stored: add it to the subject's fallback index upstream."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        subject = (data.get("subject") or {}).get("digest") if isinstance(data, dict) else None
+        if not subject:
+            return None
+        name = path.removeprefix("/v2/").rsplit("/manifests/", 1)[0]
+        auth = {k: v for k, v in headers if k.lower() == "authorization"}
+        accept = {"accept": "application/vnd.oci.image.index.v1+json"}
+        assert self._client is not None
+        tag_url = f"{self.upstream}/v2/{name}/manifests/{subject.replace(':', '-')}"
+        current = await self._client.get(tag_url, headers=auth | accept)
+        index = current.json() if current.status_code == 200 else {
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        if all(e.get("digest") != digest for e in index["manifests"]):
+            entry = {"mediaType": data.get("mediaType"), "digest": digest, "size": len(body)}
+            if data.get("artifactType"):
+                entry["artifactType"] = data["artifactType"]
+            index["manifests"].append(entry)
+            await self._client.put(tag_url, content=json.dumps(index).encode(),
+                                   headers=auth | {"content-type": "application/vnd.oci.image.index.v1+json"})
+        return subject
 
     async def _tag_page(self, request: Request, path: str, scope: dict, receive: Callable, send: Callable) -> None:
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
