@@ -53,6 +53,7 @@ MAX_TAG_PAGES = 200
 VERIFIABLE = ("sha256", "sha512")  # digest algorithms whose bytes this client can check
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 CHUNK = 1024 * 1024
+REFERRERS_API: dict[str, bool] = {}  # per registry URL: whether it has the referrers API (learnt once)
 DOCKER_HUB_CHALLENGE = Challenge("bearer", "https://auth.docker.io/token", "registry.docker.io")
 
 
@@ -232,7 +233,6 @@ class RegistryClient:
         self.counts: Counter[str] = Counter()
         self.ratelimit: RateLimit | None = None
         self.pulls = 0  # manifest GETs answered 200: what Docker Hub counts as pulls
-        self.referrers_api: bool | None = None  # learnt from the first referrers listing
         # Docker Hub's token service is well known: asking it first saves a 401 round trip per process.
         self._challenge: Challenge | None = DOCKER_HUB_CHALLENGE if registry == DOCKER_HUB else None
         self._lock = threading.Lock()
@@ -564,17 +564,17 @@ class RegistryClient:
     def referrers(self, repo: str, digest: str) -> list[Descriptor] | None:
         """The OCI 1.1 referrers of a digest, or None where the registry has no referrers API (it answers
         404 there: a registry that has it never does). Follows `Link` pages. Not a pull."""
-        if self.referrers_api is False:
-            return None  # this registry said so once: no need to ask for every digest
+        if REFERRERS_API.get(self.base_url) is False:
+            return None  # this registry said so once in this process: no need to ask for every digest
         url, found = f"/v2/{repo}/referrers/{digest}", []
         for _ in range(MAX_TAG_PAGES):
             try:
                 r = self.request("GET", url, scope=pull_scope(repo), stream=True,
                                  headers={"Accept": "application/vnd.oci.image.index.v1+json"})
             except NotFound:
-                self.referrers_api = False
+                REFERRERS_API[self.base_url] = False
                 return None
-            self.referrers_api = True
+            REFERRERS_API[self.base_url] = True
             body = _read_capped(r, MAX_MANIFEST_BYTES + 1)
             if len(body) > MAX_MANIFEST_BYTES:
                 raise ManifestTooLarge(f"{self.url(url)}: a referrers page over {MAX_MANIFEST_BYTES} bytes")
