@@ -214,8 +214,12 @@ def test_through_the_dag_with_history_and_plan(airflow_env, hub, hub_registry, o
     assert raw(target, f"mirror/{ns}", made["top_sbom"].digest) == made["top_sbom"].manifest
     envelope = json.loads(target.get_blob(f"mirror/{ns}", json.loads(
         raw(target, f"mirror/{ns}", tag_of(made["top"], ".att")))["layers"][0]["digest"]))
-    statement = json.loads(base64.b64decode(envelope["payload"]))
-    assert statement["subject"][0]["digest"]["sha256"] == made["top"].split(":")[1]
+    statement_bytes = base64.b64decode(envelope["payload"])
+    pae = b"DSSEv1 28 application/vnd.in-toto+json %d %s" % (len(statement_bytes), statement_bytes)
+    assert signer.verifies(pae, envelope["signatures"][0]["sig"])  # the attestation's own signature
+    assert json.loads(statement_bytes)["subject"][0]["digest"]["sha256"] == made["top"].split(":")[1]
+    sbom_at_target = json.loads(raw(target, f"mirror/{ns}", made["top_sbom"].digest))
+    assert sbom_at_target["subject"]["digest"] == made["top"]  # the SBOM names the mirrored index
 
     newer = attestation(signer, made["top"], "https://example.com/vuln-scan/v1")
     put(rig_client(hub_registry, HUB_USER), f"{ns}/app", tag_of(made["top"], ".att"), newer)
