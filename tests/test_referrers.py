@@ -130,6 +130,8 @@ def test_a_platform_filter_keeps_the_referrers_and_attestations_of_the_platforms
     assert kept[0] == (made["amd64"], None) and kept[1][1] == made["amd64"] and len(kept) == 2
     # The amd64 image's SBOM travels; the index's signature does not (it signs the source index, not this one).
     assert result.referrers_copied == 1
+    assert result.warnings == ["platform filter: the referrers of the kept platforms travel; those of the source's "
+                               "index stay behind (they are about that index, not the filtered one)"]
     target = rig_client(open_registry)
     assert raw(target, f"{ns}/amd64only", made["amd64_sbom"].digest) == made["amd64_sbom"].manifest
     assert target.get_manifest(f"{ns}/amd64only", tag_of(made["top"], ".sig")).status_code == 404

@@ -238,6 +238,9 @@ class Copier:
         if not fetch and src_head.media_type not in INDEX_TYPES:
             subjects = subjects or [src_head.digest]  # a dry run knows a single image's digest from its HEAD
         if self.referrers.enabled and subjects:
+            if filtering:
+                plan.warnings.append("platform filter: the referrers of the kept platforms travel; those of the "
+                                     "source's index stay behind (they are about that index, not the filtered one)")
             self._find_referrers(sc, dc, src, dst, subjects, plan, fetch)
         plan.requests = _requests(sc, dc, before)
         plan.source_pulls = sc.pulls - pulls
