@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import Asset, AssetAlias, BaseOperator, TriggerRule
@@ -253,7 +253,7 @@ class PullImageOperator(MirrorBaseOperator):
         """Back from waiting for pulls: plan again (HEADs are free; manifests already paid for come along)."""
         return self.execute(context, known=known)
 
-    def wait_for_pulls(self, why: str, seconds: float, fetched: dict[str, tuple[str, bytes]]) -> None:
+    def wait_for_pulls(self, why: str, seconds: float, fetched: dict[str, tuple[str, bytes]]) -> NoReturn:
         until = datetime.now(UTC) + timedelta(seconds=seconds)
         self.log.warning("[%s] %s: waiting until %s UTC (%.0fs), deferred: the task resumes by itself",
                          self.section, why, until.strftime("%Y-%m-%d %H:%M:%S"), seconds)
