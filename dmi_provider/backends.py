@@ -33,19 +33,21 @@ TASK_MAX_PAUSE = 5.0  # a task defers rather than sleeping through a longer Retr
 
 
 def pull_ledger(tracking_url: str) -> Ledger:
-    """The pull budget's ledger in the tracking database, shared by every worker."""
+    """The pull budget's ledger in the tracking database, shared by every worker. One store for the task's
+    claims (a pull task claims a few times: the top manifest, its platforms, referrers)."""
+    store: list[TrackingStore] = []
+
     def claim(key: str, needed: int, limit: RateLimit, reserve: int) -> float:
-        store = TrackingStore(tracking_url)
         try:
-            return claim_pulls(store, key, needed, limit.remaining or 0, limit.seen_at or time.time(), reserve,
+            if not store:
+                store.append(TrackingStore(tracking_url))
+            return claim_pulls(store[0], key, needed, limit.remaining or 0, limit.seen_at or time.time(), reserve,
                                limit.limit or 0, limit.window or DEFAULT_WINDOW)
         except SQLAlchemyError as exc:  # the ledger helps; without it the headers alone still decide
             log.warning("pull ledger unavailable (%s): deciding from the registry's headers alone",
                         type(exc).__name__)
             fits = (limit.remaining or 0) - needed >= reserve
             return 0.0 if fits else wait_for(needed, limit, reserve)
-        finally:
-            store.close()
 
     return claim
 

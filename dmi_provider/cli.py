@@ -89,11 +89,16 @@ def _credentials(value: str | None, what: str) -> Credentials | None:
 
 
 def _network(proxy: str | None, ca_bundle: str | None, flag: str) -> Network:
-    """--src-proxy / --src-ca-bundle (or --dst-…) as a Network; bad values raise DmiError."""
+    """--src-proxy / --src-ca-bundle (or --dst-…) as a Network; a bad value is a ValueError naming the flag."""
     from dmi_provider.registry.network import Network, check_ca_bundle, check_proxy
 
-    return Network(check_proxy(proxy, f"{flag}-proxy") if proxy else None,
-                   check_ca_bundle(ca_bundle, f"{flag}-ca-bundle") if ca_bundle else None)
+    checked = {}
+    for name, value, check in (("proxy", proxy, check_proxy), ("ca-bundle", ca_bundle, check_ca_bundle)):
+        try:
+            checked[name] = check(value) if value else None
+        except ValueError as exc:
+            raise ValueError(f"{flag}-{name}: {exc}") from None
+    return Network(checked["proxy"], checked["ca-bundle"])
 
 
 def _percent(text: str) -> float:
@@ -120,7 +125,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     import logging
 
     from dmi_provider.engines import EngineSetup, make_engine, run
-    from dmi_provider.registry.budget import PullBudget
+    from dmi_provider.registry.budget import PullBudget, PullsShort
     from dmi_provider.registry.reference import InvalidReference, check_host, parse_reference
     from dmi_provider.registry.referrers import ReferrerFilter
     from dmi_provider.targets.base import Endpoint
@@ -152,8 +157,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
         with _stdout_to_stderr():  # the docker engine imports Airflow, whose logs go to stdout
             (result,) = run(engine, [(src, dst)], force=args.force, dry_run=args.dry_run)
     except DmiError as exc:
-        wait = getattr(exc, "wait", None)  # PullsShort: the source's pull limit cannot pay for it now
-        later = f": try again in {wait:.0f}s, or lower --pull-reserve" if wait is not None else ""
+        later = f": try again in {exc.wait:.0f}s, or lower --pull-reserve" if isinstance(exc, PullsShort) else ""
         print(f"dmi copy: failed: {exc}{later}", file=sys.stderr)
         return 1
     finally:

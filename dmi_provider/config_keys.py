@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from dmi_provider.registry.network import check_ca_bundle, check_proxy
 from dmi_provider.registry.reference import DOCKER_HUB, check_host, check_path, check_tag
 from dmi_provider.tags import DEFAULT_MAX, HARD_MAX, check_pattern, check_range, check_tag_or_pin
 
@@ -30,7 +31,6 @@ _REFRESH_RE = re.compile(r"^([1-9][0-9]*)\s*([mhdw])$", re.ASCII)
 _UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 MAX_REFRESH = timedelta(weeks=520)
 MAX_POLICY_BYTES = 30 * 1024  # ECR's own limit on a lifecycle policy's text
-MAX_CA_BYTES = 4 * 1024 * 1024
 BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
@@ -215,30 +215,15 @@ def _pool(value: str) -> str:
 
 
 def _proxy(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https", "socks5", "socks5h") or not parts.hostname:
-        raise ValueError("a proxy URL: http://host:port")
-    if parts.password or parts.username:
+    if urlsplit(value).password or urlsplit(value).username:
         raise ValueError("no credentials in config.ini: put the proxy URL with its user and password in the "
                          "registry connection's `proxy` extra, or in HTTPS_PROXY")
-    if parts.path not in ("", "/") or parts.query:
-        raise ValueError("a proxy URL has no path: http://host:port")
-    return value
+    return check_proxy(value)
 
 
 def _ca_bundle(value: str, base: Path) -> str:
-    """An absolute path to a readable PEM file with at least one certificate (small: read at parse time)."""
-    path = (base / Path(value).expanduser()).resolve()
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(MAX_CA_BYTES + 1)
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(head) > MAX_CA_BYTES:
-        raise ValueError(f"{path} is over {MAX_CA_BYTES // 1024 // 1024} MiB: not a CA bundle")
-    if b"-----BEGIN CERTIFICATE-----" not in head:
-        raise ValueError(f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
-    return str(path)
+    """An absolute path to a readable PEM file (read at parse time, so size-capped)."""
+    return check_ca_bundle(str((base / Path(value).expanduser()).resolve()))
 
 
 # -- the table --------------------------------------------------------------------------------------------

@@ -496,10 +496,10 @@ def test_proxy_and_ca_bundle_keys(tmp_path):
     assert "secret" not in str(exc.value)
     assert found == [
         "config.ini:14: section 'bad': target-proxy = 'http://user:***@proxy.corp:3128': no credentials in config.ini: put the proxy URL with its user and password in the registry connection's `proxy` extra, or in HTTPS_PROXY",
-        f"config.ini:15: section 'bad': source-ca-bundle = 'missing.pem': cannot read {tmp_path}/missing.pem: No such file or directory",
-        f"config.ini:16: section 'bad': target-ca-bundle = 'empty.pem': {tmp_path}/empty.pem holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-        "config.ini:19: section 'worse': source-proxy = 'proxy.corp:3128': a proxy URL: http://host:port",
-        "config.ini:20: section 'worse': target-proxy = 'http://proxy.corp:3128/path': a proxy URL has no path: http://host:port",
+        f"config.ini:15: section 'bad': source-ca-bundle = 'missing.pem': CA bundle '{tmp_path}/missing.pem' cannot be read (No such file or directory): give a PEM file with the CA's certificate",
+        f"config.ini:16: section 'bad': target-ca-bundle = 'empty.pem': CA bundle '{tmp_path}/empty.pem' holds no PEM certificate (-----BEGIN CERTIFICATE----- ...)",
+        "config.ini:19: section 'worse': source-proxy = 'proxy.corp:3128': proxy 'proxy.corp:3128' is not a proxy URL: write http://host:port (or http://user:password@host:port)",
+        "config.ini:20: section 'worse': target-proxy = 'http://proxy.corp:3128/path': proxy 'http://proxy.corp:3128/path' has a path: write http://host:port",
         "config.ini:24: section 'daemon': source-ca-bundle = 'ca.pem': engine = docker reaches registries through the daemon, which has its own proxy and CA settings (dockerd's HTTPS_PROXY, /etc/docker/certs.d): remove it, or use engine = registry",
     ]
     ca.write_text(ca.read_text())  # the good section alone parses, with absolute paths

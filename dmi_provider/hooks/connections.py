@@ -65,20 +65,16 @@ def _extras(conn: Any, conn_id: str) -> dict:
 
 def network_from_extras(extras: dict, where: str) -> Network:
     proxy, ca_bundle, insecure = extras.get("proxy"), extras.get("ca_bundle"), extras.get("insecure", False)
-    if proxy:
-        proxy = check_proxy(str(proxy), where)
-        if urlsplit(proxy).password:
-            mask_secret(urlsplit(proxy).password)
-    if ca_bundle:
-        ca_bundle = check_ca_bundle(str(ca_bundle), where)
+    try:
+        proxy = check_proxy(str(proxy)) if proxy else None
+        ca_bundle = check_ca_bundle(str(ca_bundle)) if ca_bundle else None
+    except ValueError as exc:
+        raise DmiError(f"{where}: {exc}") from None
+    if proxy and urlsplit(proxy).password:
+        mask_secret(urlsplit(proxy).password)
     if isinstance(insecure, str):
         insecure = insecure.strip().lower() in ("true", "yes", "on", "1")
     return Network(proxy or None, ca_bundle or None, bool(insecure))
-
-
-def registry_credentials(conn_id: str | None) -> Credentials | None:
-    """The login alone (the docker engine passes it per pull and push)."""
-    return registry_login(conn_id).credentials
 
 
 def tracking_url(conn_id: str | None, db_path: str | None, *, server: bool = False) -> str:

@@ -32,22 +32,16 @@ TRACKING_CONN_ID = os.environ.get("DMI_TRACKING_CONN_ID", DEFAULT_TRACKING_CONN_
 app = FastAPI(title="DMI image mirror", dependencies=[Depends(requires_access_view(AccessView.PLUGINS))])
 
 
-def _config_conn_ids() -> frozenset[str]:
-    """The tracking connections the deployed config.ini names (sections may use their own); the file is
-    read again only when it changes, not on every page."""
+def _config_sections() -> tuple:
+    """The sections of the deployed config.ini; the file is read again only when it changes, not on every
+    page."""
     from airflow.configuration import conf
 
     path = os.environ.get("DMI_CONFIG") or os.path.join(conf.get("core", "dags_folder"), "config.ini")
     try:
-        stamp = os.stat(path).st_mtime_ns
+        return _sections_of(path, os.stat(path).st_mtime_ns)
     except OSError:
-        return frozenset()
-    return _conn_ids_of(path, stamp)
-
-
-@functools.lru_cache(maxsize=4)
-def _conn_ids_of(path: str, _stamp: int) -> frozenset[str]:
-    return frozenset(spec.tracking_conn_id for spec in _sections_of(path, _stamp))
+        return ()
 
 
 @functools.lru_cache(maxsize=4)
@@ -58,14 +52,9 @@ def _sections_of(path: str, _stamp: int) -> tuple:
         return ()
 
 
-def _config_sections() -> tuple:
-    from airflow.configuration import conf
-
-    path = os.environ.get("DMI_CONFIG") or os.path.join(conf.get("core", "dags_folder"), "config.ini")
-    try:
-        return _sections_of(path, os.stat(path).st_mtime_ns)
-    except OSError:
-        return ()
+def _config_conn_ids() -> frozenset[str]:
+    """The tracking connections the deployed config.ini names (sections may use their own)."""
+    return frozenset(spec.tracking_conn_id for spec in _config_sections())
 
 
 def waiting_for_pulls(user: BaseUser) -> dict[str, int]:

@@ -10,7 +10,6 @@ One image, src -> dst:
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import logging
@@ -19,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from dmi_provider.registry.auth import Credentials, CredentialSource, docker_config_credentials
 from dmi_provider.registry.budget import PullBudget, PullsShort
@@ -33,6 +32,8 @@ from dmi_provider.registry.manifest import (
     Descriptor,
     Manifest,
     filter_index,
+    from_json,
+    to_json,
 )
 from dmi_provider.registry.network import Network
 from dmi_provider.registry.reference import Reference, parse_reference
@@ -109,26 +110,16 @@ class Plan:
         )
 
     def to_dict(self) -> dict:
-        attached, self.attached = self.attached, []
-        try:
-            data = asdict(self)
-        finally:
-            self.attached = attached
-        data["attached"] = [a.to_dict() for a in attached]
-        data["manifests"] = [{"media_type": m.media_type, "digest": m.digest,
-                              "raw": base64.b64encode(m.raw).decode()} for m in self.manifests]
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["attached"] = [a.to_dict() for a in self.attached]
+        data["manifests"] = [to_json(m) for m in self.manifests]
         data["blobs"] = [asdict(b) for b in self.blobs]
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Plan:
         data = dict(data)
-        manifests = []
-        for m in data.pop("manifests", []):
-            manifest = Manifest.parse(base64.b64decode(m["raw"]), m["media_type"])
-            if manifest.digest != m["digest"]:
-                raise DigestMismatch(f"planned manifest {m['digest']} changed on its way: {manifest.digest}")
-            manifests.append(manifest)
+        manifests = [from_json(m) for m in data.pop("manifests", [])]
         blobs = [Descriptor(**{**b, "urls": tuple(b.get("urls") or ()),
                                "annotations": tuple(tuple(a) for a in b.get("annotations") or ())})
                  for b in data.pop("blobs", [])]

@@ -6,12 +6,13 @@ index, and that one says so in its annotations.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
 from dataclasses import dataclass
 
-from dmi_provider.registry.errors import ManifestInvalid
+from dmi_provider.registry.errors import DigestMismatch, ManifestInvalid
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -130,6 +131,20 @@ class Manifest:
 
     def annotation(self, key: str) -> str | None:
         return dict(self.annotations).get(key)
+
+
+def to_json(manifest: Manifest) -> dict:
+    """A manifest as JSON-safe data (XCom): its exact bytes, base64."""
+    return {"media_type": manifest.media_type, "digest": manifest.digest,
+            "raw": base64.b64encode(manifest.raw).decode()}
+
+
+def from_json(data: dict) -> Manifest:
+    """The reverse, checked: bytes that no longer hash to their digest are refused."""
+    manifest = Manifest.parse(base64.b64decode(data["raw"]), data["media_type"])
+    if manifest.digest != data["digest"]:
+        raise DigestMismatch(f"planned manifest {data['digest']} changed on its way: {manifest.digest}")
+    return manifest
 
 
 def _list(data: dict, key: str, where: str) -> list:

@@ -14,15 +14,17 @@ import ssl
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
-
-import certifi
-import httpx
 
 from dmi_provider.errors import DmiError
 from dmi_provider.registry.errors import RegistryError
 
+if TYPE_CHECKING:  # httpx is imported where a client is made: config.ini's checks below need none of it
+    import httpx
+
 PEM_START = "-----BEGIN CERTIFICATE-----"
+MAX_CA_BYTES = 4 * 1024 * 1024
 TRUST_HINT = ("trust its CA: give the CA's PEM file as source-ca-bundle / target-ca-bundle in config.ini, in the "
               "registry connection's ca_bundle extra, or in SSL_CERT_FILE (verification is never turned off)")
 
@@ -41,28 +43,35 @@ class Network:
         return Network(other.proxy or self.proxy, other.ca_bundle or self.ca_bundle, other.insecure or self.insecure)
 
 
-def check_proxy(value: str, where: str) -> str:
-    """A proxy URL as httpx takes it: http://[user:password@]host:port (https:// and socks5:// too)."""
+def check_proxy(value: str) -> str:
+    """A proxy URL as httpx takes it: http://[user:password@]host:port (https:// and socks5:// too).
+    ValueError says what is wrong (the caller says where: a key, a connection, a flag)."""
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https", "socks5", "socks5h") or not parts.hostname:
-        raise DmiError(f"{where}: proxy {redact_url(value)!r} is not a proxy URL: write http://host:port "
-                       "(or http://user:password@host:port)")
+        raise ValueError(f"proxy {redact_url(value)!r} is not a proxy URL: write http://host:port "
+                         "(or http://user:password@host:port)")
+    if parts.path not in ("", "/") or parts.query:
+        raise ValueError(f"proxy {redact_url(value)!r} has a path: write http://host:port")
     return value.strip()
 
 
-def check_ca_bundle(value: str, where: str) -> str:
-    """A PEM file that exists and holds a certificate, or PEM text itself (a connection extra)."""
+def check_ca_bundle(value: str) -> str:
+    """A PEM file that exists and holds a certificate (read at most MAX_CA_BYTES), or PEM text itself (a
+    connection extra). ValueError says what is wrong."""
     text = value.strip()
     if text.startswith(PEM_START):
         return text
     path = Path(text).expanduser()
     try:
-        content = path.read_text(errors="replace")
+        with open(path, "rb") as handle:
+            head = handle.read(MAX_CA_BYTES + 1)
     except OSError as exc:
-        raise DmiError(f"{where}: CA bundle {text!r} cannot be read ({exc.strerror or exc}): give a PEM file "
-                       "with the CA's certificate") from None
-    if PEM_START not in content:
-        raise DmiError(f"{where}: CA bundle {text!r} holds no PEM certificate ({PEM_START} ...)")
+        raise ValueError(f"CA bundle {text!r} cannot be read ({exc.strerror or exc}): give a PEM file with the "
+                         "CA's certificate") from None
+    if len(head) > MAX_CA_BYTES:
+        raise ValueError(f"CA bundle {text!r} is over {MAX_CA_BYTES >> 20} MiB: not a CA bundle")
+    if PEM_START.encode() not in head:
+        raise ValueError(f"CA bundle {text!r} holds no PEM certificate ({PEM_START} ...)")
     return str(path)
 
 
@@ -71,6 +80,8 @@ def ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
     """One verifying context per CA bundle, shared by every client of the process (building one costs
     tens of milliseconds): the system store (which honours SSL_CERT_FILE / SSL_CERT_DIR), Mozilla's
     bundle as httpx trusts by default, and the registry's own CA."""
+    import certifi
+
     context = ssl.create_default_context()
     context.load_verify_locations(cafile=certifi.where())
     if ca_bundle:
@@ -84,6 +95,8 @@ def ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
 def http_client(network: Network, *, timeout: float, connect: float = 15.0, **kw: object) -> httpx.Client:
     """An httpx client for one registry: its proxy (else the environment's), its trust, no SSL context
     at all for plain HTTP."""
+    import httpx
+
     verify: ssl.SSLContext | bool = False if network.insecure else ssl_context(network.ca_bundle)
     return httpx.Client(timeout=httpx.Timeout(timeout, connect=connect), verify=verify, proxy=network.proxy,
                         trust_env=True, **kw)  # type: ignore[arg-type]
@@ -127,6 +140,8 @@ def _host(url: str) -> str:
 def transport_error(exc: httpx.TransportError, url: str, network: Network, what: str) -> DmiError:
     """One line for a request that got no HTTP answer: which host (or proxy), what happened, what to do.
     `what` names the registry (and its role) for the reader."""
+    import httpx
+
     causes = _causes(exc)
     proxy = proxy_for(url, network)
     via = f" through proxy {redact_url(proxy)}" if proxy else ""

@@ -10,14 +10,13 @@ warning: it never fails the image it refers to.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dmi_provider.registry.client import RegistryClient
-from dmi_provider.registry.errors import DigestMismatch, NotFound, RegistryError
-from dmi_provider.registry.manifest import OCI_INDEX, SOURCE_DIGEST, Descriptor, Manifest
+from dmi_provider.registry.errors import NotFound, RegistryError
+from dmi_provider.registry.manifest import OCI_INDEX, SOURCE_DIGEST, Descriptor, Manifest, from_json, to_json
 
 COSIGN_SUFFIXES = {".sig": "signature", ".att": "attestation", ".sbom": "sbom"}
 # Artifact types by the kind a filter names; anything else is matched by its own type.
@@ -77,19 +76,12 @@ class Attached:
 
     def to_dict(self) -> dict:
         return {"subject": self.subject, "what": self.what, "tag": self.tag, "indexed": self.indexed,
-                "manifests": [{"media_type": m.media_type, "digest": m.digest, "raw": base64.b64encode(m.raw).decode()}
-                              for m in self.manifests],
+                "manifests": [to_json(m) for m in self.manifests],
                 "blobs": [{"media_type": b.media_type, "digest": b.digest, "size": b.size} for b in self.blobs]}
 
     @classmethod
     def from_dict(cls, data: dict) -> Attached:
-        manifests = []
-        for m in data["manifests"]:
-            manifest = Manifest.parse(base64.b64decode(m["raw"]), m["media_type"])
-            if manifest.digest != m["digest"]:
-                raise DigestMismatch(f"planned referrer {m['digest']} changed on its way: {manifest.digest}")
-            manifests.append(manifest)
-        return cls(data["subject"], data["what"], data.get("tag"), manifests,
+        return cls(data["subject"], data["what"], data.get("tag"), [from_json(m) for m in data["manifests"]],
                    [Descriptor(b["media_type"], b["digest"], b["size"]) for b in data["blobs"]],
                    bool(data.get("indexed")))
 
