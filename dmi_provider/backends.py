@@ -17,14 +17,18 @@ from dmi_provider.registry.budget import DEFAULT_WINDOW, Ledger, PullBudget, wai
 from dmi_provider.registry.client import RateLimit
 from dmi_provider.registry.copy import ClientPool, Plan
 from dmi_provider.tags import Selection, select
-from dmi_provider.targets import Target
+from dmi_provider.targets import Target, make_source
 from dmi_provider.tracking.store import TrackingStore, claim_pulls
 
 log = logging.getLogger(__name__)
 
 
 def source_login(job: Job) -> RegistryLogin:
-    """The source's login, and its proxy and CA: the connection's extras over config.ini's keys."""
+    """The source's login, and its proxy and CA: the connection's extras over config.ini's keys. A cloud's
+    registry logs in through its cloud's connection, its token renewed while the copy runs."""
+    if job.source_type != "registry":
+        endpoint = make_source(job).endpoint()
+        return RegistryLogin(endpoint.credentials, endpoint.network)
     login = registry_login(job.source_conn_id)
     return RegistryLogin(login.credentials, job.source_network.merge(login.network))
 
@@ -68,8 +72,8 @@ def engine_for(job: Job, target: Target, say: Callable[[str], None], history: Hi
 
 def plan(job: Job, target: Target, engine: Engine, *, force: bool, dry_run: bool) -> tuple[str, list[Plan]]:
     """(target host, one plan per tag pair), from HEAD requests (and manifest GETs unless dry_run)."""
-    host = target.endpoint().host
-    return host, engine.plan(job.references(host), force=force, dry_run=dry_run)
+    endpoint = target.endpoint()
+    return endpoint.host, engine.plan(job.references(endpoint.host, endpoint.namespace), force=force, dry_run=dry_run)
 
 
 def resolve_tags(job: Job) -> tuple[list[list[str]], Selection]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import configparser
 import difflib
+import importlib.util
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -17,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dmi_provider.config_keys import (
+    CLOUDS,
     ENGINES,
+    EXTRAS,
     KEY_TABLE,
     KEYS,
     REFRESH_HELP,
@@ -31,8 +34,8 @@ from dmi_provider.tags import TagFilter, split_pin
 
 DAG_PREFIX = "dmi_mirror"
 DEFAULT = "DEFAULT"
-__all__ = ["ENGINES", "KEYS", "KEY_TABLE", "TARGETS", "ConfigError", "EcrSettings", "Environment", "MirrorConfig",
-           "MirrorSpec", "Refresh", "load_config", "parse_config", "parse_refresh"]
+__all__ = ["ENGINES", "KEYS", "KEY_TABLE", "TARGETS", "AcrSettings", "ConfigError", "EcrSettings", "Environment",
+           "GarSettings", "MirrorConfig", "MirrorSpec", "Refresh", "load_config", "parse_config", "parse_refresh"]
 _ACCOUNT_RE = re.compile(r"^[0-9]{12}$", re.ASCII)
 _REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]+$", re.ASCII)
 
@@ -96,6 +99,48 @@ class EcrSettings:
 
 
 @dataclass(frozen=True)
+class GarSettings:
+    """A `target = gar` section's Artifact Registry repository, with the API's own field names."""
+
+    conn_id: str = "google_cloud_default"
+    location: str = "us"
+    project: str | None = None  # None: the connection's project
+    repository: str = "mirror"
+    immutable_tags: bool = False
+    kms_key_name: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    description: str | None = None
+    cleanup_policies: str | None = None  # the JSON text, read at parse time
+    cleanup_policies_path: str | None = None
+    cleanup_policy_dry_run: bool = False
+    api_endpoint: str = "artifactregistry.googleapis.com"
+
+    @property
+    def host(self) -> str:
+        return f"{self.location}-docker.pkg.dev"
+
+
+@dataclass(frozen=True)
+class AcrSettings:
+    conn_id: str = "azure_default"
+    name: str | None = None  # None: the connection's host
+
+    @property
+    def host(self) -> str | None:
+        return f"{self.name.lower()}.azurecr.io" if self.name else None
+
+
+def target_name(target: str, registry: str | None, repository: str, ecr_host: str | None = None,
+                gar: GarSettings | None = None, acr: AcrSettings | None = None) -> str:
+    """`host/path` of a target repository as far as config.ini tells (a host known only at run time in <>)."""
+    if target == "gar":
+        gar = gar or GarSettings()
+        return f"{registry or gar.host}/{gar.project or '<project>'}/{gar.repository}/{repository}"
+    host = registry or (ecr_host if target == "ecr" else (acr or AcrSettings()).host if target == "acr" else None)
+    return f"{host or f'<{target}>'}/{repository}"
+
+
+@dataclass(frozen=True)
 class MirrorSpec:
     """One config section: one source repository and its tags, and where they go."""
 
@@ -129,6 +174,10 @@ class MirrorSpec:
     pull_reserve: float = 10.0
     source_pool: str = ""  # the Airflow pool of the tasks that talk to the source
     referrers: ReferrerFilter = field(default_factory=ReferrerFilter)
+    source_type: str = "registry"  # registry, or a cloud's (ecr, gar, acr) logged in through its connection
+    gar: GarSettings = field(default_factory=GarSettings)
+    acr: AcrSettings = field(default_factory=AcrSettings)
+    upload_chunk_size: int | None = None  # None: the target's own default
 
     @property
     def source(self) -> str:
@@ -144,15 +193,18 @@ class MirrorSpec:
         return tuple(zip(self.tags, self.target_tags(), strict=True))
 
     def target_name(self, ecr_host: str | None = None) -> str:
-        host = self.target_registry or ecr_host or "<ecr>"
-        return f"{host}/{self.target_repository}"
+        return target_name(self.target, self.target_registry, self.target_repository, ecr_host, self.gar, self.acr)
 
 
 @dataclass(frozen=True)
 class Environment:
     """The legacy environment variables of the original tool."""
 
-    cloud: str = "AWS"
+    cloud: str = "AWS"  # AWS, GOOGLE or AZURE (GCP and GKE are read as GOOGLE)
+
+    @property
+    def default_target(self) -> str:
+        return CLOUDS.get(self.cloud, "ecr")
     aws_account: str | None = None
     aws_region: str | None = None
     db_path: str | None = None
@@ -236,9 +288,11 @@ def read_environment(environ: Mapping[str, str], issues: list[ConfigIssue]) -> E
     def bad(key: str, value: str, message: str) -> None:
         issues.append(ConfigIssue("environment", message, None, key, value))
 
-    cloud = environ.get("CLOUD", "").strip() or "AWS"  # empty means unset, as in compose files
-    if cloud.upper() != "AWS":
-        bad("CLOUD", cloud, "only AWS is supported today")
+    cloud = (environ.get("CLOUD", "").strip() or "AWS").upper()  # empty means unset, as in compose files
+    if cloud not in CLOUDS:
+        bad("CLOUD", cloud, f"expected one of: {', '.join(CLOUDS)} (it sets the target of sections that set none)")
+    elif CLOUDS[cloud] == "gar":
+        cloud = "GOOGLE"
     account = environ.get("AWS_ACCOUNT", "").strip() or None
     if account and not _ACCOUNT_RE.fullmatch(account):
         bad("AWS_ACCOUNT", account, "expected a 12-digit AWS account id")
@@ -246,7 +300,7 @@ def read_environment(environ: Mapping[str, str], issues: list[ConfigIssue]) -> E
     if region and not _REGION_RE.fullmatch(region):
         bad("AWS_DEFAULT_REGION", region, "expected an AWS region such as us-east-1")
     db_path = environ.get("DB_PATH", "").strip() or None
-    return Environment(cloud.upper(), account, region, db_path)
+    return Environment(cloud, account, region, db_path)
 
 
 def current_environment(environ: Mapping[str, str] | None = None) -> Environment:
@@ -312,7 +366,7 @@ def parse_config(text: str, path: str = "config.ini", environ: Mapping[str, str]
     specs = []
     for section in names:
         own = dict(parser[section])
-        spec = _read_section(reader, section, own, defaults, default_refresh, base_dir)
+        spec = _read_section(reader, section, own, defaults, default_refresh, base_dir, env)
         if spec is not None:
             specs.append(spec)
     _check_collisions(reader, specs)
@@ -370,11 +424,13 @@ class _Section:
 
 
 def _read_section(reader: _Reader, section: str, own: dict[str, str], defaults: dict[str, str],
-                  default_refresh: Refresh | None, base_dir: Path) -> MirrorSpec | None:
+                  default_refresh: Refresh | None, base_dir: Path, env: Environment) -> MirrorSpec | None:
     for key, value in own.items():
         _check_known(reader, section, key, value)
     sec = _Section(reader, section, own, defaults)
     sec.walk(base_dir, default_refresh)
+    if not sec.given("target"):
+        sec.values["target"] = env.default_target  # CLOUD picks the target of sections that name none
     refresh = sec.get("refresh")
     if refresh is None and "refresh" not in own and "refresh" not in defaults:
         reader.add(section, "refresh", None, f"missing: set refresh in [DEFAULT] or here ({REFRESH_HELP})")
@@ -446,6 +502,7 @@ def _target_rules(sec: _Section, tags: tuple[str, ...]) -> str | None:
                          "settings (dockerd's HTTPS_PROXY, /etc/docker/certs.d): remove it, or use engine = registry")
     if sec.get("kms-key") and sec.get("encryption") != "KMS":
         sec.bad("kms-key", "needs encryption = KMS")
+    _cloud_rules(sec)
     if sec.given("target-repository"):
         return sec.get("target-repository")  # type: ignore[return-value]
     project, image = (sec.raw.get("project") or "").strip(), (sec.raw.get("image") or "").strip()
@@ -459,10 +516,36 @@ def _target_rules(sec: _Section, tags: tuple[str, ...]) -> str | None:
     return None
 
 
+SOURCE_HOSTS = {"ecr": "the ECR host, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+                "gar": "the GAR host, e.g. europe-west3-docker.pkg.dev", "acr": "the ACR host, e.g. NAME.azurecr.io"}
+
+
+def _cloud_rules(sec: _Section) -> None:
+    """A cloud source names its host; a cloud needs its extra installed (the pip line says which)."""
+    source, target = sec.get("source"), sec.get("target")
+    if source in SOURCE_HOSTS and not sec.given("source-registry"):
+        sec.reader.add(sec.name, "source-registry", None, f"missing: source = {source} needs source-registry: "
+                                                          f"{SOURCE_HOSTS[source]}")
+    for key, kind in (("target", target), ("source", source)):
+        missing = [extra for module, extra in EXTRAS.get(str(kind), ()) if not _installed(module)]
+        if missing:
+            sec.bad(key, f"{key} = {kind} needs the {missing[0]} extra: pip install "
+                         f"'airflow-provider-dmi[{missing[0]}]'")
+            return
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
+
+
 def _spec(sec: _Section, refresh: Refresh, default_refresh: Refresh | None, source_path: str,
           tags: tuple[str, ...], target_repository: str) -> MirrorSpec:
     v = sec.values
     policy = v["lifecycle-policy"] or (None, None)
+    cleanup = v["gar-cleanup-policies"] or (None, None)
     return MirrorSpec(
         section=sec.name, group_id=group_id_for(sec.name), dag_id=dag_id_for(refresh, default_refresh),
         refresh=refresh, source_registry=v["source-registry"], source_repository=source_path, tags=tags,
@@ -477,6 +560,11 @@ def _spec(sec: _Section, refresh: Refresh, default_refresh: Refresh | None, sour
         target_proxy=v["target-proxy"], target_ca_bundle=v["target-ca-bundle"], pull_reserve=v["pull-reserve"],
         source_pool=v["source-pool"] or default_pool(v["source-registry"]),
         referrers=ReferrerFilter(v["referrers"], v["referrers-include"], v["referrers-exclude"]),
+        source_type=v["source"], upload_chunk_size=v["upload-chunk-size"],
+        gar=GarSettings(v["gcp-conn-id"], v["gar-location"], v["gar-project"], v["gar-repository"],
+                        v["gar-immutable-tags"], v["gar-kms-key-name"], v["gar-labels"], v["gar-description"],
+                        cleanup[1], cleanup[0], v["gar-cleanup-policy-dry-run"], v["gar-api-endpoint"]),
+        acr=AcrSettings(v["azure-conn-id"], v["acr-name"]),
     )  # type: ignore[arg-type]
 
 
@@ -489,11 +577,11 @@ def _path_ok(path: str) -> bool:
 
 
 def _check_collisions(reader: _Reader, specs: list[MirrorSpec]) -> None:
-    targets: dict[tuple[str, str, str, str], str] = {}
+    targets: dict[str, str] = {}
     groups: dict[tuple[str, str], str] = {}
     for spec in specs:
         for tag in spec.target_tags():
-            key = (spec.target, spec.target_registry or "", spec.target_repository, tag)
+            key = f"{spec.target} {spec.target_name()}:{tag}"
             if key in targets:
                 reader.add(
                     spec.section, None, None,

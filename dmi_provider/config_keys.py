@@ -19,7 +19,13 @@ from dmi_provider.registry.reference import DOCKER_HUB, check_host, check_path, 
 from dmi_provider.tags import DEFAULT_MAX, HARD_MAX, check_pattern, check_range, check_tag_or_pin
 
 REFRESH_HELP = "0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"
-TARGETS = ("ecr", "registry")  # the lookup of dmi_provider.targets.TARGETS (a test keeps them equal)
+TARGETS = ("ecr", "gar", "acr", "registry")  # the lookup of dmi_provider.targets.TARGETS (a test keeps them equal)
+SOURCES = ("registry", "ecr", "gar", "acr")  # kinds of source: a plain registry, or a cloud's with its login
+# CLOUD (the original tool's variable) -> the target of sections that set none.
+CLOUDS = {"AWS": "ecr", "GOOGLE": "gar", "GCP": "gar", "GKE": "gar", "AZURE": "acr"}
+# What a cloud needs installed beyond the base package: (module to look for, extra).
+EXTRAS = {"gar": (("google.auth", "google"), ("google.cloud.artifactregistry_v1", "google")),
+          "acr": (("azure.identity", "azure"),)}
 ENGINES = ("registry", "docker")  # likewise dmi_provider.engines.ENGINES
 _PLATFORM_RE = re.compile(r"^[a-z0-9_.-]+/[a-z0-9_.-]+(?:/[a-z0-9_.-]+)?$", re.ASCII)
 _MEDIA_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$", re.ASCII)
@@ -31,6 +37,18 @@ _REFRESH_RE = re.compile(r"^([1-9][0-9]*)\s*([mhdw])$", re.ASCII)
 _UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 MAX_REFRESH = timedelta(weeks=520)
 MAX_POLICY_BYTES = 30 * 1024  # ECR's own limit on a lifecycle policy's text
+_GAR_LOCATION_RE = re.compile(r"^[a-z]+(?:-[a-z]+[0-9]+)?$", re.ASCII)  # us, europe, europe-west3
+_GCP_PROJECT_RE = re.compile(r"^(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$", re.ASCII)
+_GAR_REPOSITORY_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$", re.ASCII)
+_GCP_KMS_RE = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/keyRings/[^/\s]+/cryptoKeys/[^/\s]+$", re.ASCII)
+_GCP_LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$", re.ASCII)
+_GCP_LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$", re.ASCII)
+_ACR_NAME_RE = re.compile(r"^[a-zA-Z0-9]{5,50}$", re.ASCII)
+_API_ENDPOINT_RE = re.compile(r"^(?:https?://)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?$", re.ASCII)
+_SIZE_RE = re.compile(r"^([0-9]+)\s*(b|kib|mib|gib|k|m|g)?$", re.ASCII | re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3}
+MIN_CHUNK, MAX_CHUNK = 64 * 1024, 1024**3
+ACR_CHUNK = 8 * 1024**2  # below ACR's ~20 MB limit on one streaming PUT
 BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
@@ -150,9 +168,9 @@ def _refresh(value: str, _base: Path) -> Refresh:
     return parse_refresh(value)
 
 
-def _lifecycle_policy(value: str, base: Path) -> tuple[str, str]:
-    """(path, JSON text) of a policy file inside config.ini's folder: a regular file, size-capped
-    (read at DAG parse time, so nothing may hang or escape there)."""
+def _json_file(value: str, base: Path) -> tuple[str, str, Any]:
+    """(path, text, parsed JSON) of a file inside config.ini's folder: a regular file, size-capped (read at
+    DAG parse time, so nothing may hang or escape there)."""
     folder = base.resolve()
     path = (folder / value).resolve()
     if not path.is_relative_to(folder):
@@ -166,29 +184,71 @@ def _lifecycle_policy(value: str, base: Path) -> tuple[str, str]:
     if not stat.S_ISREG(info.st_mode):
         raise ValueError(f"{path} is not a regular file")
     if info.st_size > MAX_POLICY_BYTES:
-        raise ValueError(f"{path} has {info.st_size} bytes; a lifecycle policy has at most {MAX_POLICY_BYTES}")
+        raise ValueError(f"{path} has {info.st_size} bytes; a policy file has at most {MAX_POLICY_BYTES}")
     try:
         with open(path, "rb") as handle:
             text = handle.read(MAX_POLICY_BYTES + 1).decode("utf-8")
-        policy = json.loads(text)
+        return str(path), text, json.loads(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read {path}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not JSON: {exc}") from None
+
+
+def _lifecycle_policy(value: str, base: Path) -> tuple[str, str]:
+    """(path, JSON text) of an ECR lifecycle policy."""
+    path, text, policy = _json_file(value, base)
     if not isinstance(policy, dict) or not isinstance(policy.get("rules"), list):
         raise ValueError(f"{path}: expected a JSON object with a \"rules\" list")
-    return str(path), text
+    return path, text
 
 
-def _repository_tags(value: str, _base: Path) -> tuple[tuple[str, str], ...]:
+def _cleanup_policies(value: str, base: Path) -> tuple[str, str]:
+    """(path, JSON text) of GAR cleanup policies: the API's `cleanupPolicies` map, policy id -> policy."""
+    path, text, policies = _json_file(value, base)
+    if not isinstance(policies, dict) or not policies or not all(
+            isinstance(p, dict) and p.get("action") in ("DELETE", "KEEP") for p in policies.values()):
+        raise ValueError(f"{path}: expected the API's cleanupPolicies object: policy id -> {{\"id\": …, \"action\": "
+                         "\"DELETE\" or \"KEEP\", \"condition\" or \"mostRecentVersions\": …}")
+    return path, text
+
+
+def _pairs(value: str, key_ok: Callable[[str], bool], value_ok: Callable[[str], bool], rule: str
+           ) -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in [i.strip() for i in value.split(",") if i.strip()]:
         key, sep, val = item.partition("=")
         key, val = key.strip(), val.strip()
-        if not sep or not key or len(key) > 128 or len(val) > 256:
-            raise ValueError(f"{item!r}: expected key=value (key 1-128, value up to 256 characters)")
+        if not sep or not key_ok(key) or not value_ok(val):
+            raise ValueError(f"{item!r}: expected key=value ({rule})")
         pairs.append((key, val))
     return tuple(pairs)
+
+
+def _repository_tags(value: str, _base: Path) -> tuple[tuple[str, str], ...]:
+    return _pairs(value, lambda k: 0 < len(k) <= 128, lambda v: len(v) <= 256, "key 1-128, value up to 256 characters")
+
+
+def _labels(value: str, _base: Path) -> tuple[tuple[str, str], ...]:
+    return _pairs(value, _GCP_LABEL_RE.fullmatch, _GCP_LABEL_VALUE_RE.fullmatch,  # type: ignore[arg-type]
+                  "Google labels: lowercase letters, digits, _ and -, keys start with a letter, at most 63 each")
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Parser:
+    def parse(value: str, _base: Path) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"expected {what}")
+        return value
+    return parse
+
+
+def _size(value: str, _base: Path) -> int:
+    """`0` (one PUT per blob) or a chunk size: `8MiB`, `512KiB`, bytes."""
+    found = _SIZE_RE.fullmatch(value.strip())
+    size = int(found.group(1)) * _SIZE_UNITS[(found.group(2) or "b").lower()] if found else -1
+    if size != 0 and not MIN_CHUNK <= size <= MAX_CHUNK:
+        raise ValueError("0 (one PUT per blob) or a chunk size from 64KiB to 1GiB, e.g. 8MiB")
+    return size
 
 
 def _artifact_kind(value: str) -> str:
@@ -237,7 +297,7 @@ class Key:
     targets: tuple[str, ...] = ()  # the targets it applies to; empty: all
 
 
-ECR = ("ecr",)
+ECR, GAR, ACR = ("ecr",), ("gar",), ("acr",)
 KEY_TABLE: tuple[Key, ...] = (
     Key("refresh", "required (in `[DEFAULT]` or the section)", "`0` (mirror once, never refresh) or `N` followed by "
         "`m`, `h`, `d` or `w`, N a positive integer: `30m`, `6h`, `1d`, `1w`; at most `520w`", _refresh),
@@ -269,9 +329,18 @@ KEY_TABLE: tuple[Key, ...] = (
         "`docker.io`", _one(check_host), DOCKER_HUB),
     Key("platforms", "all", "`os/arch[/variant]` list, e.g. `linux/amd64, linux/arm64`. With a filter the target "
         "gets a new index listing only those platforms (its digest differs from the source's)", _each(_platform), ()),
-    Key("target", "`ecr`", "`ecr` (AWS ECR) or `registry` (any OCI / Docker v2 registry)", _choice(*TARGETS), "ecr"),
-    Key("target-registry", "ECR: the host from the ECR token", "`host[:port]` to push to. Required for "
-        "`target = registry`. For ECR it replaces the registry host of the token (PrivateLink endpoints, tests)",
+    Key("source", "`registry`", "what kind of registry the source is, for its login: `registry` (any registry; "
+        "`source-conn-id` a registry login), or a cloud's, logged in like a target: `ecr` (an AWS connection), `gar` "
+        "(a Google Cloud connection), `acr` (an Azure connection). A cloud source needs `source-registry` (its host: "
+        "`123456789012.dkr.ecr.eu-west-1.amazonaws.com`, `europe-west3-docker.pkg.dev`, `NAME.azurecr.io`) and "
+        "takes its connection from `source-conn-id` (default `aws_default`, `google_cloud_default`, `azure_default`)",
+        _choice(*SOURCES), "registry"),
+    Key("target", "`ecr`; `gar` with `CLOUD=GOOGLE` (or `GCP`, `GKE`), `acr` with `CLOUD=AZURE`", "`ecr` (AWS ECR), "
+        "`gar` (Google Artifact Registry), `acr` (Azure Container Registry) or `registry` (any OCI / Docker v2 "
+        "registry)", _choice(*TARGETS), "ecr"),
+    Key("target-registry", "ECR: the host from the ECR token; GAR: `LOCATION-docker.pkg.dev`; ACR: "
+        "`NAME.azurecr.io`", "`host[:port]` to push to. Required for `target = registry`. For a cloud it replaces "
+        "the registry host (PrivateLink or Private Service Connect endpoints, sovereign clouds, tests)",
         _one(check_host)),
     Key("target-repository", "`project/image`", "the full target repository path, for renaming",
         _one(lambda v: check_path(v.strip("/")))),
@@ -289,6 +358,10 @@ KEY_TABLE: tuple[Key, ...] = (
         "system's CAs. TLS stays verified", _ca_bundle),
     Key("target-ca-bundle", "the system's CAs, `SSL_CERT_FILE`", "the same for the target registry",
         _ca_bundle),
+    Key("upload-chunk-size", "`0`; ACR: `8MiB`", "how blobs are uploaded to the target: `0` as one streaming PUT "
+        "each; a size (`8MiB`, `512KiB`, 64KiB to 1GiB) sends larger blobs in chunks of that size (PATCH), for "
+        "registries or proxies that refuse large request bodies (HTTP 413). GAR takes no chunks", _size, None,
+        ("ecr", "acr", "registry")),
     Key("referrers", "`true`", "copy what refers to each mirrored image, for its index and each platform: OCI 1.1 "
         "referrers (signatures, SBOMs, attestations with a `subject`: through the referrers API, else the "
         "`sha256-<hex>` fallback tag) and cosign's `sha256-<hex>.sig` / `.att` / `.sbom` tags; `false` copies the "
@@ -303,12 +376,20 @@ KEY_TABLE: tuple[Key, ...] = (
     Key("source-pool", "`dmi_<source host>`, e.g. `dmi_docker_io`", "the Airflow pool of the tasks that talk to "
         "the source (pull, push): it bounds how many run at once per source. The default pool is created with "
         f"{DEFAULT_POOL_SLOTS} slots when a run first needs it; a pool you name must exist", _one(_pool)),
-    Key("source-conn-id", "anonymous", "Airflow connection with the source registry's credentials (login, "
-        "password)", _conn_id),
+    Key("source-conn-id", "anonymous; a cloud source: its cloud's default connection", "Airflow connection of the "
+        "source: a registry login (login, password) for `source = registry`, else an AWS, Google Cloud or Azure "
+        "connection as for that cloud's target", _conn_id),
     Key("target-conn-id", "none", "Airflow connection with the credentials of a `target = registry` registry",
         _conn_id),
     Key("aws-conn-id", "`aws_default`", "Airflow AWS connection used for ECR (falls back to the usual AWS variables "
         "and profiles)", _conn_id, "aws_default", ECR),
+    Key("gcp-conn-id", "`google_cloud_default`", "GAR: Airflow Google Cloud connection (`google_cloud_platform`: "
+        "`key_path`, `keyfile_dict` or `credential_config_file` in its extra; none: application-default "
+        "credentials); see \"Google Artifact Registry\"", _conn_id, "google_cloud_default", GAR),
+    Key("azure-conn-id", "`azure_default`", "ACR: Airflow Azure connection: type `azure` (service principal: login "
+        "client id, password secret, extra `tenantId`; without them managed or workload identity) or "
+        "`azure_container_registry` (login and password: admin user or service principal); see \"Azure Container "
+        "Registry\"", _conn_id, "azure_default", ACR),
     Key("tracking-conn-id", "`dmi_tracking`", "Airflow connection of the tracking database; when it does not exist, "
         "SQLite at `DB_PATH`, else `$AIRFLOW_HOME/dmi/tracking.db`", _conn_id, "dmi_tracking"),
     Key("engine", "`registry`", "`registry` copies registry to registry without a Docker daemon; `docker` pulls, "
@@ -330,6 +411,35 @@ KEY_TABLE: tuple[Key, ...] = (
         _lifecycle_policy, targets=ECR),
     Key("repository-tags", "none", "ECR: resource tags for the repository, `key=value` pairs separated by commas",
         _repository_tags, (), ECR),
+    Key("gar-location", "`us`", "GAR: the repository's location: a multi-region (`us`, `europe`, `asia`) or a region "
+        "(`europe-west3`); the registry is `LOCATION-docker.pkg.dev`", _matching(_GAR_LOCATION_RE, "a GAR location "
+        "such as us, europe or europe-west3"), "us", GAR),
+    Key("gar-project", "the connection's project (its extra `project`, else the key's `project_id`)", "GAR: the "
+        "Google Cloud project id", _matching(_GCP_PROJECT_RE, "a Google Cloud project id (6-30 lowercase letters, "
+        "digits, hyphens)"), None, GAR),
+    Key("gar-repository", "`mirror`", "GAR: the Artifact Registry repository (format DOCKER) images go into, "
+        "created when missing; images are `LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/project/image`",
+        _matching(_GAR_REPOSITORY_RE, "an Artifact Registry repository id (lowercase letters, digits, hyphens, at "
+                                      "most 63)"), "mirror", GAR),
+    Key("gar-immutable-tags", "`false`", "GAR: `dockerConfig.immutableTags` of a repository DMI creates", _bool, False,
+        GAR),
+    Key("gar-kms-key-name", "Google-managed key", "GAR: `kmsKeyName`, the CMEK key "
+        "`projects/P/locations/L/keyRings/R/cryptoKeys/K` of a repository DMI creates",
+        _matching(_GCP_KMS_RE, "projects/P/locations/L/keyRings/R/cryptoKeys/K"), None, GAR),
+    Key("gar-labels", "none", "GAR: `labels`, `key=value` pairs separated by commas (lowercase letters, digits, _ "
+        "and -)", _labels, (), GAR),
+    Key("gar-description", "none", "GAR: `description` of a repository DMI creates", _text, None, GAR),
+    Key("gar-cleanup-policies", "none", "GAR: path to a JSON file in `config.ini`'s folder holding the API's "
+        "`cleanupPolicies` object (policy id -> `{\"id\", \"action\": \"DELETE\"|\"KEEP\", \"condition\"|"
+        "\"mostRecentVersions\"}`), at most 30 KiB", _cleanup_policies, None, GAR),
+    Key("gar-cleanup-policy-dry-run", "`false`", "GAR: `cleanupPolicyDryRun`: `true` only logs what the cleanup "
+        "policies would delete", _bool, False, GAR),
+    Key("gar-api-endpoint", "`artifactregistry.googleapis.com`", "GAR: the Artifact Registry API's host (a Private "
+        "Service Connect endpoint; `http://host:port` for a local stand-in)", _matching(_API_ENDPOINT_RE, "a host, "
+        "host:port or http(s)://host:port"), "artifactregistry.googleapis.com", GAR),
+    Key("acr-name", "the connection's host (an `azure_container_registry` connection's Registry Server)", "ACR: the "
+        "registry's name; the registry is `NAME.azurecr.io` (`target-registry` for another host)",
+        _matching(_ACR_NAME_RE, "an ACR registry name: 5-50 letters and digits"), None, ACR),
 )
 KEYS: dict[str, Key] = {k.name: k for k in KEY_TABLE}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dmi_provider.config import EcrSettings, Environment, MirrorSpec
+from dmi_provider.config import AcrSettings, EcrSettings, Environment, GarSettings, MirrorSpec, target_name
 from dmi_provider.registry.network import Network
 from dmi_provider.registry.reference import Reference, parse_reference
 from dmi_provider.registry.referrers import ReferrerFilter
@@ -42,6 +42,10 @@ class Job:
     target_ca_bundle: str | None = None
     pull_reserve: float = 10.0  # percent of a source's pull limit never spent
     referrers: ReferrerFilter = field(default_factory=ReferrerFilter)  # what travels with an image
+    source_type: str = "registry"  # or a cloud's registry (ecr, gar, acr), logged in through source_conn_id
+    gar: GarSettings = field(default_factory=GarSettings)
+    acr: AcrSettings = field(default_factory=AcrSettings)
+    upload_chunk_size: int | None = None  # None: the target's own default
 
     @property
     def source_registry(self) -> str:
@@ -59,16 +63,18 @@ class Job:
     def target_network(self, host: str) -> Network:
         return Network(self.target_proxy, self.target_ca_bundle, host in self.insecure_registries)
 
-    def references(self, target_host: str) -> list[tuple[Reference, Reference]]:
-        """(source, target) references of every tag pair, the target on `target_host`; a source tag may
-        carry a pin (`1.7.0@sha256:…`) or be a digest alone (`@sha256:…`)."""
+    def references(self, target_host: str, namespace: str = "") -> list[tuple[Reference, Reference]]:
+        """(source, target) references of every tag pair, the target on `target_host` under `namespace` (GAR:
+        PROJECT/REPOSITORY); a source tag may carry a pin (`1.7.0@sha256:…`) or be a digest alone (`@sha256:…`)."""
+        where = f"{target_host}/{namespace}/" if namespace else f"{target_host}/"
         return [(parse_reference(f"{self.source}{src}" if src.startswith("@") else f"{self.source}:{src}"),
-                 parse_reference(f"{target_host}/{self.target_repository}:{dst}")) for src, dst in self.pairs]
+                 parse_reference(f"{where}{self.target_repository}:{dst}")) for src, dst in self.pairs]
 
     def target_name(self, tag: str) -> str:
         """A target reference for messages before the target's host is known (ECR: from the login)."""
-        host = self.target_registry or self.env.ecr_host() or f"<{self.target}>"
-        return f"{host}/{self.target_repository}:{tag}"
+        where = target_name(self.target, self.target_registry, self.target_repository, self.env.ecr_host(), self.gar,
+                            self.acr)
+        return f"{where}:{tag}"
 
     @classmethod
     def from_spec(cls, spec: MirrorSpec, env: Environment) -> Job:
@@ -81,4 +87,5 @@ class Job:
                    tracking_conn_id=spec.tracking_conn_id, env=env, tag_filter=spec.tag_filter,
                    source_proxy=spec.source_proxy, source_ca_bundle=spec.source_ca_bundle,
                    target_proxy=spec.target_proxy, target_ca_bundle=spec.target_ca_bundle,
-                   pull_reserve=spec.pull_reserve, referrers=spec.referrers)
+                   pull_reserve=spec.pull_reserve, referrers=spec.referrers, source_type=spec.source_type,
+                   gar=spec.gar, acr=spec.acr, upload_chunk_size=spec.upload_chunk_size)

@@ -281,9 +281,10 @@ def test_unknown_keys_are_errors_with_a_suggestion():
     assert found[1] == "config.ini:8: section 'a': source-repo = 'x': unknown key; did you mean 'source-repository'?"
 
 
-@pytest.mark.parametrize("cloud", ["GCP", "azure", "aws2"])
+@pytest.mark.parametrize("cloud", ["aws2", "GOOGLE-CLOUD", "alibaba"])
 def test_bad_cloud(cloud):
-    assert errors(SEED, {"CLOUD": cloud}) == [f"environment: CLOUD = {cloud!r}: only AWS is supported today"]
+    assert errors(SEED, {"CLOUD": cloud}) == [f"environment: CLOUD = {cloud.upper()!r}: expected one of: AWS, GOOGLE, "
+                                              "GCP, GKE, AZURE (it sets the target of sections that set none)"]
 
 
 def test_empty_cloud_means_unset():
@@ -352,7 +353,7 @@ def test_target_key_rules():
         "config.ini:7: section 'generic': target-tag = 'stable': needs exactly one source tag, this section mirrors 2: 1, 2",
         "config.ini:10: section 'generic': scan-on-push = 'maybe': expected true or false",
         "config.ini:10: section 'generic': scan-on-push = 'maybe': applies only to target = ecr",
-        "config.ini:15: section 'ecr': target = 's3': expected one of: ecr, registry",
+        "config.ini:15: section 'ecr': target = 's3': expected one of: ecr, gar, acr, registry",
         "config.ini:17: section 'ecr': kms-key = 'alias/x': needs encryption = KMS",
         "config.ini:18: section 'ecr': tag-mutability = 'sometimes': expected one of: MUTABLE, IMMUTABLE",
         f"config.ini:19: section 'ecr': lifecycle-policy = 'nowhere.json': no such file: {Path.cwd() / 'nowhere.json'}",
@@ -379,9 +380,9 @@ def test_lifecycle_policy_must_be_json_with_rules(tmp_path):
 def test_all_errors_of_a_file_are_reported_together():
     with pytest.raises(ConfigError) as exc:
         parse("[DEFAULT]\nrefresh = soon\n[a]\ntag = 1\nproject = p\n[b]\nimage = B\ntag = 1\nproject = p\n",
-              {"CLOUD": "gcp"})
+              {"CLOUD": "ibm"})
     assert len(exc.value.issues) == 4
-    assert str(exc.value).startswith("4 problems in the mirror configuration:\n  environment: CLOUD = 'gcp'")
+    assert str(exc.value).startswith("4 problems in the mirror configuration:\n  environment: CLOUD = 'IBM'")
 
 
 def test_file_level_errors(tmp_path):
@@ -434,8 +435,8 @@ def test_lifecycle_policy_stays_beside_the_config(tmp_path):
     assert found["b"].startswith(f"{tmp_path / 'outside.json'} is outside the config's folder")
     assert found["c"] == f"{folder / 'fifo.json'} is not a regular file"
     assert found["d"].startswith("/dev/zero is outside the config's folder")
-    assert found["e"] == f"{folder / 'big.json'} has {(folder / 'big.json').stat().st_size} bytes; a lifecycle " \
-                         "policy has at most 30720"
+    assert found["e"] == f"{folder / 'big.json'} has {(folder / 'big.json').stat().st_size} bytes; a policy " \
+                         "file has at most 30720"
     assert found["f"] == f"{folder / 'sub'} is not a regular file"
 
 

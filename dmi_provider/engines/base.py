@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dmi_provider.registry.auth import Credentials
+from dmi_provider.registry.auth import Credentials, CredentialSource
 from dmi_provider.registry.budget import PullBudget
 from dmi_provider.registry.client import RetryPolicy
 from dmi_provider.registry.copy import ClientPool, Copier, CopyResult, Plan
@@ -33,7 +33,7 @@ class EngineSetup:
 
     endpoint: Callable[[], Endpoint]
     source_registry: str
-    source_credentials: Credentials | None = None
+    source_credentials: Credentials | CredentialSource | None = None  # a cloud source renews its token
     source_network: Network = field(default_factory=Network)
     insecure: Sequence[str] = ()
     platforms: tuple[str, ...] = ()
@@ -79,7 +79,7 @@ def open_copier(setup: EngineSetup) -> Copier:
         creds[endpoint.host] = endpoint.credentials
     networks = {setup.source_registry: setup.source_network, endpoint.host: endpoint.network}
     pool = ClientPool(creds, setup.insecure, use_docker_config=setup.use_docker_config, networks=networks,
-                      retry=RetryPolicy(max_pause=setup.max_pause))
+                      retry=RetryPolicy(max_pause=setup.max_pause), uploads={endpoint.host: endpoint.uploads})
     locations = BlobLocations(default_cache_path() if setup.blob_cache else None)
     return Copier(pool, workers=setup.workers, progress=setup.say, locations=locations, budget=setup.budget,
                   known=setup.known_manifests, referrers=setup.referrers)

@@ -21,7 +21,7 @@ import docker
 
 from dmi_provider.engines.base import EngineSetup, open_copier
 from dmi_provider.errors import DmiError
-from dmi_provider.registry.auth import Credentials
+from dmi_provider.registry.auth import Credentials, CredentialSource
 from dmi_provider.registry.copy import Copier, CopyResult, Plan
 from dmi_provider.registry.reference import Reference
 
@@ -70,8 +70,14 @@ def split(reference: str) -> tuple[str, str]:
     return reference[:colon], reference[colon + 1 :]
 
 
-def _auth(creds: Credentials | None) -> dict | None:
-    return {"username": creds.username, "password": creds.password} if creds else None
+def _auth(login: Credentials | CredentialSource | None) -> dict | None:
+    """The daemon's auth config for a login as of now (a cloud's token source is asked)."""
+    creds = login() if callable(login) else login
+    if creds is None:
+        return None
+    if creds.refresh_token:  # the daemon runs the OAuth2 exchange itself with an identity token
+        return {"username": creds.username, "identitytoken": creds.password}
+    return {"username": creds.username, "password": creds.password}
 
 
 class DockerEngine:

@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
 from dmi_provider.errors import DmiError
-from dmi_provider.registry.auth import Credentials
+from dmi_provider.registry.auth import Credentials, CredentialSource
 from dmi_provider.registry.network import Network, check_ca_bundle, check_proxy
 from dmi_provider.tracking.store import default_url
 
@@ -24,7 +24,7 @@ REGISTRY_CONN_TYPE = "container_registry"
 class RegistryLogin:
     """What a registry connection gives: a login, and how to reach the registry (its extras)."""
 
-    credentials: Credentials | None = None
+    credentials: Credentials | CredentialSource | None = None
     network: Network = field(default_factory=Network)
 
 
@@ -52,15 +52,34 @@ def login_from(conn: Any, conn_id: str) -> RegistryLogin:
     return RegistryLogin(Credentials(conn.login, conn.password or ""), network)
 
 
-def _extras(conn: Any, conn_id: str) -> dict:
+def _extras(conn: Any, conn_id: str, conn_type: str = REGISTRY_CONN_TYPE) -> dict:
     try:
         extras = json.loads(conn.extra) if conn.extra else {}
     except ValueError:
         raise DmiError(f"connection {conn_id!r}: extra is not JSON") from None
     if not isinstance(extras, dict):
         raise DmiError(f"connection {conn_id!r}: extra is not a JSON object")
-    prefix = f"extra__{REGISTRY_CONN_TYPE}__"  # how older connection forms stored their fields
+    prefix = f"extra__{conn_type}__"  # how older connection forms stored their fields
     return {k.removeprefix(prefix): v for k, v in extras.items()}
+
+
+def cloud_connection(conn_id: str, default: str, what: str) -> tuple[Any, dict] | None:
+    """(connection, its extras) of a cloud login; None when the cloud's default connection does not exist
+    (then the environment's identity is used, as the cloud SDKs do). A named connection must exist."""
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        if conn_id == default:
+            return None
+        raise DmiError(f"connection {conn_id!r} does not exist: create it ({what}), or remove the conn-id from the "
+                       "section") from None
+    if conn.password:
+        mask_secret(conn.password)
+    extras = _extras(conn, conn_id, conn.conn_type or "")
+    for key in ("keyfile_dict", "key_json", "client_secret"):
+        if extras.get(key):
+            mask_secret(extras[key] if isinstance(extras[key], str) else json.dumps(extras[key]))
+    return conn, extras
 
 
 def network_from_extras(extras: dict, where: str) -> Network:

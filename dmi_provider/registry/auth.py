@@ -24,8 +24,12 @@ _HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "reg
 
 @dataclass(frozen=True)
 class Credentials:
+    """A login. With `refresh_token`, the password is an OAuth2 refresh token (docker's `identitytoken`, ACR's
+    refresh token): it is exchanged at the token realm with `grant_type=refresh_token`, never sent as Basic."""
+
     username: str
     password: str = field(repr=False)
+    refresh_token: bool = False
 
     def __repr__(self) -> str:
         return f"Credentials(username={self.username!r}, password=***)"

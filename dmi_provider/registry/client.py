@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -72,6 +73,17 @@ class RetryPolicy:
         if retry_after is not None:
             return min(retry_after, self.max_delay)
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # full jitter
+
+
+@dataclass(frozen=True)
+class Uploads:
+    """How a registry takes blobs, a property of the registry (its target): `chunk` 0 sends each blob as one
+    streaming PUT (GAR has no chunked uploads); N sends blobs larger than N as PATCHes of N bytes and a final
+    PUT (ACR and proxies that refuse large bodies). `mounts`: ask for cross-repository mounts (GAR never
+    fulfils them: asking only costs a round trip)."""
+
+    chunk: int = 0
+    mounts: bool = True
 
 
 @dataclass(frozen=True)
@@ -184,10 +196,23 @@ def _token_of(body: bytes, registry: str) -> tuple[str, float]:
     if not token or not isinstance(token, str):
         raise AuthError(f"{registry}: token service answered without a token")
     try:
-        expires_in = float(data.get("expires_in") or 60)
+        expires_in = float(data.get("expires_in") or _jwt_lifetime(token) or 60)
     except (TypeError, ValueError):
         expires_in = 60.0
     return token, expires_in
+
+
+def _jwt_lifetime(token: str) -> float | None:
+    """Seconds left before a JWT's `exp` (ACR's tokens say so only there); None when it is no JWT."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        left = float(claims["exp"]) - time.time()
+    except (ValueError, KeyError, TypeError):
+        return None
+    return left if left > 0 else None
 
 
 def _kind(path: str) -> str:
@@ -218,8 +243,9 @@ class RegistryClient:
     def __init__(self, registry: str, *, credentials: Credentials | CredentialSource | None = None,
                  insecure: bool = False, network: Network | None = None,
                  retry: RetryPolicy | None = None, timeout: float = 60.0, http: httpx.Client | None = None,
-                 max_transfers: int = 6):
+                 max_transfers: int = 6, uploads: Uploads | None = None):
         self.registry = registry
+        self.uploads = uploads or Uploads()
         self.network = (network or Network()).merge(Network(insecure=insecure))
         host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
         self.base_url = f"{'http' if self.network.insecure else 'https'}://{host}"
@@ -279,12 +305,19 @@ class RegistryClient:
             raise AuthError(f"{self.registry}: token realm {challenge.realm!r} is not a URL")
         if self.base_url.startswith("https://") and challenge.realm.startswith("http://"):
             raise InsecureRedirect(f"{self.registry}: refusing a plain-HTTP token realm for an HTTPS registry")
+        login = self.credentials
         params: list[tuple[str, str]] = [("service", challenge.service)] if challenge.service else []
-        params += [("scope", s) for s in scope.split(" ") if s]
-        headers = {"Authorization": self.credentials.basic_header()} if self.credentials else {}
+        if login is not None and login.refresh_token:
+            # OAuth2 (distribution's oauth spec, ACR): POST the refresh token; scopes space-separated in one field.
+            method, headers, query = "POST", {}, None
+            form: dict[str, str] | None = {**dict(params), "grant_type": "refresh_token", "client_id": "dmi",
+                                           "refresh_token": login.password, "scope": scope}
+        else:
+            method, form, query = "GET", None, params + [("scope", s) for s in scope.split(" ") if s]
+            headers = {"Authorization": login.basic_header()} if login else {}
         for attempt in range(self.retry.attempts):
             try:
-                response = self.http.send(self.http.build_request("GET", challenge.realm, params=params,
+                response = self.http.send(self.http.build_request(method, challenge.realm, params=query, data=form,
                                                                   headers=headers), stream=True)
                 body = _read_capped(response, MAX_TOKEN_BODY)
             except httpx.TransportError as exc:
@@ -293,13 +326,13 @@ class RegistryClient:
                     raise error from None
                 time.sleep(self.retry.delay(attempt, None))
                 continue
-            self.counts["GET token"] += 1
+            self.counts[f"{method} token"] += 1
             if response.status_code in RETRYABLE_STATUS and attempt + 1 < self.retry.attempts:
                 time.sleep(self.retry.delay(attempt, _retry_after(response)))
                 continue
             break
         if response.status_code != 200:
-            who = f"as {self.credentials.username}" if self.credentials else "anonymously"
+            who = f"as {login.username}" if login else "anonymously"
             code, message = registry_error_text(body)
             raise AuthError(f"{self.registry}: token service refused {who} for {scope}: HTTP {response.status_code}"
                             f"{' ' + message if message else ''}", status=response.status_code, code=code)
@@ -486,6 +519,15 @@ class RegistryClient:
             return f"logged in {who} (basic auth)"
         return f"logged in {who}: {challenge.realm} gave a token for {scope}"
 
+    def check_push(self, repo: str) -> None:
+        """Open an upload and cancel it: proves the login may push to `repo`, writing nothing."""
+        r = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=push_scope(repo), ok=(202,))
+        location = r.headers.get("location")
+        if location:
+            with contextlib.suppress(RegistryError):
+                self.request("DELETE", urljoin(self.base_url + "/", location), scope=push_scope(repo),
+                             ok=(200, 202, 204, 404))
+
     def head_manifest(self, repo: str, ref: str) -> Descriptor | None:
         try:
             r = self.request("HEAD", f"/v2/{repo}/manifests/{ref}", scope=pull_scope(repo),
@@ -594,6 +636,8 @@ class RegistryClient:
 
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         """Cross-repository mount: 201 mounted; 202 means an upload was opened instead (cancelled)."""
+        if not self.uploads.mounts:
+            return False
         scope = f"{push_scope(repo)} {pull_scope(from_repo)}"
         try:
             r = self.request("POST", f"/v2/{repo}/blobs/uploads/?mount={digest}&from={from_repo}", scope=scope,
@@ -620,18 +664,39 @@ class RegistryClient:
             r.close()
 
     def upload_blob(self, repo: str, digest: str, size: int, chunks: Iterable[bytes], retry: bool = True) -> None:
-        """POST an upload, then one streaming PUT ?digest= (memory stays flat whatever the size)."""
+        """POST an upload, then one streaming PUT ?digest= (memory stays flat whatever the size); a registry
+        with `Uploads.chunk` takes a larger blob as PATCHes of that size first (memory: one chunk)."""
         scope = push_scope(repo)
         r = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope, ok=(202,), retry=retry)
         location = r.headers.get("location")
         if not location:
             raise RegistryError(f"{self.registry}/{repo}: upload opened without a Location")
-        target = urljoin(self.base_url + "/", location)
-        target += ("&" if "?" in target else "?") + f"digest={digest}"
+        location = urljoin(self.base_url + "/", location)
         try:
-            self.request("PUT", target, scope=scope, content=chunks, ok=(201, 204),
+            rest: Iterable[bytes] = chunks
+            if self.uploads.chunk and size > self.uploads.chunk:
+                location, rest, size = self._patch_chunks(location, scope, chunks, size)
+            target = location + ("&" if "?" in location else "?") + f"digest={digest}"
+            self.request("PUT", target, scope=scope, content=rest, ok=(201, 204),
                          headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
         except BaseException:
             with contextlib.suppress(Exception):  # best effort: do not leave the upload open
-                self.request("DELETE", urljoin(self.base_url + "/", location), scope=scope, ok=(200, 202, 204, 404))
+                self.request("DELETE", location, scope=scope, ok=(200, 202, 204, 404))
             raise
+
+    def _patch_chunks(self, location: str, scope: str, chunks: Iterable[bytes],
+                      size: int) -> tuple[str, list[bytes], int]:
+        """PATCH whole chunks while more than one chunk's worth remains; returns the upload's last Location
+        and what is left for the final PUT (so the PUT still comes only after the caller's last bytes)."""
+        step, sent, buffer = self.uploads.chunk, 0, bytearray()
+        for piece in chunks:
+            buffer += piece
+            while len(buffer) > step and sent + step < size:
+                body = bytes(buffer[:step])
+                del buffer[:step]
+                r = self.request("PATCH", location, scope=scope, content=body, ok=(202,), retry=False,
+                                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(step),
+                                          "Content-Range": f"{sent}-{sent + step - 1}"})
+                sent += step
+                location = urljoin(location, r.headers.get("location") or location)
+        return location, [bytes(buffer)], len(buffer)

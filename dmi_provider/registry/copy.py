@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from dmi_provider.registry.auth import Credentials, CredentialSource, docker_config_credentials
 from dmi_provider.registry.budget import PullBudget, PullsShort
-from dmi_provider.registry.client import RegistryClient, RetryPolicy, body_chunks
+from dmi_provider.registry.client import RegistryClient, RetryPolicy, Uploads, body_chunks
 from dmi_provider.registry.errors import DigestMismatch, ManifestInvalid, PinMoved, RegistryError
 from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.registry.manifest import (
@@ -138,10 +138,11 @@ class ClientPool:
     def __init__(self, credentials: dict[str, Credentials | CredentialSource] | None = None,
                  insecure: Iterable[str] = (),
                  retry: RetryPolicy | None = None, use_docker_config: bool = True,
-                 networks: dict[str, Network] | None = None):
+                 networks: dict[str, Network] | None = None, uploads: dict[str, Uploads] | None = None):
         self.credentials = dict(credentials or {})
         self.insecure = set(insecure)
         self.networks = dict(networks or {})  # a proxy or CA of a host
+        self.uploads = dict(uploads or {})  # how a host takes blobs (chunked, mounts)
         self.retry = retry
         self.use_docker_config = use_docker_config
         self._clients: dict[str, RegistryClient] = {}
@@ -155,7 +156,8 @@ class ClientPool:
                     creds = docker_config_credentials(registry)
                 self._clients[registry] = RegistryClient(registry, credentials=creds, retry=self.retry,
                                                          insecure=registry in self.insecure,
-                                                         network=self.networks.get(registry))
+                                                         network=self.networks.get(registry),
+                                                         uploads=self.uploads.get(registry))
             return self._clients[registry]
 
     def close(self) -> None:

@@ -13,17 +13,27 @@ from dmi_provider.targets.base import Endpoint, RepositoryOutcome, Target
 
 TARGETS = {
     "ecr": "dmi_provider.targets.ecr:EcrTarget",
+    "gar": "dmi_provider.targets.gar:GarTarget",
+    "acr": "dmi_provider.targets.acr:AcrTarget",
     "registry": "dmi_provider.targets.registry:RegistryTarget",
 }
 
 
-def make_target(job: Job) -> Target:
+def _backend(kind: str, job: Job) -> type:
     try:
-        module, _, name = TARGETS[job.target].partition(":")
+        module, _, name = TARGETS[kind].partition(":")
     except KeyError:
-        raise ValueError(f"section {job.section!r}: unknown target {job.target!r}; known: "
-                         f"{', '.join(TARGETS)}") from None
-    return getattr(import_module(module), name)(job)
+        raise ValueError(f"section {job.section!r}: unknown target {kind!r}; known: {', '.join(TARGETS)}") from None
+    return getattr(import_module(module), name)
 
 
-__all__ = ["TARGETS", "Endpoint", "RepositoryOutcome", "Target", "make_target"]
+def make_target(job: Job) -> Target:
+    return _backend(job.target, job)(job)
+
+
+def make_source(job: Job) -> Target:
+    """A cloud's registry as the source (`source = ecr|gar|acr`): only its endpoint() (login) is used."""
+    return _backend(job.source_type, job)(job, source=True)
+
+
+__all__ = ["TARGETS", "Endpoint", "RepositoryOutcome", "Target", "make_source", "make_target"]

@@ -6,21 +6,28 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from dmi_provider.registry.auth import Credentials, CredentialSource
+from dmi_provider.registry.client import Uploads
 from dmi_provider.registry.network import Network
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A registry host, its login (fixed credentials, or a source asked each time: renews tokens), and how
-    to reach it."""
+    """A registry host, its login (fixed credentials, or a source asked each time: renews tokens), how to
+    reach it, how it takes uploads, and the path its repositories live under (GAR: `PROJECT/REPOSITORY`)."""
 
     host: str
     credentials: Credentials | CredentialSource | None = None
     network: Network = field(default_factory=Network)  # its proxy, CA, plain HTTP
+    uploads: Uploads = field(default_factory=Uploads)
+    namespace: str = ""
 
     def login(self) -> Credentials | None:
         """The credentials as of now (a source is asked)."""
         return self.credentials() if callable(self.credentials) else self.credentials
+
+    def repository(self, name: str) -> str:
+        """Where a target repository sits on this host."""
+        return f"{self.namespace}/{name}" if self.namespace else name
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class Target(Protocol):
     `check_repository` only looks (for `dmi plan`)."""
 
     kind: str
+    cloud: str  # what `dmi plan` and the UI call it: "AWS ECR", "Google Artifact Registry" …
 
     def endpoint(self) -> Endpoint: ...
 

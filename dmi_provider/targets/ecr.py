@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from datetime import UTC, datetime
@@ -19,23 +20,35 @@ from dmi_provider.config import EcrSettings
 from dmi_provider.errors import DmiError
 from dmi_provider.job import Job
 from dmi_provider.registry.auth import Credentials
+from dmi_provider.registry.client import Uploads
 from dmi_provider.targets.aws import aws_errors
 from dmi_provider.targets.base import Endpoint, RepositoryOutcome
 
 RENEW_BEFORE = 300.0  # seconds before a token's expiry at which a new one is asked for
 MIN_LIFETIME = 300.0  # a token whose expiresAt is already past (clock skew) is used this long
+ECR_HOST = re.compile(r"^([0-9]{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$", re.ASCII)
 
 
 class EcrTarget:
     kind = "ecr"
+    cloud = "AWS ECR"
 
-    def __init__(self, job: Job):
-        self.aws_conn_id = job.aws_conn_id
-        self.region = job.env.aws_region
-        self.account = job.env.aws_account
-        self.registry = job.target_registry  # replaces the token's host (PrivateLink, tests)
-        self.settings = job.ecr
+    def __init__(self, job: Job, *, source: bool = False):
         self.job = job
+        self.settings = job.ecr
+        self.uploads = Uploads(chunk=job.upload_chunk_size or 0)
+        if source:  # another account or region: both read from the source's host when it is ECR's own
+            found = ECR_HOST.match(job.source_registry)
+            self.aws_conn_id = job.source_conn_id or "aws_default"
+            self.account, self.region = (found.group(1), found.group(2)) if found else (None, None)
+            self.registry: str | None = job.source_registry
+            self.network = job.source_network
+        else:
+            self.aws_conn_id = job.aws_conn_id
+            self.region = job.env.aws_region
+            self.account = job.env.aws_account
+            self.registry = job.target_registry  # replaces the token's host (PrivateLink, tests)
+            self.network = None
         self._login: tuple[str, Credentials, float] | None = None  # host, credentials, renew at (monotonic)
         self._lock = threading.Lock()
 
@@ -46,7 +59,7 @@ class EcrTarget:
     # -- login ------------------------------------------------------------------------------------
     def endpoint(self) -> Endpoint:
         host, _, _ = self._fresh()
-        return Endpoint(host, self.credentials, self.job.target_network(host))
+        return Endpoint(host, self.credentials, self.network or self.job.target_network(host), self.uploads)
 
     def credentials(self) -> Credentials:
         """The current token, renewed shortly before it expires (tokens last 12 hours)."""

@@ -7,12 +7,14 @@ from functools import cached_property
 from dmi_provider.errors import DmiError
 from dmi_provider.hooks.connections import registry_login
 from dmi_provider.job import Job
+from dmi_provider.registry.client import Uploads
 from dmi_provider.registry.reference import check_host
 from dmi_provider.targets.base import Endpoint, RepositoryOutcome
 
 
 class RegistryTarget:
     kind = "registry"
+    cloud = "registry"
 
     def __init__(self, job: Job):
         if not job.target_registry:
@@ -20,11 +22,12 @@ class RegistryTarget:
         self.host = check_host(job.target_registry)
         self.conn_id = job.target_conn_id
         self.network = job.target_network(self.host)
+        self.uploads = Uploads(chunk=job.upload_chunk_size or 0)
 
     @cached_property
     def _endpoint(self) -> Endpoint:
         login = registry_login(self.conn_id)
-        return Endpoint(self.host, login.credentials, self.network.merge(login.network))
+        return Endpoint(self.host, login.credentials, self.network.merge(login.network), self.uploads)
 
     def endpoint(self) -> Endpoint:
         return self._endpoint
