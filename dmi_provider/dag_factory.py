@@ -69,7 +69,8 @@ def _operator_kwargs(spec: MirrorSpec, env: Environment) -> dict:
         "tracking_conn_id": spec.tracking_conn_id, "environment": env, "source_proxy": spec.source_proxy,
         "source_ca_bundle": spec.source_ca_bundle, "target_proxy": spec.target_proxy,
         "target_ca_bundle": spec.target_ca_bundle, "pull_reserve": spec.pull_reserve,
-        "referrers": spec.referrers,
+        "referrers": spec.referrers, "source_type": spec.source_type, "gar_settings": spec.gar,
+        "acr_settings": spec.acr, "upload_chunk_size": spec.upload_chunk_size,
         "pull_task_id": f"{spec.group_id}.pull", "push_task_id": f"{spec.group_id}.push",
     }
 

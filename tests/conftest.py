@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.rig.airflow import AirflowEnv
+from tests.rig.azure import AzureStandIn
 from tests.rig.client import RigClient
+from tests.rig.gcp import GoogleStandIn
 from tests.rig.images import ImageFactory
 from tests.rig.proxy import Proxy
 from tests.rig.registry import Registry
@@ -142,3 +144,33 @@ def ecr_env(ecr: EcrStandIn, tmp_path: Path) -> dict[str, str]:
             "extra": {"region_name": MOTO_REGION, "endpoint_url": ecr.moto.endpoint}}
     return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(conn), "AWS_DEFAULT_REGION": MOTO_REGION,
             "AWS_ACCOUNT": ecr.account, "DB_PATH": str(tmp_path / "tracking.db")}
+
+
+@pytest.fixture(scope="session")
+def google(rig_root: Path) -> Iterator[GoogleStandIn]:
+    """Google's stand-in: an OAuth token endpoint, the Artifact Registry API, a GAR data plane."""
+    stand_in = GoogleStandIn(rig_root / "google").start()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture(scope="session")
+def azure(rig_root: Path, test_ca: LocalCA) -> Iterator[AzureStandIn]:
+    """Azure's stand-in: Entra ID (HTTPS, the test CA) and an ACR front with its OAuth2 endpoints."""
+    stand_in = AzureStandIn(rig_root / "azure", test_ca).start()
+    yield stand_in
+    stand_in.stop()
+
+
+def gcp_connection(google: GoogleStandIn, **extra: object) -> str:
+    """An Airflow google_cloud_platform connection (JSON, for AIRFLOW_CONN_*) with the stand-in's key."""
+    return json.dumps({"conn_type": "google_cloud_platform",
+                       "extra": {"keyfile_dict": json.dumps(google.key_info()), **extra}})
+
+
+def azure_connection(azure: AzureStandIn, principal: tuple[str, str], **extra: object) -> str:
+    """An Airflow `azure` connection (JSON) of a service principal, Entra ID being the stand-in."""
+    assert azure.entra is not None
+    return json.dumps({"conn_type": "azure", "login": principal[0], "password": principal[1],
+                       "extra": {"tenantId": azure.entra.tenant, "authority_host": azure.entra.authority,
+                                 "ca_bundle": str(azure.ca.path), **extra}})

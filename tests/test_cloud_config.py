@@ -77,7 +77,7 @@ def test_gar_settings_and_target_path(tmp_path):
     assert gar.cleanup_policies_path == str(tmp_path / "cleanup.json")
     job = Job.from_spec(spec, config_module.Environment())
     assert job.target_name("1.7.0") == "europe-west3-docker.pkg.dev/my-project-1/dockerhub/istio/proxyv2:1.7.0"
-    src, dst = job.references("europe-west3-docker.pkg.dev", "my-project-1/dockerhub")[0]
+    _src, dst = job.references("europe-west3-docker.pkg.dev", "my-project-1/dockerhub")[0]
     assert str(dst) == "europe-west3-docker.pkg.dev/my-project-1/dockerhub/istio/proxyv2:1.7.0"
 
 
@@ -132,7 +132,8 @@ def test_a_cloud_key_in_another_target_section_is_an_error():
 
 
 def test_defaults_serve_the_sections_they_apply_to():
-    text = ORIGINAL.replace("refresh = 1w", "refresh = 1w\ngar-repository = hub\nacr-name = mirror01") + textwrap.dedent("""\
+    defaults = ORIGINAL.replace("refresh = 1w", "refresh = 1w\ngar-repository = hub\nacr-name = mirror01")
+    text = defaults + textwrap.dedent("""\
         [pilot]
         image = pilot
         tag = 1.7.0

@@ -19,7 +19,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from airflow.sdk.log import redact
 
 from dmi_provider import backends, mirror
-from dmi_provider.config import KEYS, EcrSettings, Environment, current_environment
+from dmi_provider.config import KEYS, AcrSettings, EcrSettings, Environment, GarSettings, current_environment
 from dmi_provider.engines import Engine
 from dmi_provider.errors import DmiError, is_retryable
 from dmi_provider.hooks.connections import tracking_url
@@ -43,16 +43,23 @@ class MirrorBaseOperator(BaseOperator):
     :param tags: tags to mirror (``1.7.0``, a pin ``1.7.0@sha256:…``), or ``(source tag, target tag)`` pairs
         (templated: a mapped task group passes each instance its pair)
     :param target_repository: the repository path at the target, e.g. ``istio/proxyv2`` (templated)
-    :param target: the kind of target: ``ecr`` or ``registry`` (see ``dmi_provider.targets.TARGETS``)
-    :param target_registry: ``host[:port]`` to push to; required for ``registry``, replaces the ECR
-        token's host for ``ecr`` (templated)
+    :param target: the kind of target: ``ecr``, ``gar``, ``acr`` or ``registry`` (see
+        ``dmi_provider.targets.TARGETS``)
+    :param target_registry: ``host[:port]`` to push to; required for ``registry``, replaces a cloud's
+        registry host (the ECR token's, ``LOCATION-docker.pkg.dev``, ``NAME.azurecr.io``) (templated)
     :param platforms: ``os/arch[/variant]`` to keep of a multi-arch image (default: all)
     :param insecure_registries: hosts allowed over plain HTTP
-    :param source_conn_id: connection with the source registry's login (default: anonymous)
+    :param source_conn_id: connection with the source registry's login (default: anonymous); for a cloud
+        source, that cloud's connection (default: its default connection)
+    :param source_type: ``registry``, or a cloud's registry as the source: ``ecr``, ``gar``, ``acr``
     :param target_conn_id: connection with the login of a ``registry`` target
     :param aws_conn_id: AWS connection for ECR
     :param engine: how bytes move: ``registry`` (no daemon) or ``docker`` (see ``dmi_provider.engines.ENGINES``)
     :param ecr_settings: settings of the ECR repository when ensure_repository creates it
+    :param gar_settings: GAR: connection, location, project, repository and its settings
+        (``dmi_provider.config.GarSettings``)
+    :param acr_settings: ACR: connection and registry name (``dmi_provider.config.AcrSettings``)
+    :param upload_chunk_size: bytes per chunked upload (PATCH); 0 one PUT per blob; None the target's default
     :param section: the config section, for messages and the history (default: the task id)
     :param docker_url: the Docker daemon of ``engine = docker``
     :param docker_conn_id: Docker connection the daemon logs in with
@@ -86,7 +93,9 @@ class MirrorBaseOperator(BaseOperator):
                  tag_filter: TagFilter | None = None, source_proxy: str | None = None,
                  source_ca_bundle: str | None = None, target_proxy: str | None = None,
                  target_ca_bundle: str | None = None, pull_reserve: float = 10.0,
-                 referrers: ReferrerFilter | None = None,
+                 referrers: ReferrerFilter | None = None, source_type: str = "registry",
+                 gar_settings: GarSettings | None = None, acr_settings: AcrSettings | None = None,
+                 upload_chunk_size: int | None = None,
                  pull_task_id: str = "pull", push_task_id: str = "push", **kwargs: Any):
         super().__init__(**kwargs)
         self.source = source
@@ -112,6 +121,10 @@ class MirrorBaseOperator(BaseOperator):
         self.target_proxy, self.target_ca_bundle = target_proxy, target_ca_bundle
         self.pull_reserve = pull_reserve
         self.referrers = referrers or ReferrerFilter()
+        self.source_type = source_type
+        self.gar_settings = gar_settings or GarSettings()
+        self.acr_settings = acr_settings or AcrSettings()
+        self.upload_chunk_size = upload_chunk_size
         self.pull_task_id = pull_task_id
         self.push_task_id = push_task_id
 
@@ -128,7 +141,9 @@ class MirrorBaseOperator(BaseOperator):
                    tracking_conn_id=self.tracking_conn_id, env=self.environment or current_environment(),
                    tag_filter=self.tag_filter, source_proxy=self.source_proxy,
                    source_ca_bundle=self.source_ca_bundle, target_proxy=self.target_proxy,
-                   target_ca_bundle=self.target_ca_bundle, pull_reserve=self.pull_reserve, referrers=self.referrers)
+                   target_ca_bundle=self.target_ca_bundle, pull_reserve=self.pull_reserve, referrers=self.referrers,
+                   source_type=self.source_type, gar=self.gar_settings, acr=self.acr_settings,
+                   upload_chunk_size=self.upload_chunk_size)
 
     @cached_property
     def target_backend(self) -> Target:

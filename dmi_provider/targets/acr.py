@@ -11,6 +11,7 @@ from dmi_provider.errors import DmiError
 from dmi_provider.job import Job
 from dmi_provider.registry.client import RegistryClient, RetryPolicy, Uploads
 from dmi_provider.registry.errors import RegistryError
+from dmi_provider.registry.network import Network
 from dmi_provider.targets.azure import AcrLogin, acr_login
 from dmi_provider.targets.base import Endpoint, RepositoryOutcome
 
@@ -20,18 +21,19 @@ class AcrTarget:
     cloud = "Azure Container Registry"
 
     def __init__(self, job: Job, *, source: bool = False):
+        self.job, self.source = job, source
         self.conn_id = job.source_conn_id if source else job.acr.conn_id
         self.host = job.source_registry if source else (job.target_registry or job.acr.host)
-        self.network = job.source_network if source else job.target_network(self.host or "")
         chunk = job.upload_chunk_size
         self.uploads = Uploads(chunk=ACR_CHUNK if chunk is None else chunk)
 
+    def _network(self, host: str) -> Network:
+        return self.job.source_network if self.source else self.job.target_network(host)
+
     @cached_property
     def login(self) -> AcrLogin:
-        login = acr_login(self.conn_id, self.host, self.network)
-        if login.host != self.host:  # the host came from the connection: its own plain-HTTP setting applies
-            self.network = login.network
-        return login
+        """The registry's login; its host from config.ini, else from the connection's Registry Server."""
+        return acr_login(self.conn_id, self.host, self._network)
 
     def endpoint(self) -> Endpoint:
         login = self.login

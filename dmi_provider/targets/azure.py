@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,8 +111,8 @@ class AcrLogin:
         return token, expires - min(RENEW_BEFORE, max(expires - time.time(), 0) / 4)
 
 
-def acr_login(conn_id: str | None, host: str | None, network: Network) -> AcrLogin:
-    """The login for `host` (None: the connection's Registry Server)."""
+def acr_login(conn_id: str | None, host: str | None, network_of: Callable[[str], Network]) -> AcrLogin:
+    """The login for `host` (None: the connection's Registry Server); `network_of(host)`: how to reach it."""
     conn_id = conn_id or DEFAULT_CONN_ID
     found = cloud_connection(conn_id, DEFAULT_CONN_ID, "type azure with a service principal, or "
                                                        "azure_container_registry with login and password")
@@ -119,7 +121,7 @@ def acr_login(conn_id: str | None, host: str | None, network: Network) -> AcrLog
     if not host:
         raise DmiError(f"connection {conn_id!r}: no registry: set acr-name (or target-registry), or the "
                        "connection's Registry Server (host)")
-    network = network.merge(network_from_extras(extras, f"connection {conn_id!r}"))
+    network = network_of(host).merge(network_from_extras(extras, f"connection {conn_id!r}"))
     if conn is not None and conn.conn_type == "azure_container_registry" and conn.login and conn.password:
         return AcrLogin(conn_id, host, network, basic=Credentials(conn.login, conn.password))
     return AcrLogin(conn_id, host, network, identity=_identity(conn, extras, network))
@@ -127,6 +129,9 @@ def acr_login(conn_id: str | None, host: str | None, network: Network) -> AcrLog
 
 def _identity(conn: Any, extras: dict, network: Network) -> Any:
     from azure.identity import ClientSecretCredential, DefaultAzureCredential
+
+    for name in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity"):  # headers per request
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     options: dict[str, Any] = {}
     authority = str(extras.get("authority_host") or "").strip().rstrip("/")

@@ -6,6 +6,7 @@ fulfils cross-repository mounts (so none are asked for)."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from functools import cached_property
 from typing import Any
@@ -22,9 +23,10 @@ from dmi_provider.targets.base import Endpoint, RepositoryOutcome
 from dmi_provider.targets.google import GoogleLogin, google_login
 
 UPLOADS = Uploads(chunk=0, mounts=False)
+_REQUEST_PREFIX = re.compile(r"^[A-Z]+ \S+: ")
 OPERATION_TIMEOUT = 120.0
-# AR repositories this process made sure of: (project, location, repository). Many sections share one.
-_ENSURED: dict[tuple[str, str, str], RepositoryOutcome] = {}
+# AR repositories this process made sure of: (connection, project, location, repository). Sections share one.
+_ENSURED: dict[tuple[str, str, str, str], RepositoryOutcome] = {}
 _ENSURED_LOCK = threading.Lock()
 
 
@@ -68,7 +70,7 @@ class GarTarget:
     def ensure_repository(self, repository: str) -> RepositoryOutcome:
         """The AR repository (not the image: images are created on push) exists with the section's settings;
         an existing one is fine, settings that differ are reported."""
-        key = (self.project, self.settings.location, self.settings.repository)
+        key = (self.conn_id, self.project, self.settings.location, self.settings.repository)
         with _ENSURED_LOCK:
             if key in _ENSURED:
                 return _ENSURED[key]
@@ -154,14 +156,18 @@ class _ApiErrors:
         if exc is None or isinstance(exc, DmiError) or not isinstance(exc, Exception):
             return False
         text = f"{self.who}: cannot {self.doing}"
-        if isinstance(exc, gexc.PermissionDenied | gexc.Unauthenticated):
-            raise DmiError(f"{text}: denied ({exc.message}): the identity needs roles/artifactregistry.admin "
-                           "(or repositories.create and roles/artifactregistry.writer)") from None
-        if isinstance(exc, gexc.InvalidArgument | gexc.NotFound | gexc.FailedPrecondition):
-            raise DmiError(f"{text}: {exc.message} (check gar-project and gar-location)") from None
+        said = _REQUEST_PREFIX.sub("", str(getattr(exc, "message", "") or exc))  # the REST client's "GET url: "
+        if isinstance(exc, gexc.Unauthorized):
+            raise DmiError(f"{text}: Google does not accept the credentials ({said}): check the service account "
+                           "key (revoked or deleted?)") from None
+        if isinstance(exc, gexc.Forbidden):
+            raise DmiError(f"{text}: denied ({said}): the identity needs roles/artifactregistry.admin (or "
+                           "repositories.create and roles/artifactregistry.writer)") from None
+        if isinstance(exc, gexc.BadRequest | gexc.NotFound):
+            raise DmiError(f"{text}: {said} (check gar-project and gar-location)") from None
         if isinstance(exc, gexc.GoogleAPICallError):
-            retry = isinstance(exc, gexc.ServerError | gexc.TooManyRequests | gexc.ServiceUnavailable)
-            raise DmiError(f"{text}: {exc.code} {exc.message}", retryable=retry) from None
+            retry = isinstance(exc, gexc.ServerError | gexc.TooManyRequests)
+            raise DmiError(f"{text}: HTTP {exc.code} {said}", retryable=retry) from None
         if isinstance(exc, gexc.RetryError | TimeoutError | ConnectionError | OSError):
             raise DmiError(f"{text}: the Artifact Registry API is unreachable ({type(exc).__name__}: {exc}); "
                            "check gar-api-endpoint and the network route", retryable=True) from None

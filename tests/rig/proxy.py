@@ -96,6 +96,7 @@ class Proxy:
         # distribution 2.8 ignores n/last on tag lists; set this to page them as Docker Hub and distribution 3
         # do: sorted, `n` a page, `Link: <…?n=N&last=T>; rel="next"` while more remain.
         self.tag_page: bool = False
+        self.latency = 0.0  # seconds added before each request is answered: a far-away registry
         self.in_flight: Counter[str] = Counter()  # open requests by "METHOD kind", and their high mark
         self.max_in_flight: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -193,6 +194,8 @@ class Proxy:
         request = Request(scope, receive)
         method, path = request.method, request.url.path
         kind = kind_of(path)
+        if self.latency:
+            await asyncio.sleep(self.latency)
         fault = self._take_fault(method, path)
         if fault is not None and fault.status is not None:
             self._record(method, path, fault.status)

@@ -27,6 +27,7 @@ class Registry:
     token_server: TokenServer | None = None
     service: Service | None = None
     tls: tuple[Path, Path] | None = None  # (certificate, key): serve HTTPS
+    realm: str | None = None  # token auth: where clients are sent for tokens (a cloud's front), else the server's
     ca: Path | None = None  # what a client trusts to reach it over HTTPS (readiness check)
 
     @property
@@ -65,9 +66,11 @@ class Registry:
             htpasswd.write_text("\n".join(lines) + "\n")
             config["auth"] = {"htpasswd": {"realm": f"dmi-{self.name}", "path": str(htpasswd)}}
         elif self.auth == "token":
-            self.token_server = TokenServer(service=f"registry.{self.name}.test", users=dict(self.users),
-                                            expires_in=self.token_expires_in)
+            if self.token_server is None:  # a test may bring its own, with a cloud's rules
+                self.token_server = TokenServer(service=f"registry.{self.name}.test", users=dict(self.users),
+                                                expires_in=self.token_expires_in)
             realm = self.token_server.start()
+            realm = self.realm or realm
             config["auth"] = {
                 "token": {
                     "realm": realm, "service": self.token_server.service, "issuer": ISSUER,

@@ -13,6 +13,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,6 +48,10 @@ class TokenServer:
     claimed_expires_in: int | None = None
     issued: list[dict] = field(default_factory=list)
     refused: int = 0
+    # A cloud's rules: which passwords a user may log in with (GAR: a live OAuth token), and where it may push
+    # (GAR: inside an Artifact Registry repository that exists).
+    password_ok: Callable[[str, str], bool] | None = None
+    push_ok: Callable[[str], bool] | None = None
 
     def __post_init__(self) -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -75,7 +80,7 @@ class TokenServer:
             if len(parts) < 3 or parts[0] != "repository":
                 continue
             kind, name, actions = parts[0], ":".join(parts[1:-1]), parts[-1].split(",")
-            allowed = {"pull", "push"} if user else {"pull"}
+            allowed = {"pull", "push"} if user and (self.push_ok is None or self.push_ok(name)) else {"pull"}
             granted = [a for a in actions if a in allowed]
             if granted:
                 access.append({"type": kind, "name": name, "actions": granted})
@@ -104,6 +109,8 @@ class TokenServer:
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except ValueError:
             return False, None
+        if self.password_ok is not None:
+            return self.password_ok(user, password), user
         return self.users.get(user) == password, user
 
     # -- HTTP ----------------------------------------------------------------------------------
