@@ -201,8 +201,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     print(f"[{row['section']}]   {name} left out {len(gone)}: {', '.join(gone)}")
                 continue
             extra = f"; {row['repository']}" if row["repository"] else ""
-            print(f"[{row['section']}] {row['source']} -> {row['target']}: {row['action']} "
-                  f"(source {row['source_digest']}, target {row['target_digest'] or 'none'}{extra})")
+            print(f"[{row['section']}] {row['source']} -> {row['target']} ({row['cloud']} repository "
+                  f"{row['target_repository']}): {row['action']} (source {row['source_digest']}, target "
+                  f"{row['target_digest'] or 'none'}{extra})")
             for what in row["referrers"]:
                 print(f"[{row['section']}]   + {what}")
         for line in _budget_lines(rows):
@@ -265,6 +266,7 @@ def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
         engine = backends.engine_for(job, target, say=lambda _: None)
         repository = target.check_repository(job.target_repository)
         note = "" if repository.exists else repository.note
+        base |= {"cloud": target.cloud, "target_repository": repository.repository}
         for pair in job.pairs:
             try:
                 _host, (plan,) = backends.plan(dataclasses.replace(job, pairs=(pair,)), target, engine, force=False,

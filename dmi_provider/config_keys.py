@@ -20,6 +20,9 @@ from dmi_provider.tags import DEFAULT_MAX, HARD_MAX, check_pattern, check_range,
 
 REFRESH_HELP = "0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"
 TARGETS = ("ecr", "gar", "acr", "registry")  # the lookup of dmi_provider.targets.TARGETS (a test keeps them equal)
+# What `dmi plan` and the UI call each kind of target.
+CLOUD_NAMES = {"ecr": "AWS ECR", "gar": "Google Artifact Registry", "acr": "Azure Container Registry",
+               "registry": "registry"}
 SOURCES = ("registry", "ecr", "gar", "acr")  # kinds of source: a plain registry, or a cloud's with its login
 # CLOUD (the original tool's variable) -> the target of sections that set none.
 CLOUDS = {"AWS": "ecr", "GOOGLE": "gar", "GCP": "gar", "GKE": "gar", "AZURE": "acr"}

@@ -76,6 +76,7 @@ def _outcome(job: Job, run: RunInfo, src_tag: str, dst_tag: str, plan: dict | No
     outcome = MirrorOutcome(dag_id=run.dag_id, run_id=run.run_id, section=job.section,
                             source=plan["source"] if plan else f"{job.source}:{src_tag}",
                             target=plan["target"] if plan else job.target_name(dst_tag), status="failed",
+                            target_kind=job.target,
                             logical_date=run.logical_date, started_at=run.started_at, finished_at=run.finished_at)
     if plan is None:
         outcome.error = error or NOT_RUN

@@ -50,8 +50,9 @@ def test_plan_heads_only(hub, hub_registry, ecr, factory, tmp_path):
     done = dmi("plan", str(config), env=env)
     assert done.returncode == 1  # the ghost section's source does not exist
     lines = done.stdout.splitlines()
-    assert lines[0] == (f"[app] {hub.host}/plan1/app:1 -> {ecr.registry.host}/plan1/app:1: copy (source "
-                        f"{artifact.digest}, target none; repository plan1/app would be created)")
+    assert lines[0] == (f"[app] {hub.host}/plan1/app:1 -> {ecr.registry.host}/plan1/app:1 (AWS ECR repository "
+                        f"plan1/app): copy (source {artifact.digest}, target none; repository plan1/app would be "
+                        "created)")
     assert lines[1].startswith("[ghost] error: ") and "MANIFEST_UNKNOWN" in lines[1]
     assert hub.count("GET", "blob") == 0 and hub.count("GET", "manifest", 200) == 0
 

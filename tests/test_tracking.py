@@ -221,12 +221,13 @@ def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
     db.commit()
     db.close()
     url = f"sqlite:///{path}"
-    with pytest.raises(RuntimeError, match="has schema 1, older than this DMI's 2: the next mirror task"):
+    with pytest.raises(RuntimeError, match="has schema 1, older than this DMI's 3: the next mirror task"):
         TrackingStore(url, read_only=True).history()
     store = TrackingStore(url)
     store.record(MirrorOutcome("d", "r2", "s", "docker.io/a:1", "ecr/a:1", "unchanged", ratelimit_remaining=40,
-                               ratelimit_limit=100, ratelimit_source="192.0.2.1", source_pulls=0))
+                               ratelimit_limit=100, ratelimit_source="192.0.2.1", source_pulls=0, target_kind="ecr"))
     rows = store.history()
-    assert [(r["run_id"], r["ratelimit_remaining"], r["ratelimit_limit"], r["ratelimit_source"]) for r in rows] == [
-        ("r2", 40, 100, "192.0.2.1"), ("r1", 42, None, None)]
+    assert [(r["run_id"], r["ratelimit_remaining"], r["ratelimit_limit"], r["ratelimit_source"], r["target_kind"])
+            for r in rows] == [("r2", 40, 100, "192.0.2.1", "ecr"), ("r1", 42, None, None, None)]
+    assert store.state()[0]["target_kind"] == "ecr"
     assert TrackingStore(url, read_only=True).history()[1]["bytes_transferred"] == 10

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dmi_provider import listeners
 from dmi_provider.config import ConfigError, load_config, read_environment
+from dmi_provider.config_keys import CLOUD_NAMES
 from dmi_provider.hooks.connections import DEFAULT_TRACKING_CONN_ID, tracking_url
 from dmi_provider.plugins.charts import CHART_STYLE, budget_chart, budget_headline
 from dmi_provider.tracking.store import STATUSES, TrackingStore, when
@@ -182,9 +183,10 @@ async def state_page(user: GetUserDep, section: str | None = None) -> HTMLRespon
             f'<label>Section <input name="section" value="{_e(section or "")}"></label>'
             '<button type="submit">Filter</button></form>')
     table = _table(
-        ["Target", "Section", "Source", "Digest", "Status", "First mirrored", "Last checked", "Last changed",
-         "Last run"],
-        [[_image_link(r["target"]), f'<a href="./?{urlencode({"section": r["section"]})}">{_e(r["section"])}</a>',
+        ["Target", "Cloud", "Section", "Source", "Digest", "Status", "First mirrored", "Last checked",
+         "Last changed", "Last run"],
+        [[_image_link(r["target"]), _e(CLOUD_NAMES.get(r.get("target_kind") or "", "-")),
+          f'<a href="./?{urlencode({"section": r["section"]})}">{_e(r["section"])}</a>',
           _e(r["source"]), _digest(r["last_digest"]),
           f'<span class="{_e(r["last_status"])}">{_e(r["last_status"])}</span>', _when(r["first_mirrored"]),
           _when(r["last_checked"]), _when(r["last_changed"]), _run_link(r["dag_id"], r["last_run_id"])]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from dmi_provider.config_keys import ACR_CHUNK
+from dmi_provider.config_keys import ACR_CHUNK, CLOUD_NAMES
 from dmi_provider.errors import DmiError
 from dmi_provider.job import Job
 from dmi_provider.registry.client import RegistryClient, RetryPolicy, Uploads
@@ -18,7 +18,7 @@ from dmi_provider.targets.base import Endpoint, RepositoryOutcome
 
 class AcrTarget:
     kind = "acr"
-    cloud = "Azure Container Registry"
+    cloud = CLOUD_NAMES["acr"]
 
     def __init__(self, job: Job, *, source: bool = False):
         self.job, self.source = job, source

@@ -17,6 +17,7 @@ from airflow.providers.amazon.aws.hooks.ecr import EcrHook
 from airflow.sdk.log import mask_secret
 
 from dmi_provider.config import EcrSettings
+from dmi_provider.config_keys import CLOUD_NAMES
 from dmi_provider.errors import DmiError
 from dmi_provider.job import Job
 from dmi_provider.registry.auth import Credentials
@@ -31,7 +32,7 @@ ECR_HOST = re.compile(r"^([0-9]{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaw
 
 class EcrTarget:
     kind = "ecr"
-    cloud = "AWS ECR"
+    cloud = CLOUD_NAMES["ecr"]
 
     def __init__(self, job: Job, *, source: bool = False):
         self.job = job

@@ -16,6 +16,7 @@ from google.api_core.client_options import ClientOptions
 from google.cloud import artifactregistry_v1 as ar
 
 from dmi_provider.config import GarSettings
+from dmi_provider.config_keys import CLOUD_NAMES
 from dmi_provider.errors import DmiError
 from dmi_provider.job import Job
 from dmi_provider.registry.client import Uploads
@@ -32,7 +33,7 @@ _ENSURED_LOCK = threading.Lock()
 
 class GarTarget:
     kind = "gar"
-    cloud = "Google Artifact Registry"
+    cloud = CLOUD_NAMES["gar"]
 
     def __init__(self, job: Job, *, source: bool = False):
         self.job = job

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from dmi_provider.config_keys import CLOUD_NAMES
 from dmi_provider.errors import DmiError
 from dmi_provider.hooks.connections import registry_login
 from dmi_provider.job import Job
@@ -14,7 +15,7 @@ from dmi_provider.targets.base import Endpoint, RepositoryOutcome
 
 class RegistryTarget:
     kind = "registry"
-    cloud = "registry"
+    cloud = CLOUD_NAMES["registry"]
 
     def __init__(self, job: Job):
         if not job.target_registry:

@@ -7,13 +7,15 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Columns added after version 1, as (table, column, SQL type): added in place to an older database.
 ADDED_IN_2 = (("dmi_mirror_history", "ratelimit_limit", "INTEGER"),
               ("dmi_mirror_history", "ratelimit_source", "VARCHAR(100)"),
               ("dmi_mirror_history", "source_pulls", "INTEGER"),
               ("dmi_mirror_history", "referrers_copied", "INTEGER"),
               ("dmi_mirror_history", "warnings", "TEXT"))
+ADDED_IN_3 = (("dmi_mirror_history", "target_kind", "VARCHAR(20)"),
+              ("dmi_mirror_state", "target_kind", "VARCHAR(20)"))
 
 
 class Base(DeclarativeBase):
@@ -52,6 +54,7 @@ class MirrorHistory(Base):
     source_pulls: Mapped[int | None] = mapped_column(Integer)  # manifest GETs the source counted as pulls
     referrers_copied: Mapped[int | None] = mapped_column(Integer)  # signatures, SBOMs … written with the image
     warnings: Mapped[str | None] = mapped_column(Text)  # what was skipped without failing the image
+    target_kind: Mapped[str | None] = mapped_column(String(20))  # ecr, gar, acr, registry (None: before schema 3)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -82,3 +85,4 @@ class MirrorState(Base):
     first_mirrored: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_checked: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_changed: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    target_kind: Mapped[str | None] = mapped_column(String(20))

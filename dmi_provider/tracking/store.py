@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from dmi_provider.tracking.models import (
     ADDED_IN_2,
+    ADDED_IN_3,
     SCHEMA_VERSION,
     Base,
     MirrorHistory,
@@ -52,6 +53,7 @@ class MirrorOutcome:
     source_pulls: int = 0
     referrers_copied: int = 0
     warnings: str | None = None
+    target_kind: str | None = None  # ecr, gar, acr, registry
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -68,7 +70,8 @@ def _upgrade(conn: Connection, found: int) -> None:
     """Bring an older database to this schema in place: columns are only ever added, rows kept."""
     have = {(t, c["name"]) for t in ("dmi_mirror_history", "dmi_mirror_state")
             for c in inspect(conn).get_columns(t)}
-    for table, column, sql_type in ADDED_IN_2 if found < 2 else ():
+    added = (ADDED_IN_2 if found < 2 else ()) + (ADDED_IN_3 if found < 3 else ())
+    for table, column, sql_type in added:
         if (table, column) not in have:
             conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
     conn.execute(update(SchemaVersion).values(version=SCHEMA_VERSION))
@@ -85,6 +88,7 @@ def _update_state(session: Session, outcome: MirrorOutcome, now: datetime) -> No
         state = MirrorState(target=outcome.target, first_mirrored=None, last_changed=None, last_digest=None)
         session.add(state)
     state.source, state.dag_id, state.section = outcome.source, outcome.dag_id, outcome.section
+    state.target_kind = outcome.target_kind or state.target_kind
     state.last_status, state.last_run_id, state.last_checked = outcome.status, outcome.run_id, now
     digest = outcome.target_digest if outcome.status != "failed" else None
     if digest:
