@@ -111,8 +111,7 @@ def test_gar_access_token_expiring_mid_copy_is_refreshed(google, open_registry, 
     artifact = factory.image(layers=[factory.layer() for _ in range(8)])
     repo = repo_name("gar")
     push(rig_client(open_registry), repo, "1.0", artifact)
-    google.repositories[f"projects/{google.project}/locations/{LOCATION}/repositories/mirror"] = {
-        "name": f"projects/{google.project}/locations/{LOCATION}/repositories/mirror", "format": "DOCKER"}
+    google.add_repository("mirror")
     job = gar_job(google, open_registry, repo)
     job = Job(**{**job.__dict__, "target_registry": slow.host, "insecure_registries": (open_registry.host, slow.host)})
     grants, issued = google.grants, len(tokens.issued)

@@ -80,6 +80,19 @@ class GoogleStandIn:
         assert self.registry is not None
         return self.registry.host
 
+    def mint(self, lifetime: int = 3600) -> tuple[str, str]:
+        """A registry login for the rig's own pushes and reads (what `gcloud auth print-access-token` gives)."""
+        token = f"ya29.rig-{secrets.token_urlsafe(16)}"
+        with self._lock:
+            self.tokens[token] = time.time() + lifetime
+        return "oauth2accesstoken", token
+
+    def add_repository(self, repository: str) -> str:
+        """An AR repository made outside DMI (by the rig, to seed a source)."""
+        name = f"projects/{self.project}/locations/{self.location}/repositories/{repository}"
+        self.repositories.setdefault(name, {"name": name, "format": "DOCKER", "mode": "STANDARD_REPOSITORY"})
+        return f"{self.project}/{repository}"
+
     # -- rules --------------------------------------------------------------------------------------
     def live(self, token: str) -> bool:
         with self._lock:
