@@ -43,12 +43,13 @@ def test_validate_json():
 def test_validate_bad_config_prints_every_error_and_exits_2(tmp_path):
     bad = tmp_path / "bad.ini"
     bad.write_text("[DEFAULT]\nrefresh = 2y\n[a]\nimage = A\ntag = 1\nproject = p\ncolour = blue\n")
-    done = run("validate", str(bad), env={"CLOUD": "GCP"})
+    done = run("validate", str(bad), env={"CLOUD": "IBM"})
     assert done.returncode == 2
     assert done.stdout == ""
     lines = done.stderr.splitlines()
     assert lines[0] == "4 problems in the mirror configuration:"
-    assert lines[1] == "  environment: CLOUD = 'GCP': only AWS is supported today"
+    assert lines[1] == ("  environment: CLOUD = 'IBM': expected one of: AWS, GOOGLE, GCP, GKE, AZURE (it sets the "
+                        "target of sections that set none)")
     assert lines[2].startswith(f"  {bad}:2: section 'DEFAULT': refresh = '2y': 0 (once) or N followed by m, h, d or w")
     assert lines[3].startswith(f"  {bad}:4: section 'a': image = 'A': 'A' is not a repository path")  # in file order
     assert lines[4].startswith(f"  {bad}:7: section 'a': colour = 'blue': unknown key;")

@@ -83,7 +83,8 @@ def test_original_format_with_cloud_google_and_cloud_azure(airflow_env, hub, hub
     assert sorted((r["target_kind"], r["status"]) for r in rows) == [("acr", "copied")] * 2 + [("gar", "copied")] * 2
     assert {r["target"] for r in rows} == {f"{google.host}/{google.project}/mirror/{ns}istio/proxyv2:1.7.0",
                                            f"{google.host}/{google.project}/mirror/{ns}istio/pilot:1.7.0",
-                                           f"{azure.host}/{ns}istio/proxyv2:1.7.0", f"{azure.host}/{ns}istio/pilot:1.7.0"}
+                                           f"{azure.host}/{ns}istio/proxyv2:1.7.0",
+                                           f"{azure.host}/{ns}istio/pilot:1.7.0"}
     assert all(r["target_digest"] == images[r["target"].split("/")[-1].split(":")[0]].digest for r in rows)
 
 
@@ -185,3 +186,54 @@ def test_mixed_clouds_and_cloud_to_cloud_in_one_dag(airflow_env, hub, hub_regist
     rows = TrackingStore(f"sqlite:///{ecr_env['DB_PATH']}").history()
     assert {r["target"]: (r["status"], r["target_kind"], r["target_digest"]) for r in rows} == {
         ref: ("copied", kind, artifact.digest) for ref, (artifact, _creds, kind) in expected.items()}
+
+
+def test_cloud_bad_input_fails_its_section_with_one_line_and_a_history_row(airflow_env, hub, hub_registry, google,
+                                                                           azure, factory, tmp_path):
+    ns = f"b{next(_ns)}"
+    push(rig_client(hub_registry, HUB_USER), f"{ns}/app", "1.0", factory.image())
+    principal = azure.entra.add_principal()
+    config = write(tmp_path, "config.ini", f"""
+        [DEFAULT]
+        refresh = 1w
+        source-registry = {hub.host}
+        insecure-registries = {hub.host}, {google.host}, {azure.host}
+        image = {ns}/app
+        tag = 1.0
+
+        [gar-nowhere]
+        project = a
+        target = gar
+        target-registry = {google.host}
+        gar-location = moon-east9
+        gar-api-endpoint = {google.url}
+
+        [acr-no-connection]
+        project = b
+        target = acr
+        target-registry = {azure.host}
+        azure-conn-id = acr_missing
+
+        [acr-fine]
+        project = c
+        target = acr
+        target-registry = {azure.host}
+    """)
+    db = tmp_path / "tracking.db"
+    env = {"AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": gcp_connection(google), "DB_PATH": str(db),
+           "AIRFLOW_CONN_AZURE_DEFAULT": azure_connection(azure, principal)}
+    run = airflow_env.run("dmi_mirror", config, env=env)
+    assert run["state"] == "failed"
+    assert run["tasks"]["gar-nowhere.ensure_repository"] == "failed"
+    assert run["tasks"]["acr-no-connection.pull"] == "failed"  # the pull task logs in to plan
+    assert run["tasks"]["acr-fine.record"] == "success"
+    assert ("section 'gar-nowhere': DmiError: Google Cloud (connection 'google_cloud_default'), location moon-east9: "
+            "cannot create or check repository") in run["log"]
+    assert ("section 'acr-no-connection': DmiError: connection 'acr_missing' does not exist: create it (type azure "
+            "with a service principal") in run["log"]
+    rows = {r["section"]: r for r in TrackingStore(f"sqlite:///{db}").history()}
+    assert rows["acr-fine"]["status"] == "copied"
+    assert rows["gar-nowhere"]["status"] == rows["acr-no-connection"]["status"] == "failed"
+    assert "location 'moon-east9' is not a valid location" in rows["gar-nowhere"]["error"]
+    assert rows["acr-no-connection"]["error"].startswith("DmiError: connection 'acr_missing' does not exist")
+    assert principal[1] not in run["log"] and "PRIVATE KEY" not in json.dumps(rows, default=str)

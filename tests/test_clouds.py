@@ -15,6 +15,7 @@ from dmi_provider.job import Job
 from dmi_provider.registry.errors import RegistryError
 from dmi_provider.targets import make_target
 from tests.conftest import azure_connection, gcp_connection, rig_client
+from tests.rig.client import RigClient
 from tests.rig.images import push
 from tests.rig.skopeo import inspect_raw
 
@@ -126,9 +127,10 @@ def test_gar_access_token_expiring_mid_copy_is_refreshed(google, open_registry, 
     ("missing", "connection 'gcp_nope' does not exist: create it (type google_cloud_platform"),
     ("foreign key", "Google Cloud (connection 'gcp_bad'): Google refused the login (invalid_grant: Invalid JWT "
                     "Signature."),
-    ("no location", "Google Cloud (connection 'gcp_test'), location mars1: cannot create or check repository "
-                    "projects/dmi-test-project/locations/mars1/repositories/mirror: Invalid resource field value in "
-                    "the request: location 'mars1' is not a valid location. (check gar-project and gar-location)"),
+    ("no location", "Google Cloud (connection 'gcp_test'), location moon-east9: cannot create or check repository "
+                    "projects/dmi-test-project/locations/moon-east9/repositories/mirror: Invalid resource field value "
+                    "in the request: location 'moon-east9' is not a valid location. (check gar-project and "
+                    "gar-location)"),
     ("no project", "Google Cloud (connection 'gcp_test'), location europe-west3: cannot create or check repository "
                    "projects/someone-elses/locations/europe-west3/repositories/mirror: denied (Permission "
                    "'artifactregistry.repositories.get' denied on resource '//artifactregistry.googleapis.com/projects"
@@ -142,7 +144,7 @@ def test_gar_bad_input_is_one_clear_final_line(google, open_registry, monkeypatc
     monkeypatch.setenv("AIRFLOW_CONN_GCP_BAD", json.dumps({"conn_type": "google_cloud_platform", "extra": {
         "keyfile_dict": json.dumps(google.key_info(key=stranger))}}))
     conn = {"missing": "gcp_nope", "foreign key": "gcp_bad"}.get(case, "gcp_test")
-    settings = {"no location": {"location": "mars1"}, "no project": {"project": "someone-elses"}}.get(case, {})
+    settings = {"no location": {"location": "moon-east9"}, "no project": {"project": "someone-elses"}}.get(case, {})
     job = gar_job(google, open_registry, "any/thing", conn_id=conn)
     job = Job(**{**job.__dict__, "gar": GarSettings(**{**job.gar.__dict__, **settings})})
     with pytest.raises(DmiError) as exc:
@@ -229,3 +231,24 @@ def test_acr_bad_input_is_one_clear_line(azure, open_registry, monkeypatch, case
     assert str(exc.value).startswith(expected.format(host=azure.host)), str(exc.value)
     assert exc.value.retryable is retryable
     assert secret not in str(exc.value) and "not-the-secret-123" not in str(exc.value)
+
+
+def test_a_gar_source_renews_its_token_during_the_copy(google, open_registry, factory, repo_name, monkeypatch,
+                                                       proxy_factory):
+    monkeypatch.setenv("AIRFLOW_CONN_GCP_SOURCE", gcp_connection(google))
+    monkeypatch.setattr(google, "token_lifetime", 2)
+    tokens = google.registry.token_server
+    monkeypatch.setattr(tokens, "expires_in", 2)
+    monkeypatch.setattr(tokens, "claimed_expires_in", 3600)
+    slow = proxy_factory(google.registry)
+    slow.latency = 0.25
+    artifact = factory.image(layers=[factory.layer() for _ in range(8)])
+    path = f"{google.add_repository('seeded')}/{repo_name('src')}"
+    push(RigClient(f"http://{google.host}", google.mint()), path, "1.0", artifact)
+    job = Job(section="from-gar", source=f"{slow.host}/{path}", pairs=(("1.0", "1.0"),),
+              target_repository=repo_name("dst"), target="registry", target_registry=open_registry.host,
+              source_type="gar", source_conn_id="gcp_source", insecure_registries=(slow.host, open_registry.host))
+    grants = google.grants
+    assert [r.status for r in mirror(job)] == ["copied"]
+    assert inspect_raw(f"{open_registry.host}/{job.target_repository}:1.0") == artifact.manifest
+    assert google.grants - grants >= 2 and tokens.refused == 0
