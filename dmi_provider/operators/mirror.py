@@ -33,7 +33,7 @@ from dmi_provider.tracking.store import TrackingStore
 
 TagPairs = Sequence[str | Sequence[str]]
 RETRY_429 = 60.0  # seconds to wait after a 429 that says nothing of when to come back
-DEFAULT_TARGET, DEFAULT_ENGINE = KEYS["target"].value, KEYS["engine"].value
+DEFAULT_TARGET, DEFAULT_ENGINE, DEFAULT_SOURCE = KEYS["target"].value, KEYS["engine"].value, KEYS["source"].value
 
 
 class MirrorBaseOperator(BaseOperator):
@@ -93,7 +93,7 @@ class MirrorBaseOperator(BaseOperator):
                  tag_filter: TagFilter | None = None, source_proxy: str | None = None,
                  source_ca_bundle: str | None = None, target_proxy: str | None = None,
                  target_ca_bundle: str | None = None, pull_reserve: float = 10.0,
-                 referrers: ReferrerFilter | None = None, source_type: str = "registry",
+                 referrers: ReferrerFilter | None = None, source_type: str = DEFAULT_SOURCE,
                  gar_settings: GarSettings | None = None, acr_settings: AcrSettings | None = None,
                  upload_chunk_size: int | None = None,
                  pull_task_id: str = "pull", push_task_id: str = "push", **kwargs: Any):
