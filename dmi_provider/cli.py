@@ -346,6 +346,52 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    """A whole config.ini in this process, as the DAGs would mirror it; history rows under run id cli__<time>."""
+    import logging
+    import time
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    unknown = sorted(set(args.section) - {s.section for s in config.sections})
+    if unknown:
+        print(f"dmi sync: no section {', '.join(map(repr, unknown))} in {args.config}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from airflow.sdk.log import redact
+
+    from dmi_provider.sync import sync
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("dmi_provider").addHandler(handler)
+    logging.getLogger("dmi_provider").setLevel(logging.WARNING)
+    say = (lambda _text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    started = time.monotonic()
+    with _stdout_to_stderr():  # Airflow's and the providers' logs go to stdout: keep it for the report
+        sections = sync(config, args.section, force=args.force, dry_run=args.dry_run, parallel=args.parallel,
+                        say=say, record=not args.no_history, redact=lambda text: str(redact(text)))
+    outcomes = [o for s in sections for o in s.outcomes]
+    failed = [o for o in outcomes if o.status == "failed"]
+    peak = peak_rss_mib()
+    if args.json:
+        print(json.dumps({"sections": [s.to_dict() for s in sections], "peak_rss_mib": peak,
+                          "duration": round(time.monotonic() - started, 3)}, indent=2, default=str))
+    else:
+        for outcome in outcomes:
+            print(f"{outcome.status}: {outcome.source} -> {outcome.target} {outcome.target_digest or ''}"
+                  f"{f' ({outcome.error})' if outcome.error else ''}".rstrip())
+        counts = {status: sum(1 for o in outcomes if o.status == status)
+                  for status in ("copied", "unchanged", "dry-run", "failed")}
+        copied = sum(o.bytes_transferred for o in outcomes)
+        print(f"{len(outcomes)} image(s) in {len(sections)} section(s): "
+              + ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+              + f"; {copied} bytes copied; {time.monotonic() - started:.2f}s; peak memory {peak} MiB")
+    return 1 if failed else 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from dmi_provider.config_keys import markdown_table, plain_list
 
@@ -409,6 +455,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", "-v", action="store_true", help="also say which tags each tags-* filter left out")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("sync", help="mirror a whole config.ini in this process, as its DAGs would (no scheduler)")
+    p.add_argument("config", metavar="CONFIG", help="path to config.ini")
+    p.add_argument("--section", action="append", default=[], help="only this section (repeatable)")
+    p.add_argument("--force", action="store_true", help="copy even when the target holds the source digest")
+    p.add_argument("--dry-run", action="store_true", help="plan only (HEAD requests); write nothing at the targets")
+    p.add_argument("--parallel", type=int, default=4, metavar="N", help="sections mirrored at once (default 4)")
+    p.add_argument("--no-history", action="store_true", help="write no rows to the tracking database")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("history", help="the mirror history (or --state: the current state) as a table")
     p.add_argument("--image", help="only targets or sources containing this text")

@@ -24,6 +24,17 @@ from dmi_provider.operators.mirror import (
 from dmi_provider.tags import describe_filter
 
 START_DATE = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+class SharedChoices(list):
+    """The trigger form's list of sections. Airflow deep-copies a DAG's params into every operator it makes:
+    with this list copied each time, a config's parse time grew with the square of its sections. Nothing
+    mutates it after the DAG is built, so every copy may share it."""
+
+    def __deepcopy__(self, memo: dict) -> SharedChoices:
+        return self
+
+
 MAP_INDEX = "{{ task.tags[0][0] }}"  # each mapped instance shows its source tag
 DEFAULT_ARGS = {
     "owner": "dmi",
@@ -120,7 +131,7 @@ def build_dags(path: str) -> dict[str, DAG]:
             params={
                 "force": Param(False, type="boolean", description="Copy even when the target holds the digest"),
                 "dry_run": Param(False, type="boolean", description="Plan only: write nothing at the target"),
-                "sections": Param([], type="array", items={"type": "string", "enum": sections},
+                "sections": Param([], type="array", items={"type": "string", "enum": SharedChoices(sections)},
                                   description="Only these sections (empty: all)"),
             },
         ) as dag:
