@@ -7,8 +7,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from dmi_provider.engines import Engine, EngineSetup, make_engine
 from dmi_provider.engines.base import History
 from dmi_provider.hooks.connections import RegistryLogin, registry_login
@@ -18,7 +16,6 @@ from dmi_provider.registry.client import RateLimit
 from dmi_provider.registry.copy import ClientPool, Plan
 from dmi_provider.tags import Selection, select
 from dmi_provider.targets import Target, make_source
-from dmi_provider.tracking.store import TrackingStore, claim_pulls
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +36,10 @@ TASK_MAX_PAUSE = 5.0  # a task defers rather than sleeping through a longer Retr
 def pull_ledger(tracking_url: str) -> Ledger:
     """The pull budget's ledger in the tracking database, shared by every worker. One store for the task's
     claims (a pull task claims a few times: the top manifest, its platforms, referrers)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dmi_provider.tracking.store import TrackingStore, claim_pulls
+
     store: list[TrackingStore] = []
 
     def claim(key: str, needed: int, limit: RateLimit, reserve: int) -> float:

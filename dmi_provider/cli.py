@@ -360,8 +360,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if unknown:
         print(f"dmi sync: no section {', '.join(map(repr, unknown))} in {args.config}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from airflow.sdk.log import redact
-
     from dmi_provider.sync import sync
 
     handler = logging.StreamHandler(sys.stderr)
@@ -372,7 +370,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with _stdout_to_stderr():  # Airflow's and the providers' logs go to stdout: keep it for the report
         sections = sync(config, args.section, force=args.force, dry_run=args.dry_run, parallel=args.parallel,
-                        say=say, record=not args.no_history, redact=lambda text: str(redact(text)))
+                        say=say, record=not args.no_history, db=args.db, redact=_redact)
     outcomes = [o for s in sections for o in s.outcomes]
     failed = [o for o in outcomes if o.status == "failed"]
     peak = peak_rss_mib()
@@ -390,6 +388,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
               + ", ".join(f"{n} {status}" for status, n in counts.items() if n)
               + f"; {copied} bytes copied; {time.monotonic() - started:.2f}s; peak memory {peak} MiB")
     return 1 if failed else 0
+
+
+def _redact(text: str) -> str:
+    """Airflow's redaction of the secrets read from connections; none were read when Airflow is not loaded."""
+    if "airflow.sdk.log" not in sys.modules:
+        return text
+    from airflow.sdk.log import redact
+
+    return str(redact(text))
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -463,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="plan only (HEAD requests); write nothing at the targets")
     p.add_argument("--parallel", type=int, default=4, metavar="N", help="sections mirrored at once (default 4)")
     p.add_argument("--no-history", action="store_true", help="write no rows to the tracking database")
+    p.add_argument("--db", help="SQLAlchemy URL of the tracking database (default: each section's tracking "
+                   "connection, else DB_PATH, else $AIRFLOW_HOME/dmi/tracking.db)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_sync)

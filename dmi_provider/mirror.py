@@ -14,7 +14,7 @@ from datetime import datetime
 
 from dmi_provider.job import Job
 from dmi_provider.registry.copy import Plan
-from dmi_provider.tracking.store import MirrorOutcome
+from dmi_provider.tracking.outcome import MirrorOutcome
 
 NOT_RUN = "not copied: an upstream task failed or did not run"
 

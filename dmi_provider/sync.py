@@ -17,7 +17,7 @@ from dmi_provider.config import MirrorConfig, MirrorSpec
 from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.job import Job
 from dmi_provider.targets import make_target
-from dmi_provider.tracking.store import MirrorOutcome, TrackingStore
+from dmi_provider.tracking.outcome import MirrorOutcome
 
 
 @dataclass
@@ -39,23 +39,28 @@ def run_id(now: datetime | None = None) -> str:
 
 
 def sync(config: MirrorConfig, sections: Sequence[str] = (), *, force: bool = False, dry_run: bool = False,
-         parallel: int = 4, say: Callable[[str], None] = print, record: bool = True,
+         parallel: int = 4, say: Callable[[str], None] = print, record: bool = True, db: str | None = None,
          redact: Callable[[str], str] = str) -> list[SectionResult]:
-    """Mirror the chosen sections (all when empty), `parallel` sections at a time; one result per section."""
+    """Mirror the chosen sections (all when empty), `parallel` sections at a time; one result per section.
+    History rows go to `db` (a SQLAlchemy URL), else to each section's tracking connection or DB_PATH."""
     specs = [s for s in config.sections if not sections or s.section in sections]
     started = datetime.now(UTC)
     run = run_id(started)
     with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="dmi-sync") as pool:
         futures = [pool.submit(_section, spec, config, run, started, force=force, dry_run=dry_run, say=say,
-                               record=record, redact=redact) for spec in specs]
+                               record=record, db=db, redact=redact) for spec in specs]
         return [f.result() for f in futures]
 
 
 def _section(spec: MirrorSpec, config: MirrorConfig, run: str, started: datetime, *, force: bool, dry_run: bool,
-             say: Callable[[str], None], record: bool, redact: Callable[[str], str]) -> SectionResult:
+             say: Callable[[str], None], record: bool, db: str | None, redact: Callable[[str], str]) -> SectionResult:
     job = Job.from_spec(spec, config.env)
     out = SectionResult(spec.section, spec.dag_id)
-    store = TrackingStore(tracking_url(job.tracking_conn_id, job.env.db_path)) if record else None
+    store = None
+    if record:  # imported here: a sync without history opens no database (and starts faster)
+        from dmi_provider.tracking.store import TrackingStore
+
+        store = TrackingStore(db or tracking_url(job.tracking_conn_id, job.env.db_path))
     pulled: dict | None = None
     pushed: list[dict] = []
     engine = None

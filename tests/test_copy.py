@@ -378,3 +378,36 @@ def test_a_retry_after_slows_every_thread_talking_to_that_host(proxy_factory, op
     assert len(slept) == 1 and 1.0 < slept[0] <= 2.0  # the other thread waited its turn before asking
     assert proxy.count("HEAD", "blob", 200) == 1
     client.close()
+
+
+def test_copies_side_by_side_read_a_shared_blob_once(proxy_factory, open_registry, factory, repo_name, rig_root):
+    # Two sections of `dmi sync` (two copiers, no shared cache) need the same base layer at the same registry.
+    from tests.rig.registry import Registry
+
+    target = Registry("side-by-side", rig_root / "side-by-side").start()
+    try:
+        base = factory.layer(1024 * 1024)
+        images = [factory.image(layers=[base, factory.layer()]) for _ in range(3)]
+        repos = [repo_name("src") for _ in images]
+        for repo, image in zip(repos, images, strict=True):
+            push(rig_client(open_registry), repo, "v1", image)
+        source = proxy_factory(open_registry)
+        source.latency = 0.2  # the copies overlap
+        results: list = []
+
+        def copy(repo: str) -> None:
+            copier = Copier(make_pool(source, target))  # its own pool and memory-only locations
+            results.append(copier.copy(ref(source, repo), ref(target, f"mirror/{repo}")))
+
+        threads = [threading.Thread(target=copy, args=(repo,)) for repo in repos]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(r.status for r in results) == ["copied"] * 3
+        assert sum(1 for h in source.hits if h.method == "GET" and base.digest in h.path) == 1
+        assert sum(r.blobs_mounted for r in results) == 2  # the others mounted what the first wrote
+        for repo, image in zip(repos, images, strict=True):
+            assert inspect_raw(f"{target.host}/mirror/{repo}:v1") == image.manifest
+    finally:
+        target.stop()

@@ -437,11 +437,16 @@ class Copier:
     # -- one blob ----------------------------------------------------------------------------------
     def _copy_blob(self, sc: RegistryClient, dc: RegistryClient, src_repo: str, dst_repo: str,
                    blob: Descriptor) -> tuple[str, int]:
-        short = blob.digest[:19]
         if blob.foreign:
-            self.say(f"  blob {short} skipped: non-distributable layer ({_mib(blob.size)})")
+            self.say(f"  blob {blob.digest[:19]} skipped: non-distributable layer ({_mib(blob.size)})")
             return "skipped", 0
-        holders = self.locations.holders(dc.registry, blob.digest)
+        with _first_writer(dc.registry, blob.digest, dst_repo) as other:
+            return self._copy_blob_once(sc, dc, src_repo, dst_repo, blob, other)
+
+    def _copy_blob_once(self, sc: RegistryClient, dc: RegistryClient, src_repo: str, dst_repo: str,
+                        blob: Descriptor, other: str | None) -> tuple[str, int]:
+        short = blob.digest[:19]
+        holders = self.locations.holders(dc.registry, blob.digest) | ({other} if other else set())
         if dc.blob_exists(dst_repo, blob.digest):
             self.locations.add(dc.registry, blob.digest, dst_repo)
             self.say(f"  blob {short} skipped: already at the target ({_mib(blob.size)})")
@@ -529,6 +534,34 @@ def _requests(sc: RegistryClient, dc: RegistryClient, before: tuple[Counter, Cou
     source = sc.counts - before[0]
     target = dc.counts - before[1] if dc is not sc else Counter()
     return {"source": dict(sorted(source.items())), "target": dict(sorted(target.items()))}
+
+
+# Blobs being written right now, per target registry: (registry, digest) -> (done, repository written to).
+_WRITING: dict[tuple[str, str], tuple[threading.Event, str]] = {}
+_WRITING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _first_writer(registry: str, digest: str, repository: str) -> Iterator[str | None]:
+    """Copies running side by side (sections of `dmi sync`, images sharing a base) that need one blob at one
+    registry: the first writes it, the others wait and then mount it from there (or find it), instead of
+    reading it from the source again. Yields the repository another copy wrote it to, or None."""
+    key = (registry, digest)
+    with _WRITING_LOCK:
+        found = _WRITING.get(key)
+        if found is None:
+            done = threading.Event()
+            _WRITING[key] = (done, repository)
+    if found is not None:
+        found[0].wait()
+        yield found[1] if found[1] != repository else None
+        return
+    try:
+        yield None
+    finally:
+        with _WRITING_LOCK:
+            _WRITING.pop(key, None)
+        done.set()
 
 
 @contextlib.contextmanager

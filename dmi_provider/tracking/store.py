@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import create_engine, delete, event, func, inspect, select, text, true, update
 from sqlalchemy.engine import Connection, Engine
@@ -25,45 +23,12 @@ from dmi_provider.tracking.models import (
     PullClaim,
     SchemaVersion,
 )
+from dmi_provider.tracking.outcome import STATUSES, MirrorOutcome, default_url
 
-STATUSES = ("copied", "unchanged", "failed", "dry-run")
+__all__ = ["STATUSES", "MirrorOutcome", "TrackingStore", "claim_pulls", "default_url", "when"]
+
 MIGRATE_ATTEMPTS = 8
 
-
-@dataclass
-class MirrorOutcome:
-    dag_id: str
-    run_id: str
-    section: str
-    source: str
-    target: str
-    status: str
-    logical_date: datetime | None = None
-    source_digest: str | None = None
-    target_digest: str | None = None
-    platforms: str = ""
-    error: str | None = None
-    bytes_transferred: int = 0
-    blobs_copied: int = 0
-    blobs_mounted: int = 0
-    blobs_skipped: int = 0
-    ratelimit_remaining: int | None = None
-    ratelimit_limit: int | None = None
-    ratelimit_source: str | None = None
-    source_pulls: int = 0
-    referrers_copied: int = 0
-    warnings: str | None = None
-    target_kind: str | None = None  # ecr, gar, acr, registry
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-
-def default_url(db_path: str | None = None, airflow_home: str | None = None) -> str:
-    """SQLite at DB_PATH, else $AIRFLOW_HOME/dmi/tracking.db."""
-    path = db_path or os.path.join(airflow_home or os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow"),
-                                   "dmi", "tracking.db")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
 
 
 def _upgrade(conn: Connection, found: int) -> None:

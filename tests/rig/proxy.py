@@ -97,6 +97,8 @@ class Proxy:
         # do: sorted, `n` a page, `Link: <…?n=N&last=T>; rel="next"` while more remain.
         self.tag_page: bool = False
         self.latency = 0.0  # seconds added before each request is answered: a far-away registry
+        self.bytes_per_second: float | None = None  # the link's bandwidth, each direction (None: loopback's)
+        self._link_free = {"up": 0.0, "down": 0.0}  # when each direction of the link is next free
         self.in_flight: Counter[str] = Counter()  # open requests by "METHOD kind", and their high mark
         self.max_in_flight: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -238,9 +240,15 @@ class Proxy:
         assert self._client is not None
         has_body = method in ("POST", "PUT", "PATCH")
         body = await request.body() if self.referrers_api and method == "PUT" and kind == "manifest" else None
+
+        async def upload() -> AsyncIterator[bytes]:
+            async for chunk in request.stream():
+                await self._pace("up", len(chunk))
+                yield chunk
+
         upstream = await self._client.send(
             self._client.build_request(method, url, headers=headers,
-                                       content=body if body is not None else request.stream() if has_body else None),
+                                       content=body if body is not None else upload() if has_body else None),
             stream=True,
         )
         self._record(method, path, upstream.status_code)
@@ -278,12 +286,23 @@ class Proxy:
                     sent += len(chunk)
                     with self._lock:
                         self.bytes_out += len(chunk)
+                    await self._pace("down", len(chunk))
                     yield chunk
             finally:
                 await upstream.aclose()
 
         response = StreamingResponse(body(), status_code=upstream.status_code, headers=out_headers)
         await response(scope, receive, send)
+
+    async def _pace(self, direction: str, size: int) -> None:
+        """Hold a chunk until the shaped link has carried it (all connections share the bandwidth)."""
+        if not self.bytes_per_second or not size:
+            return
+        now = time.monotonic()
+        free = max(now, self._link_free[direction]) + size / self.bytes_per_second
+        self._link_free[direction] = free
+        if free - now > 0.001:
+            await asyncio.sleep(free - now)
 
     async def _referrers(self, path: str, request: Request, scope: dict, receive: Callable, send: Callable) -> None:
         name, _, digest = path.removeprefix("/v2/").partition("/referrers/")
