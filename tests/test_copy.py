@@ -411,3 +411,40 @@ def test_copies_side_by_side_read_a_shared_blob_once(proxy_factory, open_registr
             assert inspect_raw(f"{target.host}/mirror/{repo}:v1") == image.manifest
     finally:
         target.stop()
+
+
+def test_a_cold_copy_into_an_empty_repository_sends_two_requests_per_blob(proxy_factory, open_registry, factory,
+                                                                          repo_name):
+    artifact = factory.image(layers=[factory.layer(), factory.layer(), factory.layer()])
+    src_repo = repo_name("src")
+    push(rig_client(open_registry), src_repo, "v1", artifact)
+    target = proxy_factory(open_registry)
+    result = Copier(make_pool(open_registry, target)).copy(ref(open_registry, src_repo),
+                                                            ref(target, repo_name("fresh")))
+    blobs = len(artifact.blobs)
+    assert result.blobs_copied == blobs
+    assert target.count("HEAD", "blob") == 0  # the repository had no tags: nothing to ask about
+    assert target.count("POST", "upload") == target.count("PUT", "upload") == blobs
+    assert target.count("GET", "other") + target.count("GET", "tags") <= 1  # the one tag-list question
+    upload_requests = target.count("POST", "upload") + target.count("PUT", "upload")
+    assert upload_requests <= 2 * blobs
+
+
+def test_a_refused_mount_s_upload_is_used_not_cancelled(proxy_factory, open_registry, factory, repo_name):
+    # A stale hint: the blob is no longer where the cache says. The upload the refused mount opened carries it.
+    from dmi_provider.registry.locations import BlobLocations
+
+    artifact = factory.image(layers=[factory.layer()])
+    src_repo = repo_name("src")
+    push(rig_client(open_registry), src_repo, "v1", artifact)
+    target = proxy_factory(open_registry)
+    locations = BlobLocations()
+    for blob in artifact.blobs:
+        locations.add(target.host, blob.digest, "nowhere/gone")
+    copier = Copier(make_pool(open_registry, target), locations=locations)
+    result = copier.copy(ref(open_registry, src_repo), ref(target, repo_name("dst")))
+    assert result.blobs_copied == len(artifact.blobs) and result.blobs_mounted == 0
+    assert target.count("POST", "upload") == len(artifact.blobs)  # the mount POSTs, nothing more
+    assert target.count("DELETE", "upload") == 0
+    assert all(locations.holders(target.host, b.digest) == {result.target.split("/", 1)[1].split(":")[0]}
+               for b in artifact.blobs)

@@ -634,10 +634,11 @@ class RegistryClient:
             return False
         return True
 
-    def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
-        """Cross-repository mount: 201 mounted; 202 means an upload was opened instead (cancelled)."""
+    def mount_blob(self, repo: str, digest: str, from_repo: str) -> str | None:
+        """Cross-repository mount. Returns None when mounted (201); else the Location of the upload the
+        registry opened instead (202), for upload_blob to use, or "" when no upload was opened."""
         if not self.uploads.mounts:
-            return False
+            return ""
         scope = f"{push_scope(repo)} {pull_scope(from_repo)}"
         try:
             r = self.request("POST", f"/v2/{repo}/blobs/uploads/?mount={digest}&from={from_repo}", scope=scope,
@@ -645,15 +646,24 @@ class RegistryClient:
         except RegistryError as exc:
             if exc.retryable:
                 raise
-            return False  # mounting is an optimisation: a refusal means upload instead
+            return ""  # mounting is an optimisation: a refusal means upload instead
         if r.status_code == 201:
-            return True
+            return None
         location = r.headers.get("location")
-        if location:
-            with contextlib.suppress(RegistryError):
-                self.request("DELETE", urljoin(self.base_url + "/", location), scope=push_scope(repo),
-                             ok=(200, 202, 204, 404))
-        return False
+        return urljoin(self.base_url + "/", location) if location else ""
+
+    def cancel_upload(self, repo: str, location: str) -> None:
+        with contextlib.suppress(RegistryError):  # best effort: registries purge stale uploads themselves
+            self.request("DELETE", location, scope=push_scope(repo), ok=(200, 202, 204, 404))
+
+    def repository_empty(self, repo: str) -> bool:
+        """Whether the repository has no tags (or does not exist yet): then none of its blobs can be there
+        but through a mount, and the blob HEADs of a cold copy can be skipped. Unsure means False."""
+        try:
+            r = self.request("GET", f"/v2/{repo}/tags/list?n=1", scope=pull_scope(repo), ok=(200, 404))
+            return r.status_code == 404 or not (r.json() or {}).get("tags")
+        except (RegistryError, ValueError, AttributeError):
+            return False
 
     @contextlib.contextmanager
     def open_blob(self, repo: str, digest: str, retry: bool = True) -> Iterator[httpx.Response]:
@@ -663,15 +673,17 @@ class RegistryClient:
         finally:
             r.close()
 
-    def upload_blob(self, repo: str, digest: str, size: int, chunks: Iterable[bytes], retry: bool = True) -> None:
-        """POST an upload, then one streaming PUT ?digest= (memory stays flat whatever the size); a registry
-        with `Uploads.chunk` takes a larger blob as PATCHes of that size first (memory: one chunk)."""
+    def upload_blob(self, repo: str, digest: str, size: int, chunks: Iterable[bytes], retry: bool = True,
+                    location: str | None = None) -> None:
+        """POST an upload (or use `location`, one a refused mount opened), then one streaming PUT ?digest=
+        (memory stays flat whatever the size); a registry with `Uploads.chunk` takes a larger blob as PATCHes of
+        that size first (memory: one chunk)."""
         scope = push_scope(repo)
-        r = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope, ok=(202,), retry=retry)
-        location = r.headers.get("location")
         if not location:
-            raise RegistryError(f"{self.registry}/{repo}: upload opened without a Location")
-        location = urljoin(self.base_url + "/", location)
+            r = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope, ok=(202,), retry=retry)
+            if not r.headers.get("location"):
+                raise RegistryError(f"{self.registry}/{repo}: upload opened without a Location")
+            location = urljoin(self.base_url + "/", r.headers["location"])
         try:
             rest: Iterable[bytes] = chunks
             if self.uploads.chunk and size > self.uploads.chunk:

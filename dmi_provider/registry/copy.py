@@ -305,7 +305,9 @@ class Copier:
         if plan.image_changed:
             self.say(f"{src} -> {dst}: copying {plan.source_digest} ({plan.media_type}): {len(plan.blobs)} blobs, "
                      f"{_mib(sum(b.size for b in plan.blobs))}")
-            self._copy_blobs(sc, dc, src.repository, dst.repository, plan.blobs, result)
+            # A tag that is not there yet, in a repository without tags: skip the blob HEADs (one GET for all).
+            fresh = plan.target_digest is None and len(plan.blobs) > 1 and dc.repository_empty(dst.repository)
+            self._copy_blobs(sc, dc, src.repository, dst.repository, plan.blobs, result, fresh)
             self._put_manifests(dc, dst, plan, result)
             self.say(
                 f"{src} -> {dst}: copied {result.target_digest}: {result.blobs_copied} blobs copied "
@@ -411,14 +413,14 @@ class Copier:
         return list(seen.values())
 
     def _copy_blobs(self, sc: RegistryClient, dc: RegistryClient, src_repo: str, dst_repo: str,
-                    blobs: list[Descriptor], result: CopyResult) -> None:
+                    blobs: list[Descriptor], result: CopyResult, fresh: bool = False) -> None:
         counts: Counter[str] = Counter()
         nbytes = 0
         lock = threading.Lock()
 
         def one(blob: Descriptor) -> None:
             nonlocal nbytes
-            outcome, moved = self._copy_blob(sc, dc, src_repo, dst_repo, blob)
+            outcome, moved = self._copy_blob(sc, dc, src_repo, dst_repo, blob, fresh)
             with lock:
                 counts[outcome] += 1
                 nbytes += moved
@@ -436,34 +438,43 @@ class Copier:
 
     # -- one blob ----------------------------------------------------------------------------------
     def _copy_blob(self, sc: RegistryClient, dc: RegistryClient, src_repo: str, dst_repo: str,
-                   blob: Descriptor) -> tuple[str, int]:
+                   blob: Descriptor, fresh: bool = False) -> tuple[str, int]:
         if blob.foreign:
             self.say(f"  blob {blob.digest[:19]} skipped: non-distributable layer ({_mib(blob.size)})")
             return "skipped", 0
         with _first_writer(dc.registry, blob.digest, dst_repo) as other:
-            return self._copy_blob_once(sc, dc, src_repo, dst_repo, blob, other)
+            return self._copy_blob_once(sc, dc, src_repo, dst_repo, blob, other, fresh)
 
     def _copy_blob_once(self, sc: RegistryClient, dc: RegistryClient, src_repo: str, dst_repo: str,
-                        blob: Descriptor, other: str | None) -> tuple[str, int]:
+                        blob: Descriptor, other: str | None, fresh: bool) -> tuple[str, int]:
         short = blob.digest[:19]
         holders = self.locations.holders(dc.registry, blob.digest) | ({other} if other else set())
-        if dc.blob_exists(dst_repo, blob.digest):
+        # In a repository without tags a blob is there only if an earlier, failed copy left it (the hints say).
+        if (not fresh or dst_repo in holders) and dc.blob_exists(dst_repo, blob.digest):
             self.locations.add(dc.registry, blob.digest, dst_repo)
             self.say(f"  blob {short} skipped: already at the target ({_mib(blob.size)})")
             return "skipped", 0
         sources = ([src_repo] if sc.registry == dc.registry else []) + sorted(holders - {dst_repo})
+        opened = ""  # an upload a refused mount opened: the first try of the copy uses it
         for from_repo in sources:
-            if dc.mount_blob(dst_repo, blob.digest, from_repo):
+            location = dc.mount_blob(dst_repo, blob.digest, from_repo)
+            if location is None:
+                if opened:
+                    dc.cancel_upload(dst_repo, opened)
                 self.locations.add(dc.registry, blob.digest, dst_repo)
                 self.say(f"  blob {short} mounted from {from_repo} ({_mib(blob.size)})")
                 return "mounted", 0
+            if location and opened:
+                dc.cancel_upload(dst_repo, location)
+            opened = opened or location
             self.locations.forget(dc.registry, blob.digest, from_repo)  # a stale hint
         # The only retry level of a blob copy: the GET and the upload inside are sent once per attempt.
         policy, started = sc.retry, time.monotonic()
         for attempt in range(policy.attempts):
             try:
-                return self._stream_blob(sc, dc, src_repo, dst_repo, blob, short)
+                return self._stream_blob(sc, dc, src_repo, dst_repo, blob, short, opened)
             except RegistryError as exc:
+                opened = ""  # used (and cancelled on failure) by that try
                 delay = policy.delay(attempt, exc.retry_after)
                 # A same-size digest mismatch may be a bad transfer: one more try, then it is the source's fault.
                 again = exc.retryable or (isinstance(exc, DigestMismatch) and exc.size_ok and attempt == 0)
@@ -477,11 +488,11 @@ class Copier:
         raise AssertionError("unreachable")
 
     def _stream_blob(self, sc: RegistryClient, dc: RegistryClient, src_repo: str, dst_repo: str, blob: Descriptor,
-                     short: str) -> tuple[str, int]:
+                     short: str, location: str = "") -> tuple[str, int]:
         with _slots(sc, dc), sc.open_blob(src_repo, blob.digest, retry=False) as response:
             started = time.monotonic()
             chunks = self._verified(body_chunks(response), blob, short, started)
-            dc.upload_blob(dst_repo, blob.digest, blob.size, chunks, retry=False)
+            dc.upload_blob(dst_repo, blob.digest, blob.size, chunks, retry=False, location=location or None)
         elapsed = max(time.monotonic() - started, 1e-6)
         self.locations.add(dc.registry, blob.digest, dst_repo)
         self.say(f"  blob {short} copied {_mib(blob.size)} in {elapsed:.2f}s ({_mib(blob.size / elapsed)}/s)")
