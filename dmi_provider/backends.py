@@ -33,9 +33,10 @@ def source_login(job: Job) -> RegistryLogin:
 TASK_MAX_PAUSE = 5.0  # a task defers rather than sleeping through a longer Retry-After
 
 
-def pull_ledger(tracking_url: str) -> Ledger:
+def pull_ledger(tracking_url: str | Callable[[], str]) -> Ledger:
     """The pull budget's ledger in the tracking database, shared by every worker. One store for the task's
-    claims (a pull task claims a few times: the top manifest, its platforms, referrers)."""
+    claims (a pull task claims a few times: the top manifest, its platforms, referrers). `tracking_url` may be
+    a callable: the connection is then looked up only when a pull is first claimed (most tasks claim none)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from dmi_provider.tracking.store import TrackingStore, claim_pulls
@@ -45,7 +46,7 @@ def pull_ledger(tracking_url: str) -> Ledger:
     def claim(key: str, needed: int, limit: RateLimit, reserve: int) -> float:
         try:
             if not store:
-                store.append(TrackingStore(tracking_url))
+                store.append(TrackingStore(tracking_url() if callable(tracking_url) else tracking_url))
             return claim_pulls(store[0], key, needed, limit.remaining or 0, limit.seen_at or time.time(), reserve,
                                limit.limit or 0, limit.window or DEFAULT_WINDOW)
         except SQLAlchemyError as exc:  # the ledger helps; without it the headers alone still decide

@@ -153,7 +153,7 @@ class MirrorBaseOperator(BaseOperator):
     def engine_backend(self) -> Engine:
         return backends.engine_for(self.job, self.target_backend, self.log.info, history=self.last_good,
                                    known=self.__dict__.get("known_manifests"),
-                                   ledger=backends.pull_ledger(self.tracking_url()))
+                                   ledger=backends.pull_ledger(self.tracking_url))
 
     def tracking_url(self) -> str:
         return tracking_url(self.tracking_conn_id, self.job.env.db_path)
@@ -338,8 +338,10 @@ class RecordMirrorOperator(MirrorBaseOperator):
     def execute(self, context: Any) -> list[dict]:
         self.skip_unless_selected(context)
         pushed = self.sibling(context, self.push_task_id) or self.sibling(context, self.push_task_id, "partial")
-        outcomes = mirror.outcomes(self.job, self.run_info(context), self.pulled(context), pushed,
-                                   self.first_error(context))
+        pulled, run = self.pulled(context), self.run_info(context)
+        outcomes = mirror.outcomes(self.job, run, pulled, pushed, None)
+        if any(o.status == "failed" for o in outcomes):  # only then ask each task for the error it left
+            outcomes = mirror.outcomes(self.job, run, pulled, pushed, self.first_error(context))
         store = self.tracking_store()
         try:
             for outcome in outcomes:

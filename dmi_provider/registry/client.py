@@ -55,6 +55,7 @@ VERIFIABLE = ("sha256", "sha512")  # digest algorithms whose bytes this client c
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 CHUNK = 1024 * 1024
 REFERRERS_API: dict[str, bool] = {}  # per registry URL: whether it has the referrers API (learnt once)
+CHALLENGES: dict[str, Challenge] = {}  # per registry URL: its auth challenge, so later clients skip the 401
 DOCKER_HUB_CHALLENGE = Challenge("bearer", "https://auth.docker.io/token", "registry.docker.io")
 
 
@@ -260,7 +261,8 @@ class RegistryClient:
         self.ratelimit: RateLimit | None = None
         self.pulls = 0  # manifest GETs answered 200: what Docker Hub counts as pulls
         # Docker Hub's token service is well known: asking it first saves a 401 round trip per process.
-        self._challenge: Challenge | None = DOCKER_HUB_CHALLENGE if registry == DOCKER_HUB else None
+        self._challenge: Challenge | None = CHALLENGES.get(self.base_url) or (
+            DOCKER_HUB_CHALLENGE if registry == DOCKER_HUB else None)
         self._lock = threading.Lock()
         self._not_before = 0.0  # monotonic time before which no request goes to this host (Retry-After)
         # Bounds the blob transfers running against this host at once, whatever copies share the client.
@@ -435,7 +437,7 @@ class RegistryClient:
         key = self._token_key(scope)
         if key is not None:
             self.tokens.drop(key)  # expired or too narrow: fetch a fresh one
-        self._challenge = challenge
+        self._challenge = CHALLENGES[self.base_url] = challenge
 
     def _backoff(self, attempt: int, started: float, error: RegistryError) -> int:
         if error.retry_after is not None and error.retry_after > self.retry.max_pause:
