@@ -68,6 +68,13 @@ for src, dst in json.loads(sys.argv[2]):
 """
 
 
+def shaped(proxy: Proxy, args: argparse.Namespace) -> Proxy:
+    """The proxy adds --latency-ms to each request and shares --mbit per direction (a far-away registry)."""
+    proxy.latency = args.latency_ms / 1000
+    proxy.bytes_per_second = args.mbit * 1e6 / 8 if args.mbit else None
+    return proxy
+
+
 @dataclass
 class Row:
     tool: str
@@ -128,7 +135,10 @@ def main() -> None:
     parser.add_argument("--base-mib", type=int, default=64, help="shared base layer size")
     parser.add_argument("--layer-mib", type=int, default=8, help="each image's own layer size")
     parser.add_argument("--big-mib", type=int, default=1024, help="the single large layer (0: none)")
-    parser.add_argument("--tools", default="dmi,dmi-one-process,skopeo,docker")
+    parser.add_argument("--tools", default="dmi,dmi-one-process,skopeo,docker",
+                        help="also: dmi-no-referrers (dmi copy --no-referrers: the image alone, as skopeo copies)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every request, both sides")
+    parser.add_argument("--mbit", type=float, default=0.0, help="bandwidth per direction, both sides (0: loopback)")
     args = parser.parse_args()
     tools = args.tools.split(",")
 
@@ -136,7 +146,7 @@ def main() -> None:
     services: list = []
     hub = Registry("hub", work / "hub", auth="token", users={"bench": "bench-pass"}).start()
     services.append(hub)
-    proxy = Proxy(hub.url, ratelimit=100000).start()
+    proxy = shaped(Proxy(hub.url, ratelimit=100000).start(), args)
     dockerd = Dockerd.start() if "docker" in tools else None
 
     print(f"building {args.images} images on a {args.base_mib} MiB base"
@@ -156,14 +166,17 @@ def main() -> None:
 
     rows: list[Row] = []
     for tool in tools:
-        target = Registry(f"target-{tool}", work / f"target-{tool}").start()
+        target: Registry | Proxy = Registry(f"target-{tool}", work / f"target-{tool}").start()
         services.append(target)
+        if args.latency_ms or args.mbit:  # the target side of the link too
+            target = shaped(Proxy(target.url).start(), args)  # type: ignore[union-attr]
+            services.append(target)
         pairs = [(f"{proxy.host}/{n}", f"{target.host}/mirror/{n}") for n in names]
         insecure = [proxy.host, target.host]
         for run in ("first", "again"):
-            if tool == "dmi":
+            if tool in ("dmi", "dmi-no-referrers"):
                 argvs = [[DMI, "copy", "-q", "--insecure", proxy.host, "--insecure", target.host, s, d]
-                         for s, d in pairs]
+                         + (["--no-referrers"] if tool == "dmi-no-referrers" else []) for s, d in pairs]
             elif tool == "dmi-one-process":
                 argvs = [[PY, "-c", DMI_MANY, json.dumps(pairs), json.dumps(insecure)]]
             elif tool == "skopeo":

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from copy_bench import DMI, measure  # noqa: E402
+from copy_bench import DMI, measure, shaped  # noqa: E402
 
 from tests.rig.client import RigClient  # noqa: E402
 from tests.rig.images import ImageFactory, push  # noqa: E402
@@ -44,12 +44,6 @@ class Row:
     target_requests: int
     source_mib: float
     peak_mib: float
-
-
-def shaped(proxy: Proxy, args: argparse.Namespace) -> Proxy:
-    proxy.latency = args.latency_ms / 1000
-    proxy.bytes_per_second = args.mbit * 1e6 / 8 if args.mbit else None
-    return proxy
 
 
 def main() -> None:

@@ -50,11 +50,28 @@ def _describe(config: MirrorConfig) -> str:
     return "\n".join(lines)
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def _load(path: str) -> MirrorConfig | None:
+    """The config, or None after printing its every problem (the caller exits 2)."""
     try:
-        config = load_config(args.config)
+        return load_config(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return None
+
+
+def _log_to_stderr(level: int) -> None:
+    """DMI's own log lines (progress, warnings) on stderr, bare."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("dmi_provider").addHandler(handler)
+    logging.getLogger("dmi_provider").setLevel(level)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
         return EXIT_BAD_INPUT
     if args.json:
         payload = {
@@ -141,11 +158,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     except (InvalidReference, ValueError, DmiError) as exc:
         print(f"dmi copy: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger("dmi_provider")
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    _log_to_stderr(logging.WARNING if args.quiet else logging.INFO)
     endpoint = Endpoint(dst.registry, creds.get(dst.registry), networks[dst.registry])
     engine = make_engine(args.engine, EngineSetup(
         endpoint=lambda: endpoint, source_registry=src.registry, source_credentials=creds.get(src.registry),
@@ -180,10 +193,8 @@ def cmd_copy(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """HEADs only: what a run would copy, skip or create. Writes nothing."""
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return EXIT_BAD_INPUT
     with _stdout_to_stderr():  # Airflow's and the providers' logs go to stdout: keep it for the plan
         rows = [row for spec in config.sections if not args.section or spec.section in args.section
@@ -351,10 +362,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     import logging
     import time
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return EXIT_BAD_INPUT
     unknown = sorted(set(args.section) - {s.section for s in config.sections})
     if unknown:
@@ -362,10 +371,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     from dmi_provider.sync import sync
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logging.getLogger("dmi_provider").addHandler(handler)
-    logging.getLogger("dmi_provider").setLevel(logging.WARNING)
+    _log_to_stderr(logging.WARNING)
     say = (lambda _text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
     started = time.monotonic()
     with _stdout_to_stderr():  # Airflow's and the providers' logs go to stdout: keep it for the report

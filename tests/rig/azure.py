@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -29,6 +29,7 @@ import jwt
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tests.rig.json_server import JsonHandler, serve
 from tests.rig.process import free_port
 from tests.rig.proxy import Proxy
 from tests.rig.registry import Registry
@@ -112,41 +113,25 @@ class Entra:
     def start(self) -> Entra:
         entra = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as Entra: MSAL reuses its connections
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _answer(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 parts = urlparse(self.path).path.strip("/").split("/")
                 if parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
-                    self._answer(200, entra._discovery(parts[0]))
+                    self.answer(200, entra._discovery(parts[0]))
                 else:
-                    self._answer(404, {"error": "not_found"})
+                    self.answer(404, {"error": "not_found"})
 
             def do_POST(self) -> None:
                 parts = urlparse(self.path).path.strip("/").split("/")
-                form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+                form = parse_qs(self.form_body().decode())
                 if parts[1:] == ["oauth2", "v2.0", "token"]:
-                    self._answer(*entra._token(parts[0], form))
+                    self.answer(*entra._token(parts[0], form))
                 else:
-                    self._answer(404, {"error": "not_found"})
+                    self.answer(404, {"error": "not_found"})
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*self.ca.server("entra"))
-        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
-        threading.Thread(target=self._httpd.serve_forever, daemon=True, name="entra-stand-in").start()
+        self._httpd = serve(Handler, "entra-stand-in", context)
         return self
 
     def stop(self) -> None:

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -26,6 +26,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.rig.json_server import JsonHandler, serve
 from tests.rig.registry import Registry
 from tests.rig.token_server import TokenServer
 
@@ -175,32 +176,19 @@ class GoogleStandIn:
     def start(self) -> GoogleStandIn:
         stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as Google's endpoints
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _answer(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _handle(self, method: str) -> None:
                 url = urlparse(self.path)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = self.form_body()
                 if url.path == "/token" and method == "POST":
-                    self._answer(*stand_in._grant(parse_qs(body.decode())))
+                    self.answer(*stand_in._grant(parse_qs(body.decode())))
                     return
                 auth = self.headers.get("Authorization", "")
                 if not auth.startswith("Bearer ") or not stand_in.api_token_ok(auth[7:]):
-                    self._answer(*_error(401, "UNAUTHENTICATED", "Request had invalid authentication "
-                                                                 "credentials."))
+                    self.answer(*_error(401, "UNAUTHENTICATED", "Request had invalid authentication "
+                                                                "credentials."))
                     return
-                self._answer(*stand_in._api(method, url.path, parse_qs(url.query), body))
+                self.answer(*stand_in._api(method, url.path, parse_qs(url.query), body))
 
             def do_GET(self) -> None:
                 self._handle("GET")
@@ -208,9 +196,7 @@ class GoogleStandIn:
             def do_POST(self) -> None:
                 self._handle("POST")
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True, name="google-stand-in").start()
+        self._httpd = serve(Handler, "google-stand-in")
         token_server = TokenServer(service=f"{self.location}-docker.pkg.dev", allow_anonymous=False,
                                    password_ok=lambda user, token: user == "oauth2accesstoken" and self.live(token),
                                    push_ok=self.push_ok)
