@@ -64,7 +64,10 @@ def _section(spec: MirrorSpec, config: MirrorConfig, run: str, started: datetime
     pulled: dict | None = None
     pushed: list[dict] = []
     engine = None
-    lines = lambda text: say(f"[{spec.section}] {text}")  # noqa: E731
+
+    def lines(text: str) -> None:
+        say(f"[{spec.section}] {text}")
+
     try:
         if job.tag_filter.active:
             pairs, _selection = backends.resolve_tags(job)

@@ -72,7 +72,8 @@ def test_gar_creates_its_repository_then_copies_byte_exact_with_single_puts(goog
     assert made["labels"] == {"team": "platform"} and made["description"] == "Hub mirror"
     assert made["kmsKeyName"].endswith("cryptoKeys/k") and made["cleanupPolicies"]["keep"]["action"] in ("KEEP", 2)
     calls = len(google.api_calls)
-    assert make_target(job).ensure_repository("mirror/other").created  # one AR repository per process, asked once
+    again = make_target(job).ensure_repository("mirror/other")  # one AR repository per process, asked once
+    assert again.exists and not again.created
     assert len(google.api_calls) == calls
 
     results = mirror(job)

@@ -5,6 +5,7 @@ fulfils cross-repository mounts (so none are asked for)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -73,8 +74,8 @@ class GarTarget:
         an existing one is fine, settings that differ are reported."""
         key = (self.conn_id, self.project, self.settings.location, self.settings.repository)
         with _ENSURED_LOCK:
-            if key in _ENSURED:
-                return _ENSURED[key]
+            if key in _ENSURED:  # made sure of by an earlier section of this process
+                return dataclasses.replace(_ENSURED[key], created=False)
         with self.errors(f"create or check repository {self.name}"):
             created = False
             try:
