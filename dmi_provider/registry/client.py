@@ -524,11 +524,8 @@ class RegistryClient:
     def check_push(self, repo: str) -> None:
         """Open an upload and cancel it: proves the login may push to `repo`, writing nothing."""
         r = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=push_scope(repo), ok=(202,))
-        location = r.headers.get("location")
-        if location:
-            with contextlib.suppress(RegistryError):
-                self.request("DELETE", urljoin(self.base_url + "/", location), scope=push_scope(repo),
-                             ok=(200, 202, 204, 404))
+        if r.headers.get("location"):
+            self.cancel_upload(repo, urljoin(self.base_url + "/", r.headers["location"]))
 
     def head_manifest(self, repo: str, ref: str) -> Descriptor | None:
         try:
