@@ -9,8 +9,9 @@ import textwrap
 import pytest
 
 from dmi_provider import config as config_module
-from dmi_provider.config import ConfigError, parse_config
+from dmi_provider.config import ConfigError
 from dmi_provider.job import Job
+from tests.test_config import errors, parse
 
 ORIGINAL = """\
 [DEFAULT]
@@ -22,16 +23,6 @@ tag = 1.7.0
 source-repository = istio
 project = istio
 """
-
-
-def parse(text: str, env: dict[str, str] | None = None, path: str = "config.ini"):
-    return parse_config(textwrap.dedent(text), path, env or {})
-
-
-def errors(text: str, env: dict[str, str] | None = None, path: str = "config.ini") -> list[str]:
-    with pytest.raises(ConfigError) as exc:
-        parse(text, env, path)
-    return [str(i) for i in exc.value.issues]
 
 
 @pytest.mark.parametrize(("cloud", "target", "name"), [
