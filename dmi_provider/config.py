@@ -124,6 +124,12 @@ class GarSettings:
 class AcrSettings:
     conn_id: str = "azure_default"
     name: str | None = None  # None: the connection's host
+    write_enabled: bool | None = None  # the repository's changeableAttributes after a push (None: unchanged)
+    delete_enabled: bool | None = None
+
+    def attributes(self) -> dict[str, bool]:
+        wanted = {"writeEnabled": self.write_enabled, "deleteEnabled": self.delete_enabled}
+        return {k: v for k, v in wanted.items() if v is not None}
 
     @property
     def host(self) -> str | None:
@@ -564,7 +570,7 @@ def _spec(sec: _Section, refresh: Refresh, default_refresh: Refresh | None, sour
         gar=GarSettings(v["gcp-conn-id"], v["gar-location"], v["gar-project"], v["gar-repository"],
                         v["gar-immutable-tags"], v["gar-kms-key-name"], v["gar-labels"], v["gar-description"],
                         cleanup[1], cleanup[0], v["gar-cleanup-policy-dry-run"], v["gar-api-endpoint"]),
-        acr=AcrSettings(v["azure-conn-id"], v["acr-name"]),
+        acr=AcrSettings(v["azure-conn-id"], v["acr-name"], v["acr-write-enabled"], v["acr-delete-enabled"]),
     )  # type: ignore[arg-type]
 
 

@@ -440,6 +440,10 @@ KEY_TABLE: tuple[Key, ...] = (
     Key("gar-api-endpoint", "`artifactregistry.googleapis.com`", "GAR: the Artifact Registry API's host (a Private "
         "Service Connect endpoint; `http://host:port` for a local stand-in)", _matching(_API_ENDPOINT_RE, "a host, "
         "host:port or http(s)://host:port"), "artifactregistry.googleapis.com", GAR),
+    Key("acr-write-enabled", "as the registry has it", "ACR: `false` locks the repository against pushes and tag "
+        "changes by others (`writeEnabled`); DMI lifts it for its own push and sets it again after", _bool, None, ACR),
+    Key("acr-delete-enabled", "as the registry has it", "ACR: `false` protects the repository's images from "
+        "deletion (`deleteEnabled`), set after each push", _bool, None, ACR),
     Key("acr-name", "the connection's host (an `azure_container_registry` connection's Registry Server)", "ACR: the "
         "registry's name; the registry is `NAME.azurecr.io` (`target-registry` for another host)",
         _matching(_ACR_NAME_RE, "an ACR registry name: 5-50 letters and digits"), None, ACR),

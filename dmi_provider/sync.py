@@ -88,6 +88,9 @@ def _section(spec: MirrorSpec, config: MirrorConfig, run: str, started: datetime
             engine.tag(plans)
             for plan in plans:  # one at a time: what was written before a failure is recorded as such
                 pushed.extend(r.to_dict() for r in engine.transfer([plan]))
+            applied = target.after_push(job.target_repository)
+            if applied:
+                lines(f"repository settings: {applied}")
         elif not dry_run:
             pushed = [plan.result().to_dict() for plan in plans]
     except Exception as exc:  # the section's failure is its row; the other sections go on

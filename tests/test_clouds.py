@@ -43,7 +43,9 @@ def mirror(job: Job, lines: list[str] | None = None) -> list:
     engine = backends.engine_for(job, target, say=(lines if lines is not None else []).append)
     try:
         _host, plans = backends.plan(job, target, engine, force=False, dry_run=False)
-        return engine.transfer(plans)
+        results = engine.transfer(plans)
+        target.after_push(job.target_repository)
+        return results
     finally:
         engine.close()
 
@@ -253,3 +255,30 @@ def test_a_gar_source_renews_its_token_during_the_copy(google, open_registry, fa
     assert [r.status for r in mirror(job)] == ["copied"]
     assert inspect_raw(f"{open_registry.host}/{job.target_repository}:1.0") == artifact.manifest
     assert google.grants - grants >= 2 and tokens.refused == 0
+
+
+def test_acr_locks_the_repository_after_a_push_and_lifts_the_write_lock_for_its_own(azure, open_registry, factory,
+                                                                                  repo_name, monkeypatch):
+    principal = azure.entra.add_principal()
+    monkeypatch.setenv("AIRFLOW_CONN_AZ_TEST", azure_connection(azure, principal))
+    repo = repo_name("acr")
+    first, second = factory.image(), factory.image()
+    push(rig_client(open_registry), repo, "1.0", first)
+    job = acr_job(azure, open_registry, repo)
+    job = Job(**{**job.__dict__, "acr": AcrSettings("az_test", write_enabled=False, delete_enabled=False)})
+    assert [r.status for r in mirror(job)] == ["copied"]
+    name = f"mirror/{repo}"
+    assert azure.front.attributes[name] == {"deleteEnabled": False, "writeEnabled": False, "listEnabled": True,
+                                                 "readEnabled": True}
+    other = RigClient(f"http://{azure.host}", azure.admin)  # somebody else pushing into the mirror: refused
+    with pytest.raises(Exception, match="403"):
+        push(other, name, "sneaky", factory.image())
+    deleted = other.request("DELETE", f"/v2/{name}/manifests/{first.digest}", other.scope(name, push=True))
+    assert deleted.status_code == 403
+
+    push(rig_client(open_registry), repo, "1.0", second)  # the source moves on: DMI may still write
+    refused = azure.front.locked_writes
+    assert [r.status for r in mirror(job)] == ["copied"]
+    assert azure.front.locked_writes == refused  # DMI's own push was never refused
+    assert inspect_raw(f"{azure.host}/{name}:1.0", azure.admin) == second.manifest
+    assert azure.front.attributes[name]["writeEnabled"] is False  # locked again

@@ -52,6 +52,10 @@ class FakeTarget:
     def check_repository(self, repository: str) -> RepositoryOutcome:
         return RepositoryOutcome(repository)
 
+    def after_push(self, repository: str) -> str:
+        CALLS.append(f"after_push {repository}")
+        return "locked"
+
 
 class FakeEngine:
     """Tag '1' has changed at the source, tag '2' has not; `fail` makes transfer raise."""
@@ -153,7 +157,8 @@ def test_a_group_asks_the_engine_and_target_and_records(group):
     out, _ti, events = run(ops, ["pull", "tag", "ensure", "push", "record"])
     assert CALLS == ["endpoint", "plan force=False dry_run=False", "stage 2", "close",
                      "tag ['fake.example:5000/istio/proxyv2:1']", "close", "ensure istio/proxyv2",
-                     "transfer", "transfer", "close"]  # one per plan: what was written before a failure is known
+                     "transfer", "transfer", "after_push istio/proxyv2", "close"]  # one per plan: what was
+    # written before a failure is known; then the settings a repository takes only once it exists (ACR's locks)
     assert out["pull"]["target_host"] == "fake.example:5000" and out["pull"]["changed"] is True
     assert out["tag"] == ["fake.example:5000/istio/proxyv2:1"]
     assert out["ensure"]["created"] is True

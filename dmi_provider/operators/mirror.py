@@ -314,6 +314,9 @@ class PushImageOperator(MirrorBaseOperator):
         def work() -> list[dict]:
             for plan in plans:  # one at a time, so what was written before a failure is known
                 done.extend(r.to_dict() for r in self.engine_backend.transfer([plan]))
+            applied = self.target_backend.after_push(self.job.target_repository)  # ACR's locks, now it exists
+            if applied:
+                self.log.info("repository settings: %s", applied)
             return done
 
         try:

@@ -4,6 +4,7 @@ uploads: blobs above `upload-chunk-size` (8 MiB by default) go in chunks."""
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 
 from dmi_provider.config_keys import ACR_CHUNK, CLOUD_NAMES
@@ -21,7 +22,7 @@ class AcrTarget:
     cloud = CLOUD_NAMES["acr"]
 
     def __init__(self, job: Job, *, source: bool = False):
-        self.job, self.source = job, source
+        self.job, self.source, self.settings = job, source, job.acr
         self.conn_id = job.source_conn_id if source else job.acr.conn_id
         self.host = job.source_registry if source else (job.target_registry or job.acr.host)
         chunk = job.upload_chunk_size
@@ -39,19 +40,52 @@ class AcrTarget:
         login = self.login
         return Endpoint(login.host, login, login.network, self.uploads)
 
-    def ensure_repository(self, repository: str) -> RepositoryOutcome:
-        """ACR creates repositories on push: prove the registry answers and the identity may push there."""
+    def _client(self) -> RegistryClient:
         login = self.login
-        client = RegistryClient(login.host, credentials=login, network=login.network,
-                                retry=RetryPolicy(attempts=2), timeout=30)
+        return RegistryClient(login.host, credentials=login, network=login.network, retry=RetryPolicy(attempts=2),
+                              timeout=30)
+
+    def ensure_repository(self, repository: str) -> RepositoryOutcome:
+        """ACR creates repositories on push: prove the registry answers and the identity may push there. A
+        repository DMI keeps write-locked (acr-write-enabled = false) is unlocked for the push (after_push locks
+        it again)."""
+        client, note = self._client(), "created on push by ACR; the login may push there"
         try:
+            if self.settings.write_enabled is False and self._attributes(client, repository) is not None:
+                self._attributes(client, repository, {"writeEnabled": True})
+                note += "; write lock lifted for the push"
             client.check_push(repository)
         except RegistryError as exc:
-            raise DmiError(f"{login.who}: cannot push to {repository}: {exc}", retryable=exc.retryable) from None
+            raise DmiError(f"{self.login.who}: cannot push to {repository}: {exc}", retryable=exc.retryable) from None
         finally:
             client.close()
-        return RepositoryOutcome(repository, uri=f"{login.host}/{repository}",
-                                 note="created on push by ACR; the login may push there")
+        return RepositoryOutcome(repository, uri=f"{self.login.host}/{repository}", note=note)
+
+    def after_push(self, repository: str) -> str | None:
+        """The repository's locks (acr-write-enabled, acr-delete-enabled), now that it exists."""
+        wanted = self.settings.attributes()
+        if not wanted:
+            return None
+        client = self._client()
+        try:
+            self._attributes(client, repository, wanted)
+        except RegistryError as exc:
+            raise DmiError(f"{self.login.who}: cannot set {wanted} on {repository}: {exc}",
+                           retryable=exc.retryable) from None
+        finally:
+            client.close()
+        return f"{repository}: " + ", ".join(f"{k} = {str(v).lower()}" for k, v in wanted.items())
+
+    @staticmethod
+    def _attributes(client: RegistryClient, repository: str, change: dict[str, bool] | None = None) -> dict | None:
+        """ACR's repository properties (`/acr/v1/<name>`): read them (None: no such repository), or change some."""
+        scope = f"repository:{repository}:metadata_read,metadata_write"
+        if change is None:
+            r = client.request("GET", f"/acr/v1/{repository}", scope=scope, ok=(200, 404))
+        else:
+            r = client.request("PATCH", f"/acr/v1/{repository}", scope=scope, content=json.dumps(change).encode(),
+                               headers={"Content-Type": "application/json"})
+        return r.json().get("changeableAttributes") if r.status_code == 200 else None
 
     def check_repository(self, repository: str) -> RepositoryOutcome:
         return self.ensure_repository(repository)

@@ -58,3 +58,6 @@ class Target(Protocol):
     def ensure_repository(self, repository: str) -> RepositoryOutcome: ...
 
     def check_repository(self, repository: str) -> RepositoryOutcome: ...
+
+    def after_push(self, repository: str) -> str | None:
+        """Settings a registry applies only to a repository that exists (ACR's locks); a note, or None."""

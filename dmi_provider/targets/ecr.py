@@ -127,6 +127,9 @@ class EcrTarget:
         return RepositoryOutcome(repository, uri=found.get("repositoryUri"),
                                  differences=_differences(_wanted(self.settings), found))
 
+    def after_push(self, repository: str) -> None:
+        return None  # every setting was applied by ensure_repository
+
 
 def _wanted(settings: EcrSettings) -> dict:
     encryption = {"encryptionType": settings.encryption}

@@ -93,6 +93,9 @@ class GarTarget:
             _ENSURED[key] = outcome
         return outcome
 
+    def after_push(self, repository: str) -> None:
+        return None  # every setting was applied by ensure_repository
+
     def check_repository(self, repository: str) -> RepositoryOutcome:
         with self.errors(f"look up repository {self.name}"):
             try:

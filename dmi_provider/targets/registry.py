@@ -38,3 +38,6 @@ class RegistryTarget:
 
     def check_repository(self, repository: str) -> RepositoryOutcome:
         return self.ensure_repository(repository)
+
+    def after_push(self, repository: str) -> None:
+        return None  # every setting was applied by ensure_repository

@@ -154,6 +154,8 @@ class AcrFront(Proxy):
         self.token_grants: list[dict] = []  # the form fields (or "basic") of each /oauth2/token
         self.refused_puts = 0
         self.oauth_refused: list[str] = []
+        self.attributes: dict[str, dict] = {}  # repository -> ACR's changeableAttributes (writeEnabled …)
+        self.locked_writes = 0  # manifest PUTs refused because a repository had writeEnabled false
 
     async def app(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -165,6 +167,23 @@ class AcrFront(Proxy):
             self._record(method, path, status)
             await Response(json.dumps(body), status, media_type="application/json")(scope, receive, send)
             return
+        if path.startswith("/acr/v1/"):
+            status, body = await self._repository_attributes(request, path.removeprefix("/acr/v1/"), method)
+            self._record(method, path, status)
+            challenge = {"WWW-Authenticate": f'Bearer realm="http://{self.host}/oauth2/token",service="{self.host}"'}
+            await Response(json.dumps(body), status, media_type="application/json",
+                           headers=challenge if status == 401 else None)(scope, receive, send)
+            return
+        name = path.removeprefix("/v2/").partition("/manifests/")[0]
+        if method in ("PUT", "DELETE") and "/manifests/" in path:
+            wanted = "writeEnabled" if method == "PUT" else "deleteEnabled"
+            if self.attributes.get(name, {}).get(wanted) is False:
+                self.locked_writes += method == "PUT"
+                self._record(method, path, 403)
+                body = json.dumps({"errors": [{"code": "DENIED", "message": "The operation is disallowed on this "
+                                               "registry, repository or image."}]})
+                await Response(body, 403, media_type="application/json")(scope, receive, send)
+                return
         size = int(request.headers.get("content-length") or 0)
         if method == "PUT" and "/blobs/uploads/" in path and size > self.max_put:
             self.refused_puts += 1
@@ -203,6 +222,24 @@ class AcrFront(Proxy):
             return self._refuse("grant_type must be refresh_token for this service")
         scopes = str(form.get("scope", "")).split()
         return 200, {"access_token": self.tokens.token(claims["sub"], scopes)["token"]}
+
+    async def _repository_attributes(self, request: Request, name: str, method: str) -> tuple[int, dict]:
+        """ACR's repository properties (GET, and PATCH of writeEnabled, deleteEnabled, listEnabled, readEnabled),
+        for a bearer token with metadata_read / metadata_write on the repository."""
+        try:
+            claims = jwt.decode(request.headers.get("authorization", "").removeprefix("Bearer "),
+                                self.tokens.key.public_key(), algorithms=["RS256"], audience=self.tokens.service,
+                                options={"verify_exp": False})
+        except jwt.PyJWTError:
+            return 401, {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}
+        need = "metadata_write" if method == "PATCH" else "metadata_read"
+        if not any(a["name"] == name and need in a["actions"] for a in claims.get("access", [])):
+            return 403, {"errors": [{"code": "DENIED", "message": f"requires {need}"}]}
+        attributes = self.attributes.setdefault(name, {"deleteEnabled": True, "writeEnabled": True,
+                                                       "listEnabled": True, "readEnabled": True})
+        if method == "PATCH":
+            attributes.update({k: bool(v) for k, v in (await request.json()).items() if k in attributes})
+        return 200, {"registry": self.host, "imageName": name, "changeableAttributes": dict(attributes)}
 
     def _basic_user(self, header: str) -> str | None:
         if not header.lower().startswith("basic ") or self.admin is None:

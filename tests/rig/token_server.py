@@ -80,7 +80,8 @@ class TokenServer:
             if len(parts) < 3 or parts[0] != "repository":
                 continue
             kind, name, actions = parts[0], ":".join(parts[1:-1]), parts[-1].split(",")
-            allowed = {"pull", "push"} if user and (self.push_ok is None or self.push_ok(name)) else {"pull"}
+            writer = user and (self.push_ok is None or self.push_ok(name))
+            allowed = {"pull", "push", "metadata_read", "metadata_write"} if writer else {"pull"}
             granted = [a for a in actions if a in allowed]
             if granted:
                 access.append({"type": kind, "name": name, "actions": granted})
