@@ -58,7 +58,7 @@ class MirrorBaseOperator(BaseOperator):
     :param ecr_settings: settings of the ECR repository when ensure_repository creates it
     :param gar_settings: GAR: connection, location, project, repository and its settings
         (``dmi_provider.config.GarSettings``)
-    :param acr_settings: ACR: connection and registry name (``dmi_provider.config.AcrSettings``)
+    :param acr_settings: ACR: connection, registry name and repository locks (``dmi_provider.config.AcrSettings``)
     :param upload_chunk_size: bytes per chunked upload (PATCH); 0 one PUT per blob; None the target's default
     :param section: the config section, for messages and the history (default: the task id)
     :param docker_url: the Docker daemon of ``engine = docker``
