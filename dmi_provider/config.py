@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import configparser
 import difflib
+import functools
 import importlib.util
 import os
 import re
@@ -207,13 +208,13 @@ class Environment:
     """The legacy environment variables of the original tool."""
 
     cloud: str = "AWS"  # AWS, GOOGLE or AZURE (GCP and GKE are read as GOOGLE)
+    aws_account: str | None = None
+    aws_region: str | None = None
+    db_path: str | None = None
 
     @property
     def default_target(self) -> str:
         return CLOUDS.get(self.cloud, "ecr")
-    aws_account: str | None = None
-    aws_region: str | None = None
-    db_path: str | None = None
 
     def ecr_host(self) -> str | None:
         if self.aws_account and self.aws_region:
@@ -540,6 +541,7 @@ def _cloud_rules(sec: _Section) -> None:
             return
 
 
+@functools.cache
 def _installed(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None

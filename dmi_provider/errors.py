@@ -19,6 +19,12 @@ class DmiError(Exception):
             self.retryable = retryable
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """A library exception's message as one short line (its `message`, else its first argument)."""
+    text = str(getattr(exc, "message", None) or (exc.args[0] if exc.args else exc)).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 def is_retryable(exc: BaseException) -> bool:
     """DMI's own errors say; anything else (a bug, an unexpected library error) gets Airflow's retries."""
     return exc.retryable if isinstance(exc, DmiError) else True

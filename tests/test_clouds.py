@@ -4,6 +4,7 @@ google-cloud-artifact-registry and azure-identity talk to the stand-ins of tests
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -117,7 +118,7 @@ def test_gar_access_token_expiring_mid_copy_is_refreshed(google, open_registry, 
     push(rig_client(open_registry), repo, "1.0", artifact)
     google.add_repository("mirror")
     job = gar_job(google, open_registry, repo)
-    job = Job(**{**job.__dict__, "target_registry": slow.host, "insecure_registries": (open_registry.host, slow.host)})
+    job = dataclasses.replace(job, target_registry=slow.host, insecure_registries=(open_registry.host, slow.host))
     grants, issued = google.grants, len(tokens.issued)
 
     assert [r.status for r in mirror(job)] == ["copied"]
@@ -149,7 +150,7 @@ def test_gar_bad_input_is_one_clear_final_line(google, open_registry, monkeypatc
     conn = {"missing": "gcp_nope", "foreign key": "gcp_bad"}.get(case, "gcp_test")
     settings = {"no location": {"location": "moon-east9"}, "no project": {"project": "someone-elses"}}.get(case, {})
     job = gar_job(google, open_registry, "any/thing", conn_id=conn)
-    job = Job(**{**job.__dict__, "gar": GarSettings(**{**job.gar.__dict__, **settings})})
+    job = dataclasses.replace(job, gar=dataclasses.replace(job.gar, **settings))
     with pytest.raises(DmiError) as exc:
         target = make_target(job)
         target.endpoint().login()  # the registry login: an OAuth token
@@ -207,7 +208,7 @@ def test_acr_admin_user_logs_in_with_basic_credentials(azure, open_registry, fac
     push(rig_client(open_registry), repo, "1.0", artifact)
     exchanges = len(azure.front.exchanges)
     job = acr_job(azure, open_registry, repo, conn_id="acr_admin")
-    job = Job(**{**job.__dict__, "target_registry": None})  # the registry is the connection's Registry Server
+    job = dataclasses.replace(job, target_registry=None)  # the registry is the connection's Registry Server
     assert [r.status for r in mirror(job)] == ["copied"]
     assert inspect_raw(f"{azure.host}/mirror/{repo}:1.0", azure.admin) == artifact.manifest
     assert len(azure.front.exchanges) == exchanges  # no Entra ID involved
@@ -228,7 +229,7 @@ def test_acr_bad_input_is_one_clear_line(azure, open_registry, monkeypatch, case
     monkeypatch.setenv("AIRFLOW_CONN_AZ_TEST", azure_connection(azure, given, **extra))
     job = acr_job(azure, open_registry, "any/thing", conn_id="az_nope" if case == "missing" else "az_test")
     if case == "unresolvable":
-        job = Job(**{**job.__dict__, "target_registry": "nosuchacr.invalid"})
+        job = dataclasses.replace(job, target_registry="nosuchacr.invalid")
     with pytest.raises(DmiError) as exc:
         make_target(job).ensure_repository(job.target_repository)
     assert str(exc.value).startswith(expected.format(host=azure.host)), str(exc.value)
@@ -265,7 +266,7 @@ def test_acr_locks_the_repository_after_a_push_and_lifts_the_write_lock_for_its_
     first, second = factory.image(), factory.image()
     push(rig_client(open_registry), repo, "1.0", first)
     job = acr_job(azure, open_registry, repo)
-    job = Job(**{**job.__dict__, "acr": AcrSettings("az_test", write_enabled=False, delete_enabled=False)})
+    job = dataclasses.replace(job, acr=AcrSettings("az_test", write_enabled=False, delete_enabled=False))
     assert [r.status for r in mirror(job)] == ["copied"]
     name = f"mirror/{repo}"
     assert azure.front.attributes[name] == {"deleteEnabled": False, "writeEnabled": False, "listEnabled": True,

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from airflow.sdk.log import mask_secret
 
-from dmi_provider.errors import DmiError
+from dmi_provider.errors import DmiError, first_line
 from dmi_provider.hooks.connections import cloud_connection, network_from_extras
 from dmi_provider.registry.auth import Credentials
 from dmi_provider.registry.errors import registry_error_text
@@ -79,10 +79,10 @@ class AcrLogin:
         try:
             return self.identity.get_token(audience(self.host)).token
         except ClientAuthenticationError as exc:
-            raise DmiError(f"{self.who}: Entra ID refused the login ({_first_line(exc)}): check the service "
+            raise DmiError(f"{self.who}: Entra ID refused the login ({first_line(exc)}): check the service "
                            "principal's client id, secret and tenantId, or the managed identity") from None
         except AzureError as exc:
-            raise DmiError(f"{self.who}: cannot reach Entra ID ({_first_line(exc)}); check the network route, "
+            raise DmiError(f"{self.who}: cannot reach Entra ID ({first_line(exc)}); check the network route, "
                            "HTTPS_PROXY and the connection's authority_host", retryable=True) from None
 
     def _exchange(self) -> tuple[str, float]:
@@ -168,8 +168,3 @@ def _expiry(token: str) -> float:
         return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
     except (IndexError, ValueError, KeyError, TypeError):
         return time.time() + 3600
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", None) or exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__

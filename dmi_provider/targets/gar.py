@@ -5,10 +5,12 @@ fulfils cross-repository mounts (so none are asked for)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
 import threading
+from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
 
@@ -144,23 +146,19 @@ class GarTarget:
         uri = found.registry_uri or f"{self.host}/{self.project}/{self.settings.repository}"
         return RepositoryOutcome(self.name, created=created, uri=uri, differences=tuple(differences))
 
-    def errors(self, doing: str) -> _ApiErrors:
-        return _ApiErrors(f"{self.login.who}, location {self.settings.location}", doing)
+    def errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        return api_errors(f"{self.login.who}, location {self.settings.location}", doing)
 
 
-class _ApiErrors:
+@contextlib.contextmanager
+def api_errors(who: str, doing: str) -> Iterator[None]:
     """The Artifact Registry API's failures as one line: who, what was being done, what to do."""
-
-    def __init__(self, who: str, doing: str):
-        self.who, self.doing = who, doing
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any) -> bool:
-        if exc is None or isinstance(exc, DmiError) or not isinstance(exc, Exception):
-            return False
-        text = f"{self.who}: cannot {self.doing}"
+    try:
+        yield
+    except DmiError:
+        raise
+    except Exception as exc:
+        text = f"{who}: cannot {doing}"
         said = _REQUEST_PREFIX.sub("", str(getattr(exc, "message", "") or exc))  # the REST client's "GET url: "
         if isinstance(exc, gexc.Unauthorized):
             raise DmiError(f"{text}: Google does not accept the credentials ({said}): check the service account "
@@ -176,4 +174,4 @@ class _ApiErrors:
         if isinstance(exc, gexc.RetryError | TimeoutError | ConnectionError | OSError):
             raise DmiError(f"{text}: the Artifact Registry API is unreachable ({type(exc).__name__}: {exc}); "
                            "check gar-api-endpoint and the network route", retryable=True) from None
-        return False
+        raise

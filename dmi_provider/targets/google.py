@@ -20,7 +20,7 @@ from airflow.sdk.log import mask_secret
 from google.auth.transport.requests import Request
 from google.oauth2 import service_account
 
-from dmi_provider.errors import DmiError
+from dmi_provider.errors import DmiError, first_line
 from dmi_provider.hooks.connections import cloud_connection
 from dmi_provider.registry.auth import Credentials
 from dmi_provider.registry.network import Network
@@ -59,10 +59,10 @@ class GoogleLogin:
                 try:
                     self.credentials.refresh(self._request)
                 except google.auth.exceptions.TransportError as exc:
-                    raise DmiError(f"{self.who}: cannot reach Google's token endpoint ({_first_line(exc)}); check "
+                    raise DmiError(f"{self.who}: cannot reach Google's token endpoint ({first_line(exc)}); check "
                                    "the network route and HTTPS_PROXY", retryable=True) from None
                 except google.auth.exceptions.RefreshError as exc:
-                    raise DmiError(f"{self.who}: Google refused the login ({_first_line(exc)}): check the service "
+                    raise DmiError(f"{self.who}: Google refused the login ({first_line(exc)}): check the service "
                                    "account key (is it revoked or deleted?) and its scopes") from None
             mask_secret(self.credentials.token)
             return self.credentials.token
@@ -85,11 +85,11 @@ def google_login(conn_id: str | None, network: Network | None = None) -> GoogleL
     try:
         credentials, project = _credentials(extras, scopes)
     except google.auth.exceptions.DefaultCredentialsError as exc:
-        raise DmiError(f"{who}: no Google credentials ({_first_line(exc)}): give the connection a key_path or "
+        raise DmiError(f"{who}: no Google credentials ({first_line(exc)}): give the connection a key_path or "
                        "keyfile_dict extra, or run where application-default credentials exist "
                        "(GOOGLE_APPLICATION_CREDENTIALS, workload identity)") from None
     except (ValueError, KeyError, OSError) as exc:
-        raise DmiError(f"{who}: the key cannot be read ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise DmiError(f"{who}: the key cannot be read ({type(exc).__name__}: {first_line(exc)})") from None
     return GoogleLogin(conn_id, credentials, str(extras.get("project") or project or "") or None,
                        network or Network())
 
@@ -112,8 +112,3 @@ def _credentials(extras: dict, scopes: list[str]) -> tuple[Any, str | None]:
             return google.auth.load_credentials_from_dict(json.loads(text), scopes=scopes)
         return google.auth.load_credentials_from_file(text, scopes=scopes)
     return google.auth.default(scopes=scopes)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc.args[0]) if exc.args else str(exc)
-    return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
