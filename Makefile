@@ -4,8 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 # Debian packages the test rig runs for real (see README, "Tests").
-APT_PACKAGES := docker-registry skopeo docker.io apache2-utils postgresql chromium tinyproxy
-APT_COMMANDS := docker-registry skopeo dockerd htpasswd chromium tinyproxy
+APT_PACKAGES := docker-registry skopeo docker.io apache2-utils postgresql chromium tinyproxy redis-server
+APT_COMMANDS := docker-registry skopeo dockerd htpasswd chromium tinyproxy redis-server
 PYTEST_ARGS ?=
 
 .PHONY: test demo lint venv apt clean

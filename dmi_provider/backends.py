@@ -14,6 +14,7 @@ from dmi_provider.job import Job
 from dmi_provider.registry.budget import DEFAULT_WINDOW, Ledger, PullBudget, wait_for
 from dmi_provider.registry.client import RateLimit
 from dmi_provider.registry.copy import ClientPool, Plan
+from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.tags import Selection, select
 from dmi_provider.targets import Target, make_source
 
@@ -59,9 +60,10 @@ def pull_ledger(tracking_url: str | Callable[[], str]) -> Ledger:
 
 
 def engine_for(job: Job, target: Target, say: Callable[[str], None], history: History | None = None,
-               known: dict[str, tuple[str, bytes]] | None = None, ledger: Ledger | None = None) -> Engine:
+               known: dict[str, tuple[str, bytes]] | None = None, ledger: Ledger | None = None,
+               locations: Callable[[], BlobLocations] | None = None) -> Engine:
     """The section's engine; `known`: manifests an earlier try of the task already paid for; `ledger`:
-    where tasks running at once claim the source's pulls."""
+    where tasks running at once claim the source's pulls; `locations`: blob locations a fleet shares."""
     source = source_login(job)
     return make_engine(job.engine, EngineSetup(
         budget=PullBudget(job.pull_reserve, ledger), known_manifests=known, max_pause=TASK_MAX_PAUSE,
@@ -69,7 +71,19 @@ def engine_for(job: Job, target: Target, say: Callable[[str], None], history: Hi
         endpoint=target.endpoint, source_registry=job.source_registry, source_network=source.network,
         source_credentials=source.credentials, insecure=job.insecure_registries,
         platforms=job.platforms, say=say, history=history, docker_url=job.docker_url,
-        docker_conn_id=job.docker_conn_id, keep_local_images=job.keep_local_images))
+        docker_conn_id=job.docker_conn_id, keep_local_images=job.keep_local_images, locations=locations))
+
+
+def fleet_locations(tracking_url: str, upload_limit: int, say: Callable[[str], None]) -> BlobLocations:
+    """Blob locations in the tracking database when it is a server database (what every worker of a fleet
+    reaches); for SQLite, which is one machine's, the machine's own cache."""
+    if tracking_url.startswith("sqlite"):
+        from dmi_provider.registry.locations import default_cache_path
+
+        return BlobLocations(default_cache_path())
+    from dmi_provider.tracking.fleet import SharedBlobLocations
+
+    return SharedBlobLocations(tracking_url, upload_limit=upload_limit, say=say)
 
 
 def plan(job: Job, target: Target, engine: Engine, *, force: bool, dry_run: bool) -> tuple[str, list[Plan]]:

@@ -15,7 +15,7 @@ import importlib.util
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dmi_provider.config_keys import (
@@ -185,6 +185,9 @@ class MirrorSpec:
     gar: GarSettings = field(default_factory=GarSettings)
     acr: AcrSettings = field(default_factory=AcrSettings)
     upload_chunk_size: int | None = None  # None: the target's own default
+    target_uploads: int = 16  # blob uploads at once per target registry, fleet-wide
+    docker_queues: tuple[str, ...] = ()  # docker-queue as written
+    docker_queue: str | None = None  # the one of docker_queues this section's daemon tasks use
 
     @property
     def source(self) -> str:
@@ -377,6 +380,7 @@ def parse_config(text: str, path: str = "config.ini", environ: Mapping[str, str]
         if spec is not None:
             specs.append(spec)
     _check_collisions(reader, specs)
+    specs = _assign_docker_queues(specs)
     if reader.issues:  # in the order of the file, the environment first
         raise ConfigError(sorted(reader.issues, key=lambda i: (i.file != "environment", i.line or 0)))
     return MirrorConfig(path, default_refresh, tuple(specs), env)
@@ -507,6 +511,8 @@ def _target_rules(sec: _Section, tags: tuple[str, ...]) -> str | None:
         if sec.get("engine") == "docker" and key in sec.own:  # from [DEFAULT] it serves the other sections
             sec.bad(key, "engine = docker reaches registries through the daemon, which has its own proxy and CA "
                          "settings (dockerd's HTTPS_PROXY, /etc/docker/certs.d): remove it, or use engine = registry")
+    if sec.get("docker-queue") and sec.get("engine") != "docker" and "docker-queue" in sec.own:
+        sec.bad("docker-queue", "applies only to engine = docker (the registry engine's tasks run on any worker)")
     if sec.get("kms-key") and sec.get("encryption") != "KMS":
         sec.bad("kms-key", "needs encryption = KMS")
     _cloud_rules(sec)
@@ -568,12 +574,27 @@ def _spec(sec: _Section, refresh: Refresh, default_refresh: Refresh | None, sour
         target_proxy=v["target-proxy"], target_ca_bundle=v["target-ca-bundle"], pull_reserve=v["pull-reserve"],
         source_pool=v["source-pool"] or default_pool(v["source-registry"]),
         referrers=ReferrerFilter(v["referrers"], v["referrers-include"], v["referrers-exclude"]),
-        source_type=v["source"], upload_chunk_size=v["upload-chunk-size"],
+        source_type=v["source"], upload_chunk_size=v["upload-chunk-size"], target_uploads=v["target-uploads"],
+        docker_queues=v["docker-queue"],
         gar=GarSettings(v["gcp-conn-id"], v["gar-location"], v["gar-project"], v["gar-repository"],
                         v["gar-immutable-tags"], v["gar-kms-key-name"], v["gar-labels"], v["gar-description"],
                         cleanup[1], cleanup[0], v["gar-cleanup-policy-dry-run"], v["gar-api-endpoint"]),
         acr=AcrSettings(v["azure-conn-id"], v["acr-name"], v["acr-write-enabled"], v["acr-delete-enabled"]),
     )  # type: ignore[arg-type]
+
+
+def _assign_docker_queues(specs: list[MirrorSpec]) -> list[MirrorSpec]:
+    """Each section with docker-queue gets one of its queues, in turn over the sections naming the same ones
+    (config order), so the daemons share the work."""
+    turns: dict[tuple[str, ...], int] = {}
+    out = []
+    for spec in specs:
+        if spec.docker_queues and spec.engine == "docker":
+            turn = turns.get(spec.docker_queues, 0)
+            turns[spec.docker_queues] = turn + 1
+            spec = replace(spec, docker_queue=spec.docker_queues[turn % len(spec.docker_queues)])
+        out.append(spec)
+    return out
 
 
 def _path_ok(path: str) -> bool:

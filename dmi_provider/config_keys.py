@@ -34,6 +34,7 @@ _PLATFORM_RE = re.compile(r"^[a-z0-9_.-]+/[a-z0-9_.-]+(?:/[a-z0-9_.-]+)?$", re.A
 _MEDIA_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$", re.ASCII)
 _POOL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$", re.ASCII)
 DEFAULT_POOL_SLOTS = 4  # concurrent tasks per source host in its default pool
+DEFAULT_TARGET_UPLOADS = 16  # blob uploads at once per target registry, fleet-wide
 _CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$", re.ASCII)
 _DOCKER_URL_RE = re.compile(r"^(unix|tcp|https?|ssh|npipe)://\S+$", re.ASCII)
 _REFRESH_RE = re.compile(r"^([1-9][0-9]*)\s*([mhdw])$", re.ASCII)
@@ -277,6 +278,12 @@ def _pool(value: str) -> str:
     return value
 
 
+def _queue(value: str) -> str:
+    if not _POOL_RE.fullmatch(value):
+        raise ValueError(f"{value!r}: a Celery queue name: letters, digits, _ . - (up to 256)")
+    return value
+
+
 def _proxy(value: str) -> str:
     if urlsplit(value).password or urlsplit(value).username:
         raise ValueError("no credentials in config.ini: put the proxy URL with its user and password in the "
@@ -379,6 +386,14 @@ KEY_TABLE: tuple[Key, ...] = (
     Key("source-pool", "`dmi_<source host>`, e.g. `dmi_docker_io`", "the Airflow pool of the tasks that talk to "
         "the source (pull, push): it bounds how many run at once per source. The default pool is created with "
         f"{DEFAULT_POOL_SLOTS} slots when a run first needs it; a pool you name must exist", _one(_pool)),
+    Key("target-uploads", f"`{DEFAULT_TARGET_UPLOADS}`", "blob uploads at once to one target registry across all "
+        "workers (a lease per upload in the tracking database, when that is a server database such as PostgreSQL); "
+        "`0`: no limit but each task's own (4 at once). Give sections of one target the same value: set it in "
+        "`[DEFAULT]`", _count(0, 1000), DEFAULT_TARGET_UPLOADS),
+    Key("docker-queue", "none (Airflow's default queue)", "`engine = docker` on several workers: the Celery queue(s) "
+        "of the daemon tasks (pull, tag, push), so one section's steps run on one worker and its daemon. Several "
+        "names (spaces or commas) spread the sections over them in config order; start each worker with its own "
+        "queue (`airflow celery worker -q default,NAME`)", _each(_queue), ()),
     Key("source-conn-id", "anonymous; a cloud source: its cloud's default connection", "Airflow connection of the "
         "source: a registry login (login, password) for `source = registry`, else an AWS, Google Cloud or Azure "
         "connection as for that cloud's target", _conn_id),

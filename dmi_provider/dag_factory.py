@@ -81,7 +81,7 @@ def _operator_kwargs(spec: MirrorSpec, env: Environment) -> dict:
         "source_ca_bundle": spec.source_ca_bundle, "target_proxy": spec.target_proxy,
         "target_ca_bundle": spec.target_ca_bundle, "pull_reserve": spec.pull_reserve,
         "referrers": spec.referrers, "source_type": spec.source_type, "gar_settings": spec.gar,
-        "acr_settings": spec.acr, "upload_chunk_size": spec.upload_chunk_size,
+        "acr_settings": spec.acr, "upload_chunk_size": spec.upload_chunk_size, "target_uploads": spec.target_uploads,
         "pull_task_id": f"{spec.group_id}.pull", "push_task_id": f"{spec.group_id}.push",
     }
 
@@ -100,10 +100,12 @@ def build_group(spec: MirrorSpec, env: Environment) -> Any:
     def mirror(pair: Any) -> None:
         each = {**kwargs, "tags": [pair], "map_index_template": MAP_INDEX}
         # The tasks that talk to the source share its pool: concurrency per source host.
-        pull = PullImageOperator(task_id="pull", pool=spec.source_pool, **each)
-        tag = TagImageOperator(task_id="tag", retries=0, **each)
+        # engine = docker: the steps on the daemon run on the workers of one queue (docker-queue).
+        daemon = {"queue": spec.docker_queue} if spec.docker_queue else {}
+        pull = PullImageOperator(task_id="pull", pool=spec.source_pool, **daemon, **each)
+        tag = TagImageOperator(task_id="tag", retries=0, **daemon, **each)
         ensure = EnsureRepositoryOperator(task_id="ensure_repository", **each)
-        push = PushImageOperator(task_id="push", pool=spec.source_pool, **each)
+        push = PushImageOperator(task_id="push", pool=spec.source_pool, **daemon, **each)
         record = RecordMirrorOperator(task_id="record", retries=1, **each)
         pull >> tag >> ensure >> push >> record
 

@@ -44,6 +44,8 @@ class EngineSetup:
     keep_local_images: bool = False
     workers: int = 4
     blob_cache: bool = True  # remember where blobs sit (mount hints) across runs, per machine
+    # Where blobs sit, shared by a fleet of workers (tracking/fleet.py); called when the copier opens.
+    locations: Callable[[], BlobLocations] | None = None
     use_docker_config: bool = False  # read ~/.docker/config.json for hosts without credentials (CLI only)
     budget: PullBudget | None = None  # the source's pull limit (registry engine)
     known_manifests: dict[str, tuple[str, bytes]] | None = None  # paid for by an earlier, deferred try
@@ -80,7 +82,10 @@ def open_copier(setup: EngineSetup) -> Copier:
     networks = {setup.source_registry: setup.source_network, endpoint.host: endpoint.network}
     pool = ClientPool(creds, setup.insecure, use_docker_config=setup.use_docker_config, networks=networks,
                       retry=RetryPolicy(max_pause=setup.max_pause), uploads={endpoint.host: endpoint.uploads})
-    locations = BlobLocations(default_cache_path() if setup.blob_cache else None)
+    if setup.locations is not None:
+        locations = setup.locations()
+    else:
+        locations = BlobLocations(default_cache_path() if setup.blob_cache else None)
     return Copier(pool, workers=setup.workers, progress=setup.say, locations=locations, budget=setup.budget,
                   known=setup.known_manifests, referrers=setup.referrers)
 

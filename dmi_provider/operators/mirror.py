@@ -26,6 +26,7 @@ from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.job import Job
 from dmi_provider.registry.budget import PullsShort
 from dmi_provider.registry.errors import RegistryError
+from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.registry.referrers import ReferrerFilter
 from dmi_provider.tags import TagFilter, split_pin
 from dmi_provider.targets import Target, make_target
@@ -95,7 +96,7 @@ class MirrorBaseOperator(BaseOperator):
                  target_ca_bundle: str | None = None, pull_reserve: float = 10.0,
                  referrers: ReferrerFilter | None = None, source_type: str = DEFAULT_SOURCE,
                  gar_settings: GarSettings | None = None, acr_settings: AcrSettings | None = None,
-                 upload_chunk_size: int | None = None,
+                 upload_chunk_size: int | None = None, target_uploads: int = KEYS["target-uploads"].value,
                  pull_task_id: str = "pull", push_task_id: str = "push", **kwargs: Any):
         super().__init__(**kwargs)
         self.source = source
@@ -125,6 +126,7 @@ class MirrorBaseOperator(BaseOperator):
         self.gar_settings = gar_settings or GarSettings()
         self.acr_settings = acr_settings or AcrSettings()
         self.upload_chunk_size = upload_chunk_size
+        self.target_uploads = target_uploads
         self.pull_task_id = pull_task_id
         self.push_task_id = push_task_id
 
@@ -153,7 +155,11 @@ class MirrorBaseOperator(BaseOperator):
     def engine_backend(self) -> Engine:
         return backends.engine_for(self.job, self.target_backend, self.log.info, history=self.last_good,
                                    known=self.__dict__.get("known_manifests"),
-                                   ledger=backends.pull_ledger(self.tracking_url))
+                                   ledger=backends.pull_ledger(self.tracking_url), locations=self.blob_locations())
+
+    def blob_locations(self) -> Callable[[], BlobLocations] | None:
+        """Where blobs sit; the push task shares them with the fleet (the others write no blob)."""
+        return None
 
     def tracking_url(self) -> str:
         return tracking_url(self.tracking_conn_id, self.job.env.db_path)
@@ -305,6 +311,9 @@ class EnsureRepositoryOperator(MirrorBaseOperator):
 
 class PushImageOperator(MirrorBaseOperator):
     """Copy the planned blobs and manifests, the tag last."""
+
+    def blob_locations(self) -> Callable[[], BlobLocations] | None:
+        return lambda: backends.fleet_locations(self.tracking_url(), self.target_uploads, self.log.info)
 
     def execute(self, context: Any) -> list[dict]:
         self.skip_unless_selected(context)

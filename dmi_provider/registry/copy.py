@@ -455,19 +455,43 @@ class Copier:
             self.say(f"  blob {short} skipped: already at the target ({_mib(blob.size)})")
             return "skipped", 0
         sources = ([src_repo] if sc.registry == dc.registry else []) + sorted(holders - {dst_repo})
-        opened = ""  # an upload a refused mount opened: the first try of the copy uses it
+        mounted, opened = self._mount(dc, dst_repo, blob, sources, "")
+        if mounted:
+            return "mounted", 0
+        with self.locations.writing(dc.registry, blob.digest, dst_repo) as waited:
+            if waited:  # another worker wrote it while this one waited: find it or mount it from there
+                now = self.locations.holders(dc.registry, blob.digest)
+                if dst_repo in now and dc.blob_exists(dst_repo, blob.digest):
+                    if opened:
+                        dc.cancel_upload(dst_repo, opened)
+                    self.say(f"  blob {short} skipped: written by another worker meanwhile ({_mib(blob.size)})")
+                    return "skipped", 0
+                later = sorted(now - {dst_repo, *sources})
+                mounted, opened = self._mount(dc, dst_repo, blob, later, opened)
+                if mounted:
+                    return "mounted", 0
+            return self._copy_with_retries(sc, dc, src_repo, dst_repo, blob, short, opened)
+
+    def _mount(self, dc: RegistryClient, dst_repo: str, blob: Descriptor, sources: list[str],
+               opened: str) -> tuple[bool, str]:
+        """Mount from the first repository of `sources` that holds the blob. Returns (mounted, the upload a
+        refused mount opened: the copy uses it)."""
         for from_repo in sources:
             location = dc.mount_blob(dst_repo, blob.digest, from_repo)
             if location is None:
                 if opened:
                     dc.cancel_upload(dst_repo, opened)
                 self.locations.add(dc.registry, blob.digest, dst_repo)
-                self.say(f"  blob {short} mounted from {from_repo} ({_mib(blob.size)})")
-                return "mounted", 0
+                self.say(f"  blob {blob.digest[:19]} mounted from {from_repo} ({_mib(blob.size)})")
+                return True, ""
             if location and opened:
                 dc.cancel_upload(dst_repo, location)
             opened = opened or location
             self.locations.forget(dc.registry, blob.digest, from_repo)  # a stale hint
+        return False, opened
+
+    def _copy_with_retries(self, sc: RegistryClient, dc: RegistryClient, src_repo: str, dst_repo: str,
+                           blob: Descriptor, short: str, opened: str) -> tuple[str, int]:
         # The only retry level of a blob copy: the GET and the upload inside are sent once per attempt.
         policy, started = sc.retry, time.monotonic()
         for attempt in range(policy.attempts):
@@ -489,7 +513,8 @@ class Copier:
 
     def _stream_blob(self, sc: RegistryClient, dc: RegistryClient, src_repo: str, dst_repo: str, blob: Descriptor,
                      short: str, location: str = "") -> tuple[str, int]:
-        with _slots(sc, dc), sc.open_blob(src_repo, blob.digest, retry=False) as response:
+        with _slots(sc, dc), self.locations.uploading(dc.registry), \
+                sc.open_blob(src_repo, blob.digest, retry=False) as response:
             started = time.monotonic()
             chunks = self._verified(body_chunks(response), blob, short, started)
             dc.upload_blob(dst_repo, blob.digest, blob.size, chunks, retry=False, location=location or None)

@@ -3,15 +3,20 @@
 In memory, and optionally in a small SQLite file shared by the processes of one machine (skopeo keeps
 a similar blob-info cache). It is only a hint: a mount from a stale location fails harmlessly, the
 location is forgotten and the blob is copied. A broken cache file never fails a copy.
+
+A fleet of workers shares them through the tracking database instead (tracking/fleet.py), which also
+coordinates who writes a blob and how many uploads one registry takes at once (`writing`, `uploading`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -75,6 +80,18 @@ class BlobLocations:
                                      (registry, digest, repository))
                 except sqlite3.Error as exc:
                     log.debug("blob location cache write failed: %s", exc)
+
+    @contextlib.contextmanager
+    def writing(self, registry: str, digest: str, repository: str) -> Iterator[bool]:
+        """Held while this copy reads a blob from the source and writes it to `registry`. Yields whether it
+        waited for another writer of that blob (which may have placed it meanwhile: look again). One
+        machine's copies coordinate in memory (copy._first_writer); a fleet's through its database."""
+        yield False
+
+    @contextlib.contextmanager
+    def uploading(self, registry: str) -> Iterator[None]:
+        """Held during one blob upload to `registry`: a fleet-wide limit where the store is shared."""
+        yield
 
     def close(self) -> None:
         if self._db is not None:

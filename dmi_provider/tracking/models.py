@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
+from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA_VERSION = 3
@@ -86,3 +86,26 @@ class MirrorState(Base):
     last_checked: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_changed: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     target_kind: Mapped[str | None] = mapped_column(String(20))
+
+
+class BlobLocation(Base):
+    """Where a blob sits at a target registry, for every worker of a fleet (mount hints; see fleet.py)."""
+
+    __tablename__ = "dmi_blob_locations"
+
+    host: Mapped[str] = mapped_column("registry", String(255), primary_key=True)  # `registry` is SQLAlchemy's
+    digest: Mapped[str] = mapped_column(String(100), primary_key=True)
+    repository: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seen: Mapped[float] = mapped_column(Float)  # epoch seconds
+
+
+class Lease(Base):
+    """A right held for a while by one worker's copy: writing one blob at one registry, or one of a registry's
+    upload slots. Renewed while held; a dead worker's lease runs out and another takes it."""
+
+    __tablename__ = "dmi_leases"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    holder: Mapped[str] = mapped_column(String(255))  # the repository written to, or the worker host
+    expires_at: Mapped[float] = mapped_column(Float)  # epoch seconds

@@ -92,6 +92,7 @@ class Proxy:
         self.referrers_api = False
         self.spends: dict[str, deque[float]] = {}  # pulls spent, by who Docker Hub counts (IP or user)
         self.bytes_out = 0
+        self.bytes_in = 0  # request bodies forwarded (uploads)
         self.compressed = 0  # responses this proxy gzipped
         # distribution 2.8 ignores n/last on tag lists; set this to page them as Docker Hub and distribution 3
         # do: sorted, `n` a page, `Link: <…?n=N&last=T>; rel="next"` while more remain.
@@ -127,7 +128,7 @@ class Proxy:
         with self._lock:
             self.hits.clear()
             self.faults.clear()
-            self.bytes_out = 0
+            self.bytes_out = self.bytes_in = 0
             self.max_in_flight.clear()
             self.spends.clear()
 
@@ -244,6 +245,8 @@ class Proxy:
         async def upload() -> AsyncIterator[bytes]:
             async for chunk in request.stream():
                 await self._pace("up", len(chunk))
+                with self._lock:
+                    self.bytes_in += len(chunk)
                 yield chunk
 
         upstream = await self._client.send(
