@@ -114,6 +114,8 @@ def test_history_pages_render_from_sqlite(tmp_path):
         "import asyncio\n"
         "from dmi_provider.plugins import history as h\n"
         "h.readable_dags = lambda user: {'dmi_mirror'}  # what the auth manager would say for this user\n"
+        "h.triggerable = lambda user, dag_ids: set()\n"
+        "h.failed_task_links = lambda rows: {}  # Airflow's task instances: the stack test\n"
         "for page in (h.state_page(None), h.history_page(None, status='failed', limit=10),"
         " h.image_page(None, target='ecr.example/mirror/alpine:3.20'),"
         " h.history_page(None, dag_id='secret_dag', limit=10),"
@@ -231,3 +233,42 @@ def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
             for r in rows] == [("r2", 40, 100, "192.0.2.1", "ecr"), ("r1", 42, None, None, None)]
     assert store.state()[0]["target_kind"] == "ecr"
     assert TrackingStore(url, read_only=True).history()[1]["bytes_transferred"] == 10
+
+
+def test_recent_runs_totals_and_runs_for_the_charts(store):
+    """What the Image mirror charts are drawn from, on SQLite and PostgreSQL: each target's latest runs
+    (a window function), the totals, and per DAG run the images copied, unchanged and failed."""
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    for n in range(25):  # 25 runs of one image: the strip keeps the latest 20, oldest first
+        status = "failed" if n == 22 else "copied" if n % 10 == 0 else "unchanged"
+        store.record(outcome(status, None if status == "failed" else "sha256:a", f"run_{n:02d}",
+                             bytes_transferred=1000 if status == "copied" else 0,
+                             finished_at=start + timedelta(hours=n)))
+    store.record(outcome("copied", "sha256:b", "run_24", target="ecr/istio/pilot:1.7.0", bytes_transferred=5,
+                         finished_at=start + timedelta(hours=24)))
+    recent = store.recent(per_target=20)
+    mine = recent["ecr/istio/proxyv2:1.7.0"]
+    assert [r["run_id"] for r in mine] == [f"run_{n:02d}" for n in range(5, 25)]
+    assert [r["status"] for r in mine].count("failed") == 1 and mine[-1]["status"] == "unchanged"
+    assert [r["run_id"] for r in recent["ecr/istio/pilot:1.7.0"]] == ["run_24"]
+    assert store.recent(dag_ids=["other"]) == {}
+    assert store.totals() == {"bytes": 3 * 1000 + 5, "copies": 4}
+    runs = store.runs(limit=3)
+    assert [(r["run_id"], r["copied"], r["unchanged"], r["failed"]) for r in runs] == [
+        ("run_22", 0, 0, 1), ("run_23", 0, 1, 0), ("run_24", 1, 1, 0)]
+    assert runs[-1]["bytes"] == 5 and store.runs(dag_id="other") == []
+
+
+def test_tables_sort_and_page_on_the_server():
+    from dmi_provider.plugins.pages import Column, table
+
+    rows = [{"name": f"img{i:03d}", "size": None if i % 7 == 0 else i % 10} for i in range(120)]
+    columns = [Column("Name", lambda r: r["name"], lambda r: r["name"], "name"),
+               Column("Size", lambda r: str(r["size"]), lambda r: r["size"], "size")]
+    html = table(columns, rows, "none", {"q": "x"}, "name", "desc", 2)
+    assert 'data-rows="120" data-shown="50"' in html and 'data-pages="3" data-page="2"' in html
+    assert html.index("img069") < html.index("img068") and "img070" not in html and "img019" not in html
+    assert 'href="?q=x&amp;sort=name&amp;dir=asc&amp;page=1"' in html  # the header flips the direction
+    last = table(columns, rows, "none", {}, "size", "asc", 99)  # past the end: the last page
+    assert 'data-shown="20"' in last and last.count("<td>None</td>") == 18  # all 18 without a size sort last
+    assert table(columns, [], "nothing here", {}, None, "asc", 1) == '<p class="empty">nothing here</p>'

@@ -246,6 +246,58 @@ class TrackingStore:
                     in session.execute(query)]
         return rows[::-1]
 
+    def recent(self, dag_ids: Iterable[str] | None = None, per_target: int = 20) -> dict[str, list[dict]]:
+        """The latest `per_target` runs of each target, oldest first: status, when, run, bytes (the strips of
+        the state page), in one query."""
+        if not self.migrate():
+            return {}
+        number = func.row_number().over(partition_by=MirrorHistory.target,
+                                        order_by=(MirrorHistory.finished_at.desc(), MirrorHistory.id.desc()))
+        inner = select(MirrorHistory.target, MirrorHistory.status, MirrorHistory.finished_at, MirrorHistory.dag_id,
+                       MirrorHistory.run_id, MirrorHistory.bytes_transferred, number.label("n"))
+        if dag_ids is not None:
+            inner = inner.where(MirrorHistory.dag_id.in_(list(dag_ids)))
+        ranked = inner.subquery()
+        query = select(ranked).where(ranked.c.n <= per_target).order_by(ranked.c.target, ranked.c.n.desc())
+        out: dict[str, list[dict]] = {}
+        with Session(self.engine) as session:
+            for target, status, at, dag_id, run_id, nbytes, _n in session.execute(query):
+                out.setdefault(target, []).append({"status": status, "finished_at": _utc(at), "dag_id": dag_id,
+                                                   "run_id": run_id, "bytes": nbytes or 0})
+        return out
+
+    def totals(self, dag_ids: Iterable[str] | None = None) -> dict[str, int]:
+        """Bytes written and images copied over the whole history."""
+        if not self.migrate():
+            return {"bytes": 0, "copies": 0}
+        query = select(func.coalesce(func.sum(MirrorHistory.bytes_transferred), 0),
+                       func.count().filter(MirrorHistory.status == "copied"))
+        if dag_ids is not None:
+            query = query.where(MirrorHistory.dag_id.in_(list(dag_ids)))
+        with Session(self.engine) as session:
+            nbytes, copies = session.execute(query).one()
+        return {"bytes": int(nbytes or 0), "copies": int(copies or 0)}
+
+    def runs(self, dag_ids: Iterable[str] | None = None, dag_id: str | None = None, limit: int = 100) -> list[dict]:
+        """DAG runs with how many images each copied, found unchanged, failed; the latest `limit`, oldest first."""
+        if not self.migrate():
+            return []
+        counts = {s: func.count().filter(MirrorHistory.status == s).label(s.replace("-", "_")) for s in STATUSES}
+        nbytes = func.coalesce(func.sum(MirrorHistory.bytes_transferred), 0)
+        query = (select(MirrorHistory.dag_id, MirrorHistory.run_id, func.min(MirrorHistory.started_at),
+                        func.max(MirrorHistory.finished_at), nbytes, *counts.values())
+                 .group_by(MirrorHistory.dag_id, MirrorHistory.run_id)
+                 .order_by(func.max(MirrorHistory.finished_at).desc()).limit(limit))
+        if dag_id:
+            query = query.where(MirrorHistory.dag_id == dag_id)
+        if dag_ids is not None:
+            query = query.where(MirrorHistory.dag_id.in_(list(dag_ids)))
+        with Session(self.engine) as session:
+            rows = [{"dag_id": d, "run_id": r, "started_at": _utc(a), "finished_at": _utc(b), "bytes": int(n or 0),
+                     **{s: int(c) for s, c in zip(STATUSES, rest, strict=True)}}
+                    for d, r, a, b, n, *rest in session.execute(query)]
+        return rows[::-1]
+
     def close(self) -> None:
         self.engine.dispose()
 

@@ -21,13 +21,16 @@ USER, PASSWORD = "admin", "dmi-stack-admin-pass"
 
 class AirflowStack:
     def __init__(self, root: Path, metadata_url: str, config: Path, env: dict[str, str],
-                 pools: dict[str, int] | None = None):
+                 pools: dict[str, int] | None = None, port: int | None = None,
+                 users: dict[str, tuple[str, str]] | None = None):
         self.root = root
         self.pools = pools or {}  # made with `airflow pools set` before the services start
-        self.port = free_port()
+        self.port = port or free_port()
+        # name -> (simple auth manager role, password)
+        self.users = {USER: ("admin", PASSWORD), **(users or {})}
         passwords = root / "passwords.json"
         root.mkdir(parents=True, exist_ok=True)
-        passwords.write_text(json.dumps({USER: PASSWORD}))
+        passwords.write_text(json.dumps({name: password for name, (_role, password) in self.users.items()}))
         self.env = {
             "PATH": os.environ["PATH"], "HOME": str(root), "PYTHONPATH": str(ROOT),
             "AIRFLOW_HOME": str(root / "home"),
@@ -39,7 +42,7 @@ class AirflowStack:
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "False",
             "AIRFLOW__CORE__PARALLELISM": "8",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{n}:{r}" for n, (r, _p) in self.users.items()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
@@ -87,10 +90,14 @@ class AirflowStack:
     # -- the REST API v2 ---------------------------------------------------------------------
     def token(self) -> str:
         if self._token is None:
-            r = httpx.post(f"{self.url}/auth/token", json={"username": USER, "password": PASSWORD}, timeout=30)
-            r.raise_for_status()
-            self._token = r.json()["access_token"]
+            self._token = self.token_for(USER)
         return self._token
+
+    def token_for(self, user: str) -> str:
+        r = httpx.post(f"{self.url}/auth/token", json={"username": user, "password": self.users[user][1]},
+                       timeout=30)
+        r.raise_for_status()
+        return str(r.json()["access_token"])
 
     def api(self, method: str, path: str, **kw: object) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token()}", **kw.pop("headers", {})}  # type: ignore[dict-item]

@@ -9,12 +9,14 @@ import subprocess
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from dmi_provider.tracking.store import TrackingStore
 from tests.conftest import HUB_USER, rig_client
+from tests.rig.browser import chromium, login, plugin_frame
 from tests.rig.images import push
 from tests.rig.stack import AIRFLOW, AirflowStack
 
@@ -22,6 +24,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 BUDGET_IMAGES = tuple(f"budget{i}" for i in range(5))
 BUDGET_WINDOW = 20
 SERIAL_IMAGES = tuple(f"serial{i}" for i in range(4))
+VIEWER = "viewer"  # may read, may not trigger
 
 
 def _sections(group: str, images: tuple[str, ...], refresh: str, hub, ecr, extra: str) -> str:  # type: ignore[no-untyped-def]
@@ -78,7 +81,8 @@ def stack(tmp_path_factory, postgres, hub_registry, ecr):
         refresh = 1m
     """) + _sections("budget", BUDGET_IMAGES, "52w", budget_hub, ecr, "pull-reserve = 0%")
         + _sections("serial", SERIAL_IMAGES, "51w", serial_hub, ecr, "source-pool = dmi_serial")
-        + _sections("nopool", ("ticker",), "50w", serial_hub, ecr, "source-pool = no_such_pool"))
+        + _sections("nopool", ("ticker",), "50w", serial_hub, ecr, "source-pool = no_such_pool")
+        + _sections("broken", ("not-there",), "49w", hub, ecr, ""))  # fails: no such image at the source
     tracking = postgres.database("stack_tracking")
     env = {
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
@@ -88,7 +92,8 @@ def stack(tmp_path_factory, postgres, hub_registry, ecr):
         "AIRFLOW_CONN_DMI_TRACKING": tracking.replace("postgresql+psycopg2://", "postgres://"),
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
     }
-    airflow = AirflowStack(root, postgres.database("stack_airflow"), config, env, pools={"dmi_serial": 1}).start()
+    airflow = AirflowStack(root, postgres.database("stack_airflow"), config, env, pools={"dmi_serial": 1},
+                           users={VIEWER: ("viewer", "dmi-stack-viewer-pass")}).start()
     airflow.hub, airflow.images, airflow.tracking = hub, factory_images, tracking  # type: ignore[attr-defined]
     airflow.budget_hub, airflow.serial_hub = budget_hub, serial_hub  # type: ignore[attr-defined]
     yield airflow
@@ -160,41 +165,22 @@ def test_history_pages_need_a_login_and_show_the_images(stack):
 
 
 def test_history_page_in_a_browser(stack):
-    from playwright.sync_api import sync_playwright
-
     from tests.rig.stack import PASSWORD, USER
 
     stack.wait_for("a recorded image", lambda: TrackingStore(stack.tracking).state())
     ARTIFACTS.mkdir(exist_ok=True)
     shots = [ARTIFACTS / "dmi-image-mirror.png", ARTIFACTS / "dmi-image-mirror-dag-tab.png"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1500, "height": 800})
-        anonymous = page.goto(f"{stack.url}/dmi/")
+    with chromium() as browser:
+        anonymous = browser.new_page().goto(f"{stack.url}/dmi/")
         assert anonymous is not None and anonymous.status in (401, 403)
-        # Log in through Airflow's own login form, as a user would.
-        page.goto(f"{stack.url}/auth/login/")
-        page.fill("input[name=username]", USER)
-        page.fill("input[type=password]", PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{stack.url}/", timeout=60_000)
+        page = login(browser, stack.url, USER, PASSWORD)
         # The "Image mirror" entry of the UI: our page in Airflow's frame.
-        for shot, path, frame_path in ((shots[0], "/plugin/dmi-image-mirror", "/dmi/"),
-                                       (shots[1], "/dags/dmi_mirror/plugin/dmi-image-mirror-dag", "/dmi/history")):
+        for shot, path in ((shots[0], "/plugin/dmi-image-mirror"),
+                           (shots[1], "/dags/dmi_mirror/plugin/dmi-image-mirror-dag")):
             page.goto(f"{stack.url}{path}")
-            frame = None
-            for _ in range(120):  # Playwright's own wait: it keeps processing the page's events meanwhile
-                page.wait_for_timeout(500)
-                frame = next((f for f in page.frames[1:] if f.url.split("?")[0].endswith(frame_path)
-                              and f.query_selector("table")), None)
-                if frame:
-                    break
-            assert frame is not None, f"no plugin frame on {path}: {[f.url for f in page.frames]}"
+            frame = plugin_frame(page, "table")
             assert "stack-mirror/proxyv2:1.0" in frame.inner_text("table")
             page.screenshot(path=str(shot))
-        browser.close()
     for shot in shots:
         assert shot.stat().st_size > 10_000
     print(f"screenshots: {', '.join(map(str, shots))} ({datetime.now(UTC).isoformat()})")
@@ -291,8 +277,6 @@ def test_a_run_that_needs_more_pulls_than_remain_waits_in_the_triggerer(stack):
 def test_the_pull_budget_chart_in_a_browser(stack):
     """After the budget DAG's run: the state page's headline and chart for its Hub, with one point per image
     and a tick per run, seen in Chromium inside Airflow's UI."""
-    from playwright.sync_api import sync_playwright
-
     from tests.rig.stack import PASSWORD, USER
 
     hub = stack.budget_hub
@@ -306,30 +290,15 @@ def test_the_pull_budget_chart_in_a_browser(stack):
     assert headline in page_html
     shot = ARTIFACTS / "dmi-pull-budget.png"
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1500, "height": 900})
-        page.goto(f"{stack.url}/auth/login/")
-        page.fill("input[name=username]", USER)
-        page.fill("input[type=password]", PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{stack.url}/", timeout=60_000)
+    with chromium() as browser:
+        page = login(browser, stack.url, USER, PASSWORD)
         page.goto(f"{stack.url}/plugin/dmi-image-mirror")
-        frame = None
-        for _ in range(120):
-            page.wait_for_timeout(500)
-            frame = next((f for f in page.frames[1:] if f.query_selector(f'svg[data-registry="{hub.host}"]')), None)
-            if frame:
-                break
-        assert frame is not None, [f.url for f in page.frames]
+        frame = plugin_frame(page, f'svg[data-registry="{hub.host}"]')
         chart = frame.query_selector(f'svg[data-registry="{hub.host}"]')
         assert len(chart.query_selector_all("circle.dmi-point")) == len(expected)
         assert chart.get_attribute("data-runs") == str(len({r["run_id"] for r in expected}))
         chart.scroll_into_view_if_needed()
         page.screenshot(path=str(shot))
-        browser.close()
     assert shot.stat().st_size > 10_000
 
 
@@ -370,3 +339,157 @@ def test_a_pool_that_does_not_exist_is_named_where_users_look(stack):
     scheduler = next(s for s in stack.services if s.name == "scheduler")
     assert "use pool 'no_such_pool', which does not exist" in scheduler.log.read_text()
     assert stack.api("GET", "/api/v2/pools/no_such_pool").status_code == 404
+
+
+SEED_TARGET = "seed.example/seeded/app:1.0"
+# A target's history: (run, status, digest, blobs copied/mounted/skipped, bytes)
+SEED_RUNS = [("seed__1", "copied", "1", (3, 1, 0), 3 << 20), ("seed__2", "unchanged", "1", (0, 0, 0), 0),
+             ("seed__3", "unchanged", "1", (0, 0, 0), 0), ("seed__4", "failed", None, (0, 0, 0), 0),
+             ("seed__5", "copied", "2", (1, 0, 3), 1 << 20), ("seed__6", "unchanged", "2", (0, 0, 0), 0)]
+MANY = 120  # more images than one page holds
+
+
+def _seed(stack) -> None:  # type: ignore[no-untyped-def]
+    """Six runs of one image in dmi_mirror_49w (copied, unchanged, a failure, a new digest), and many
+    one-run images, recorded as the record task does."""
+    from datetime import timedelta
+
+    from dmi_provider.tracking.store import MirrorOutcome
+
+    store = TrackingStore(stack.tracking)
+    if store.history(target=SEED_TARGET):
+        return
+    start = datetime.now(UTC) - timedelta(days=3)
+    for n, (run_id, status, digest, (copied, mounted, skipped), nbytes) in enumerate(SEED_RUNS):
+        store.record(MirrorOutcome(
+            dag_id="dmi_mirror_49w", run_id=run_id, section="seeded/app", source="seed.example/src/app:1.0",
+            target=SEED_TARGET, status=status, target_digest=f"sha256:{digest * 64}" if digest else None,
+            error="RegistryError: 503 from the source" if status == "failed" else None, bytes_transferred=nbytes,
+            blobs_copied=copied, blobs_mounted=mounted, blobs_skipped=skipped, target_kind="registry",
+            started_at=start + timedelta(hours=n), finished_at=start + timedelta(hours=n, minutes=1)))
+    for i in range(MANY):
+        store.record(MirrorOutcome(
+            dag_id="dmi_mirror_49w", run_id="seed__many", section=f"many/img{i:03d}", source=f"src/img{i:03d}:1",
+            target=f"seed.example/many/img{i:03d}:1", status="copied", target_digest=f"sha256:{i:064x}",
+            finished_at=start))
+    store.close()
+
+
+def _failed_run(stack) -> dict:  # type: ignore[no-untyped-def]
+    def failed() -> dict | None:
+        runs = [r for r in stack.runs("dmi_mirror_49w") if r["state"] == "failed"]
+        rows = [r for r in TrackingStore(stack.tracking).history(dag_id="dmi_mirror_49w", status="failed")
+                if r["section"] == "broken/not-there"]
+        return runs[0] if runs and rows else None
+
+    return stack.wait_for("the broken DAG's failed run and its row", failed, timeout=300, every=3)
+
+
+def test_image_mirror_pages_draw_the_history_and_mirror_now_starts_a_run(stack):
+    """Chromium inside Airflow's UI: the state page's headline and per-image strips, an image's digest
+    timeline and blob chart, the DAG tab's runs chart carry the recorded numbers; a failed row links to
+    its task's log; "Mirror now" starts a run of that one section, which finishes. Screenshots (light and
+    dark) are kept in tests/artifacts/."""
+    from tests.rig.stack import PASSWORD, USER
+
+    _seed(stack)
+    broken = _failed_run(stack)
+    store = TrackingStore(stack.tracking)
+    state = store.state()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium() as browser:
+        page = login(browser, stack.url, USER, PASSWORD)
+        page.goto(f"{stack.url}/plugin/dmi-image-mirror")
+        frame = plugin_frame(page, ".dmi-cards")
+        cards = frame.query_selector(".dmi-cards")
+        assert cards.get_attribute("data-images") == str(sum(1 for r in state if r["last_digest"]))
+        assert cards.get_attribute("data-failing") == str(sum(1 for r in state if r["last_status"] == "failed"))
+        assert int(cards.get_attribute("data-bytes")) == sum(r["bytes_transferred"] for r in store.history(limit=5000))
+        pager = frame.query_selector(".pager")
+        assert pager.get_attribute("data-pages") == str(-(-len(state) // 50))
+        page.screenshot(path=str(ARTIFACTS / "ui-state.png"))
+
+        # Sorted by failures, most first: the seeded image (1 of 6 runs failed) heads the page after the broken one.
+        for direction in ("asc", "desc"):  # a click on the title sorts, a second one turns the order round
+            frame.click("th a:has-text('Last 20 runs')")
+            frame.wait_for_selector(f"th[data-sort={direction}]:has-text('Last 20 runs')")
+        strip = frame.query_selector(f"tr:has(a:text-is('{SEED_TARGET}')) svg.dmi-strip")
+        assert (strip.get_attribute("data-runs"), strip.get_attribute("data-copied"),
+                strip.get_attribute("data-unchanged"), strip.get_attribute("data-failed")) == ("6", "2", "3", "1")
+        assert len(strip.query_selector_all("rect")) == 6
+
+        # An image's page: two digests on the timeline, six runs of blob counts.
+        frame.click(f"a:text-is('{SEED_TARGET}')")
+        frame.wait_for_selector("svg.dmi-timeline")
+        lanes = frame.query_selector_all("g.dmi-digest")
+        assert [(g.get_attribute("data-run"), g.get_attribute("data-runs")) for g in lanes] == [
+            ("seed__1", "3"), ("seed__5", "2")]
+        bars = frame.query_selector_all("svg.dmi-blobs g.dmi-bar-group")
+        assert [(b.get_attribute("data-run"), b.get_attribute("data-copied"), b.get_attribute("data-mounted"),
+                 b.get_attribute("data-skipped")) for b in bars] == [
+            (r, str(c), str(m), str(s)) for r, _st, _d, (c, m, s), _b in SEED_RUNS]
+        page.screenshot(path=str(ARTIFACTS / "ui-image.png"), full_page=True)
+
+        # The DAG tab: a bar per run with its counts; the failed row links to the failed task's log.
+        page.goto(f"{stack.url}/dags/dmi_mirror_49w/plugin/dmi-image-mirror-dag")
+        frame = plugin_frame(page, "svg.dmi-runs")
+        runs = {g.get_attribute("data-run"): (g.get_attribute("data-copied"), g.get_attribute("data-unchanged"),
+                                              g.get_attribute("data-failed"))
+                for g in frame.query_selector_all("svg.dmi-runs g.dmi-bar-group")}
+        assert runs["seed__4"] == ("0", "0", "1") and runs["seed__5"] == ("1", "0", "0")
+        assert runs["seed__many"] == (str(MANY), "0", "0") and runs[broken["dag_run_id"]] == ("0", "0", "1")
+        page.screenshot(path=str(ARTIFACTS / "ui-dag-tab.png"))
+        log_link = frame.query_selector("tr:has(td:text-is('failed')) a.log, tr:has(.failed) a.log")
+        assert log_link is not None
+        href = log_link.get_attribute("href")
+        assert href.endswith(f"/runs/{quote(broken['dag_run_id'], safe='')}/tasks/broken_not-there.pull/mapped/0")
+        log_link.click()
+        page.wait_for_url("**/tasks/broken_not-there.pull/mapped/0**", timeout=60_000, wait_until="commit")
+        page.get_by_text("section 'broken/not-there'", exact=False).first.wait_for(timeout=60_000)  # the log
+
+        # Mirror now, for one section: a run with sections=[that section] starts and finishes.
+        page.goto(f"{stack.url}/plugin/dmi-image-mirror")
+        frame = plugin_frame(page, "button.mirror-now")
+        before = {r["dag_run_id"] for r in stack.runs("dmi_mirror")}
+        frame.click("tr:has(a:text-is('aws/proxyv2')) button.mirror-now")
+        banner = frame.wait_for_selector("p.banner[data-run]", timeout=60_000)
+        run_id = banner.get_attribute("data-run")
+        assert banner.get_attribute("data-dag") == "dmi_mirror" and run_id not in before
+        run = stack.wait_run("dmi_mirror", run_id)
+        assert run["state"] == "success" and run["conf"] == {"sections": ["aws/proxyv2"], "force": False}
+        assert run["note"].startswith("Mirror now: aws/proxyv2")
+        rows = [r for r in store.history(dag_id="dmi_mirror", limit=500) if r["run_id"] == run_id]
+        assert [r["section"] for r in rows] == ["aws/proxyv2"]
+
+        dark = login(browser, stack.url, USER, PASSWORD, color_scheme="dark")
+        dark.goto(f"{stack.url}/plugin/dmi-image-mirror")
+        frame = plugin_frame(dark, ".dmi-cards")
+        assert frame.evaluate("document.documentElement.classList.contains('dark')")
+        assert frame.evaluate("getComputedStyle(document.body).backgroundColor") != "rgb(255, 255, 255)"
+        dark.screenshot(path=str(ARTIFACTS / "ui-state-dark.png"))
+    for name in ("ui-state", "ui-image", "ui-dag-tab", "ui-state-dark"):
+        assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
+
+
+def test_tables_sort_and_page_and_only_triggerers_see_mirror_now(stack):
+    _seed(stack)
+    total = len(TrackingStore(stack.tracking).state())
+    first = stack.api("GET", "/dmi/", params={"sort": "target", "dir": "desc"}).text
+    last = stack.api("GET", "/dmi/", params={"sort": "target", "dir": "desc", "page": -(-total // 50)}).text
+    assert f'data-rows="{total}" data-shown="50"' in first
+    assert first.index(f"seed.example/many/img{MANY - 1:03d}:1") < first.index(f"seed.example/many/img{MANY - 2:03d}:1")
+    assert "seed.example/many/img000:1" not in first and "mirror-now" in first
+    assert f'data-shown="{total - 50 * (-(-total // 50) - 1)}"' in last
+
+    viewer = stack.token_for(VIEWER)
+    as_viewer = httpx.get(f"{stack.url}/dmi/", headers={"Authorization": f"Bearer {viewer}"}, timeout=30)
+    assert as_viewer.status_code == 200 and "dmi-cards" in as_viewer.text
+    assert "mirror-now" not in as_viewer.text  # may read, may not trigger: no button
+    before = len(stack.runs("dmi_mirror"))
+    refused = httpx.post(f"{stack.url}/dmi/trigger", headers={"Authorization": f"Bearer {viewer}"}, timeout=30,
+                         data={"dag_id": "dmi_mirror", "section": "aws/proxyv2", "force": "false"})
+    assert refused.status_code == 403 and "You may not start runs of dmi_mirror" in refused.text
+    assert len(stack.runs("dmi_mirror")) == before  # nothing started
+    anonymous = httpx.post(f"{stack.url}/dmi/trigger", data={"dag_id": "dmi_mirror", "section": "aws/proxyv2"},
+                           timeout=30)
+    assert anonymous.status_code in (401, 403)
