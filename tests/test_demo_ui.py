@@ -71,7 +71,7 @@ def test_make_demo_ui_runs_until_ctrl_c_and_leaves_nothing_running(tmp_path):
             frame = plugin_frame(page, ".dmi-cards")
             cards = frame.query_selector(".dmi-cards")
             assert (cards.get_attribute("data-images"), cards.get_attribute("data-failing")) == ("3", "0")
-            strips = {frame.evaluate("e => e.closest('tr').querySelector('td').innerText", s):
+            strips = {frame.evaluate("e => e.closest('tr').querySelector('td a').innerText", s):
                       (s.get_attribute("data-runs"), s.get_attribute("data-failed"), s.get_attribute("data-copied"))
                       for s in frame.query_selector_all("svg.dmi-strip")}
             assert {t.split("/", 1)[1]: v for t, v in strips.items()} == {

@@ -109,3 +109,15 @@ def test_an_unreachable_database_never_fails_a_copy(caplog):
     assert "shared blob locations unavailable (OperationalError)" in caplog.text
     assert "nope" not in caplog.text
     store.close()
+
+
+def test_a_writer_stuck_too_long_is_not_waited_for_forever(url, monkeypatch):
+    monkeypatch.setattr(fleet, "WAIT_LIMIT", 1.5)
+    stuck, other = SharedBlobLocations(url), SharedBlobLocations(url)
+    said: list[str] = []
+    other.say = said.append
+    with stuck.writing(REG, DIGEST, "team/stuck"), other.writing(REG, DIGEST, "team/b") as waited:
+        assert waited is True  # copies it too, rather than waiting on a live lease that never ends
+    assert said[-1] == f"  blob {DIGEST[:19]}: team/stuck's writer has held it for 2s: copying it too"
+    stuck.close()
+    other.close()

@@ -14,7 +14,7 @@ import functools
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import httpx
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
@@ -409,6 +409,9 @@ async def image_page(user: GetUserDep, target: str, triggered: str | None = None
 async def trigger(request: Request, user: GetUserDep) -> Response:
     """'Mirror now': a run of the DAG with `sections=[section]` (and `force`), started through Airflow's own
     REST API with the caller's own credentials, so Airflow decides and records who started it."""
+    if not _same_origin(request):  # another site's form posting with the user's cookie
+        return _render(page_html("Image mirror: refused", '<p class="banner error">A run can only be started from '
+                                 "this Airflow's own pages.</p>", 403))
     form = parse_qs((await request.body()).decode(errors="replace"))
     dag_id, section = form.get("dag_id", [""])[0], form.get("section", [""])[0]
     force = form.get("force", ["false"])[0] == "true"
@@ -434,6 +437,16 @@ async def trigger(request: Request, user: GetUserDep) -> Response:
     run_id = response.json()["dag_run_id"]
     sep = "&" if "?" in back else "?"
     return RedirectResponse(f"{back}{sep}{urlencode({'triggered': f'{dag_id}|{run_id}|{section}'})}", 303)
+
+
+def _same_origin(request: Request) -> bool:
+    """A browser says where a form came from (Sec-Fetch-Site, else Origin); clients with a token say nothing."""
+    site = request.headers.get("sec-fetch-site")
+    if site:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")}
+    return not origin or urlsplit(origin).netloc in hosts
 
 
 async def _airflow_api(request: Request, method: str, path: str, body: dict) -> httpx.Response:

@@ -29,6 +29,7 @@ from dmi_provider.tracking.store import TrackingStore
 log = logging.getLogger(__name__)
 LEASE = float(os.environ.get("DMI_LEASE_SECONDS", "30"))  # a dead worker's leases free up after this long
 POLL = 0.5  # how often a waiting copy looks again
+WAIT_LIMIT = 900.0  # a writer alive but stuck this long: copy the blob anyway rather than wait on
 
 
 class SharedBlobLocations(BlobLocations):
@@ -75,11 +76,15 @@ class SharedBlobLocations(BlobLocations):
     # -- leases --------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def writing(self, registry: str, digest: str, repository: str) -> Iterator[bool]:
-        key, waited = f"blob {registry} {digest}", False
+        key, waited, since = f"blob {registry} {digest}", False, time.monotonic()
         while True:
             holder = self._take(key, repository)
             if holder is None:
                 break
+            if time.monotonic() - since > WAIT_LIMIT:
+                self.say(f"  blob {digest[:19]}: {holder}'s writer has held it for {WAIT_LIMIT:.0f}s: copying it too")
+                yield True
+                return
             if not waited:
                 self.say(f"  blob {digest[:19]} is being written to {holder} by another worker: waiting for it")
             waited = True
@@ -117,7 +122,7 @@ class SharedBlobLocations(BlobLocations):
         if self._broken:
             return None
         now = time.time()
-        values = {"owner": self.owner, "holder": holder[:255], "expires_at": now + LEASE}
+        values = {"owner": self.owner, "holder": holder[:512], "expires_at": now + LEASE}
         try:
             self.store.migrate()
             with self.store.engine.begin() as c:

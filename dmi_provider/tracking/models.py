@@ -95,7 +95,7 @@ class BlobLocation(Base):
 
     host: Mapped[str] = mapped_column("registry", String(255), primary_key=True)  # `registry` is SQLAlchemy's
     digest: Mapped[str] = mapped_column(String(100), primary_key=True)
-    repository: Mapped[str] = mapped_column(String(255), primary_key=True)
+    repository: Mapped[str] = mapped_column(String(512), primary_key=True)
     seen: Mapped[float] = mapped_column(Float)  # epoch seconds
 
 
@@ -107,5 +107,5 @@ class Lease(Base):
 
     key: Mapped[str] = mapped_column(String(400), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
-    holder: Mapped[str] = mapped_column(String(255))  # the repository written to, or the worker host
+    holder: Mapped[str] = mapped_column(String(512))  # the repository written to, or the worker host
     expires_at: Mapped[float] = mapped_column(Float)  # epoch seconds

@@ -489,6 +489,10 @@ def test_tables_sort_and_page_and_only_triggerers_see_mirror_now(stack):
     refused = httpx.post(f"{stack.url}/dmi/trigger", headers={"Authorization": f"Bearer {viewer}"}, timeout=30,
                          data={"dag_id": "dmi_mirror", "section": "aws/proxyv2", "force": "false"})
     assert refused.status_code == 403 and "You may not start runs of dmi_mirror" in refused.text
+    for header in ({"Origin": "http://elsewhere.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        forged = stack.api("POST", "/dmi/trigger", headers=header,  # the admin's credentials, another site's form
+                           data={"dag_id": "dmi_mirror", "section": "aws/proxyv2", "force": "false"})
+        assert forged.status_code == 403 and "this Airflow's own pages" in forged.text
     assert len(stack.runs("dmi_mirror")) == before  # nothing started
     anonymous = httpx.post(f"{stack.url}/dmi/trigger", data={"dag_id": "dmi_mirror", "section": "aws/proxyv2"},
                            timeout=30)
