@@ -20,6 +20,7 @@ from pathlib import Path
 
 from dmi_provider.config_keys import (
     CLOUDS,
+    DEFAULT_TARGET_UPLOADS,
     ENGINES,
     EXTRAS,
     KEY_TABLE,
@@ -185,7 +186,7 @@ class MirrorSpec:
     gar: GarSettings = field(default_factory=GarSettings)
     acr: AcrSettings = field(default_factory=AcrSettings)
     upload_chunk_size: int | None = None  # None: the target's own default
-    target_uploads: int = 16  # blob uploads at once per target registry, fleet-wide
+    target_uploads: int = DEFAULT_TARGET_UPLOADS  # blob uploads at once per target registry, fleet-wide
     docker_queues: tuple[str, ...] = ()  # docker-queue as written
     docker_queue: str | None = None  # the one of docker_queues this section's daemon tasks use
 

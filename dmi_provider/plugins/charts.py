@@ -68,11 +68,13 @@ def budget_headline(registry: str, latest: dict, waiting: int) -> str:
 
 
 def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    unit = "B"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            break
         n /= 1024
-    return f"{n:.1f} TiB"
+    return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
 
 
 def headline(images: int, failing: int, changed: int, nbytes: int) -> str:
