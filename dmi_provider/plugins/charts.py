@@ -88,10 +88,10 @@ def headline(images: int, failing: int, changed: int, nbytes: int) -> str:
             f'data-bytes="{nbytes}">{body}</section>')
 
 
-def _counts(items: Sequence[dict], key: str = "status") -> dict[str, int]:
+def _counts(runs: Sequence[dict]) -> dict[str, int]:
     out = {s: 0 for s in ("copied", "unchanged", "failed", "dry-run")}
-    for item in items:
-        out[item[key]] = out.get(item[key], 0) + 1
+    for run in runs:
+        out[run["status"]] = out.get(run["status"], 0) + 1
     return out
 
 

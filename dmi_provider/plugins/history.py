@@ -3,9 +3,9 @@
 A FastAPI app mounted by the api-server under /dmi, behind Airflow's own authentication (the
 caller's JWT, as a bearer token or the UI's session cookie). Rows are filtered, in SQL, to the DAGs the
 caller may read; the tracking databases are only read (nothing is created or migrated here). Pages are
-server-rendered HTML and SVG (tables sort and page on the server); the one script follows the light or dark
-theme of the Airflow UI around the frame. "Mirror now" starts a run through Airflow's own REST API as the
-caller.
+server-rendered HTML and SVG (tables sort and page on the server); one short script follows the light or
+dark theme of the Airflow UI around the frame and sends links to Airflow's pages through the UI's router.
+"Mirror now" starts a run through Airflow's own REST API as the caller.
 """
 
 from __future__ import annotations
@@ -138,8 +138,15 @@ def triggerable(user: BaseUser, dag_ids: set[str]) -> set[str]:
                                                             details=DagDetails(id=d), user=user)}
 
 
+@functools.lru_cache(maxsize=16)
+def _store(url: str) -> TrackingStore:
+    """One read-only store, and so one connection pool, per tracking database for the api-server's life
+    (a page asks each database several things)."""
+    return TrackingStore(url, read_only=True)
+
+
 def _stores() -> list[TrackingStore]:
-    return [TrackingStore(url, read_only=True) for url in tracking_urls()]
+    return [_store(url) for url in tracking_urls()]
 
 
 def _query(user: BaseUser, method: str, **kwargs: object) -> list[dict]:
@@ -147,10 +154,7 @@ def _query(user: BaseUser, method: str, **kwargs: object) -> list[dict]:
     kwargs["dag_ids"] = readable_dags(user)
     rows: list[dict] = []
     for store in _stores():
-        try:
-            rows += getattr(store, method)(**kwargs)
-        finally:
-            store.close()
+        rows += getattr(store, method)(**kwargs)
     key, reverse = _ORDER[method]
     rows.sort(key=key, reverse=reverse)
     limit = kwargs.get("limit")
@@ -164,13 +168,10 @@ def _overview(user: BaseUser) -> tuple[dict[str, list[dict]], dict[str, int]]:
     recent: dict[str, list[dict]] = {}
     totals = {"bytes": 0, "copies": 0}
     for store in _stores():
-        try:
-            for target, runs in store.recent(dag_ids=dag_ids, per_target=RECENT_RUNS).items():
-                recent[target] = sorted(recent.get(target, []) + runs, key=lambda r: r["finished_at"])[-RECENT_RUNS:]
-            for key, value in store.totals(dag_ids=dag_ids).items():
-                totals[key] += value
-        finally:
-            store.close()
+        for target, runs in store.recent(dag_ids=dag_ids, per_target=RECENT_RUNS).items():
+            recent[target] = sorted(recent.get(target, []) + runs, key=lambda r: r["finished_at"])[-RECENT_RUNS:]
+        for key, value in store.totals(dag_ids=dag_ids).items():
+            totals[key] += value
     return recent, totals
 
 
@@ -373,7 +374,7 @@ async def image_page(user: GetUserDep, target: str, triggered: str | None = None
     timeline = await run_in_threadpool(lambda: _query(user, "timeline", target=target))
     rows = await run_in_threadpool(_query, user, "history", target=target, limit=1000)
     links = await run_in_threadpool(failed_task_links, rows[:50])
-    state = [r for r in await run_in_threadpool(_query, user, "state") if r["target"] == target]
+    state = await run_in_threadpool(_query, user, "state", target=target)
     allowed = await run_in_threadpool(triggerable, user, {r["dag_id"] for r in state})
     brought = {}
     for r in reversed(rows):  # oldest first: the first run that wrote or found each digest

@@ -1,6 +1,6 @@
 """HTML of the "Image mirror" pages: the frame, the styles (Airflow's fonts and colours, light and dark),
-tables that sort and page on the server (no script needed; hundreds of images stay readable). No Airflow
-import here."""
+tables that sort and page on the server (hundreds of images stay readable; sorting needs no script). No
+Airflow import here."""
 
 from __future__ import annotations
 

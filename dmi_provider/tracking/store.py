@@ -199,12 +199,15 @@ class TrackingStore:
             row = session.scalars(query).first()
             return _row(row) if row is not None else None
 
-    def state(self, dag_ids: Iterable[str] | None = None, section: str | None = None) -> list[dict]:
+    def state(self, dag_ids: Iterable[str] | None = None, section: str | None = None,
+              target: str | None = None) -> list[dict]:
         if not self.migrate():
             return []
         query = select(MirrorState).order_by(MirrorState.target)
         if section:
             query = query.where(MirrorState.section == section)
+        if target:
+            query = query.where(MirrorState.target == target)
         if dag_ids is not None:
             query = query.where(MirrorState.dag_id.in_(list(dag_ids)))
         with Session(self.engine) as session:
