@@ -12,14 +12,17 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from dmi_provider import __version__
-from dmi_provider.config import ConfigError, MirrorConfig, MirrorSpec, load_config
+from dmi_provider.config import ConfigError, MirrorConfig, load_config
 from dmi_provider.errors import DmiError
 from dmi_provider.registry.auth import Credentials
+from dmi_provider.spec import MirrorSpec
 from dmi_provider.tags import describe_filter
 
 if TYPE_CHECKING:
+    from dmi_provider.pipeline import MirrorRun
     from dmi_provider.registry.copy import Plan
     from dmi_provider.registry.network import Network
+    from dmi_provider.registry.reference import Reference
 
 EXIT_BAD_INPUT = 2
 DEBUG = False  # --debug: tracebacks instead of one line per failure
@@ -27,7 +30,7 @@ DEBUG = False  # --debug: tracebacks instead of one line per failure
 
 def _describe(config: MirrorConfig) -> str:
     env = config.env
-    ecr_host = env.ecr_host()
+    ecr_host = env.ecr_host()  # for the headline; each section's target_name() knows it too
     dags = config.dags()
     n = len(config.sections)
     lines = [
@@ -38,14 +41,14 @@ def _describe(config: MirrorConfig) -> str:
         lines.append("")
         lines.append(f"DAG {dag_id}  schedule: {specs[0].refresh.schedule}")
         for spec in specs:
-            target = spec.target_name(ecr_host)
+            target, source = spec.target_name(), spec.source.name
             for src_tag, dst_tag in spec.pairs():
-                lines.append(f"  [{spec.section}] {spec.source}:{src_tag} -> {target}:{dst_tag}")
-            if spec.tag_filter.active:
-                lines.append(f"  [{spec.section}] {spec.source}:<{describe_filter(spec.tag_filter)}> -> "
+                lines.append(f"  [{spec.section}] {source}:{src_tag} -> {target}:{dst_tag}")
+            if spec.selection.filter.active:
+                lines.append(f"  [{spec.section}] {source}:<{describe_filter(spec.selection.filter)}> -> "
                              f"{target}:<the same tags>")
-            extras = [f"task group {spec.group_id}", f"target {spec.target}", f"engine {spec.engine}",
-                      f"platforms {', '.join(spec.platforms) or 'all'}"]
+            extras = [f"task group {spec.group_id}", f"target {spec.target.kind}", f"engine {spec.engine.name}",
+                      f"platforms {', '.join(spec.selection.platforms) or 'all'}"]
             lines.append(f"      {'; '.join(extras)}")
     return "\n".join(lines)
 
@@ -80,7 +83,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "dags": {
                 dag_id: {
                     "schedule": specs[0].refresh.schedule,
-                    "sections": [dataclasses.asdict(s) | {"source": s.source} for s in specs],
+                    "sections": [dataclasses.asdict(s) for s in specs],
                 }
                 for dag_id, specs in config.dags().items()
             },
@@ -119,7 +122,7 @@ def _network(proxy: str | None, ca_bundle: str | None, flag: str) -> Network:
 
 
 def _percent(text: str) -> float:
-    from dmi_provider.config_keys import KEYS
+    from dmi_provider.spec import KEYS
 
     try:
         return float(KEYS["pull-reserve"].parse(text, None))
@@ -138,14 +141,33 @@ def peak_rss_mib() -> float | None:
     return None
 
 
+def _ref_part(ref: Reference) -> str:
+    """What follows the repository in a reference: `:tag`'s tag, `@digest`, or `tag@digest`."""
+    return f"{ref.tag or ''}{f'@{ref.digest}' if ref.digest else ''}"
+
+
+def _copy_spec(args: argparse.Namespace, src: Reference, dst: Reference, insecure: list[str]) -> MirrorSpec:
+    """`dmi copy`'s flags as a section's spec: the same pipeline as a config.ini section."""
+    from dmi_provider.registry.referrers import ReferrerFilter
+    from dmi_provider.spec import BudgetSpec, EngineSpec, SelectionSpec, SourceSpec, TargetSpec, TransferSpec
+
+    return MirrorSpec(
+        section="dmi copy", source=SourceSpec(registry=src.registry, repository=src.repository),
+        target=TargetSpec(kind="registry", registry=dst.registry, repository=dst.repository),
+        selection=SelectionSpec(platforms=tuple(args.platform),
+                                referrers=ReferrerFilter(enabled=not args.no_referrers)),
+        transfer=TransferSpec(insecure_registries=tuple(insecure)), budget=BudgetSpec(pull_reserve=args.pull_reserve),
+        engine=EngineSpec(name=args.engine, docker_url=args.docker_url))
+
+
 def cmd_copy(args: argparse.Namespace) -> int:
     import logging
 
-    from dmi_provider.engines import EngineSetup, make_engine, run
-    from dmi_provider.registry.budget import PullBudget, PullsShort
+    from dmi_provider.hooks.connections import RegistryLogin
+    from dmi_provider.pipeline import MirrorRun, Pushed, RunHooks, Tuning
+    from dmi_provider.registry.budget import PullsShort
     from dmi_provider.registry.reference import InvalidReference, check_host, parse_reference
-    from dmi_provider.registry.referrers import ReferrerFilter
-    from dmi_provider.targets.base import Endpoint
+    from dmi_provider.targets.base import Endpoint, FixedTarget
 
     try:
         src, dst = parse_reference(args.src), parse_reference(args.dst)
@@ -159,22 +181,22 @@ def cmd_copy(args: argparse.Namespace) -> int:
         print(f"dmi copy: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     _log_to_stderr(logging.WARNING if args.quiet else logging.INFO)
-    endpoint = Endpoint(dst.registry, creds.get(dst.registry), networks[dst.registry])
-    engine = make_engine(args.engine, EngineSetup(
-        endpoint=lambda: endpoint, source_registry=src.registry, source_credentials=creds.get(src.registry),
-        source_network=networks[src.registry],
-        insecure=insecure, platforms=tuple(args.platform), say=logging.getLogger("dmi_provider.copy").info,
-        docker_url=args.docker_url, workers=args.jobs, blob_cache=not args.no_cache, use_docker_config=True,
-        budget=PullBudget(args.pull_reserve), referrers=ReferrerFilter(enabled=not args.no_referrers)))
+    run = MirrorRun(_copy_spec(args, src, dst, insecure), [(_ref_part(src), _ref_part(dst))],
+                    RunHooks(say=logging.getLogger("dmi_provider.copy").info, max_pause=30.0),
+                    target=FixedTarget(Endpoint(dst.registry, creds.get(dst.registry), networks[dst.registry])),
+                    source=RegistryLogin(creds.get(src.registry), networks[src.registry]),
+                    tuning=Tuning(workers=args.jobs, blob_cache=not args.no_cache, use_docker_config=True))
+    pushed = Pushed()
     try:
         with _stdout_to_stderr():  # the docker engine imports Airflow, whose logs go to stdout
-            (result,) = run(engine, [(src, dst)], force=args.force, dry_run=args.dry_run)
+            pulled = run.run_all(force=args.force, dry_run=args.dry_run, pushed=pushed)
     except DmiError as exc:
         later = f": try again in {exc.wait:.0f}s, or lower --pull-reserve" if isinstance(exc, PullsShort) else ""
         print(f"dmi copy: failed: {exc}{later}", file=sys.stderr)
         return 1
     finally:
-        engine.close()
+        run.close()
+    result = pulled.plans[0].result(dry_run=True) if args.dry_run else pushed.copies[0]
     peak = peak_rss_mib()
     if args.json:
         print(json.dumps(result.to_dict() | {"peak_rss_mib": peak}, indent=2))
@@ -262,48 +284,42 @@ def _budget_lines(rows: list[dict]) -> list[str]:
 def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
     """The pull task's planning (HEADs only, as in a dry run), one row per tag; a section with tags-*
     filters first lists the source's tags, as its tags_<group> task does."""
-    from dmi_provider import backends
-    from dmi_provider.job import Job
-    from dmi_provider.targets import make_target
+    from dmi_provider.pipeline import MirrorRun, RunHooks
 
-    job, rows, engine = Job.from_spec(spec, config.env), [], None
+    run, rows = MirrorRun(spec, hooks=RunHooks(say=lambda _: None)), []
     base = {"section": spec.section, "dag_id": spec.dag_id}
     try:
-        if job.tag_filter.active:
-            pairs, selection = backends.resolve_tags(job)
-            job = dataclasses.replace(job, pairs=tuple((a, b) for a, b in pairs))
-            rows.append(base | {"action": "tags", "tags": [p[0] for p in pairs], "removed": selection.removed})
-        target = make_target(job)
-        engine = backends.engine_for(job, target, say=lambda _: None)
-        repository = target.check_repository(job.target_repository)
-        note = "" if repository.exists else repository.note
-        base |= {"cloud": target.cloud, "target_repository": repository.repository}
-        for pair in job.pairs:
-            try:
-                _host, (plan,) = backends.plan(dataclasses.replace(job, pairs=(pair,)), target, engine, force=False,
-                                               dry_run=True)
-            except DmiError as exc:  # one tag (a moved pin, a missing tag) does not hide the others
-                rows.append(base | {"source": f"{spec.source}:{pair[0]}", "target": "", "action": "error",
-                                    "error": str(exc)})
-                continue
-            rows.append(base | {"source": plan.source, "target": plan.target, "source_digest": plan.source_digest,
-                                "action": ("copy" if plan.image_changed else "copy referrers") if plan.changed
-                                else "skip (unchanged)", "repository": note,
-                                "target_digest": plan.target_digest, "ratelimit_remaining": plan.ratelimit_remaining,
-                                "ratelimit_limit": plan.ratelimit_limit, "ratelimit_source": plan.ratelimit_source,
-                                "source_registry": job.source_registry, "pull_reserve": job.pull_reserve,
-                                "referrers": [f"{a.what} of {a.subject}" for a in plan.attached],
-                                "referrers_found": plan.referrers_found,
-                                **_pulls_needed(plan, job.platforms)})
+        if spec.selection.filter.active:
+            selection = run.resolve_tags()
+            rows.append(base | {"action": "tags", "tags": [p[0] for p in run.pairs], "removed": selection.removed})
+        repository = run.check_repository()
+        base |= {"cloud": run.target.cloud, "target_repository": repository.repository}
+        for pair in run.pairs:
+            rows.append(base | _plan_row(run, pair, repository.note if not repository.exists else ""))
     except Exception as exc:  # one section's failure is its line; --debug shows the traceback
         if DEBUG:
             raise
         text = str(exc) if isinstance(exc, DmiError) else f"{type(exc).__name__}: {exc}"
-        rows.append(base | {"source": spec.source, "target": "", "action": "error", "error": text})
+        rows.append(base | {"source": spec.source.name, "target": "", "action": "error", "error": text})
     finally:
-        if engine is not None:
-            engine.close()
+        run.close()
     return rows
+
+
+def _plan_row(run: MirrorRun, pair: tuple[str, str], note: str) -> dict:
+    """One tag's row; its failure (a moved pin, a missing tag) is its own row, not the section's."""
+    spec = run.spec
+    try:
+        (plan,) = run.plan(force=False, dry_run=True, pairs=[pair]).plans
+    except DmiError as exc:
+        return {"source": f"{spec.source.name}:{pair[0]}", "target": "", "action": "error", "error": str(exc)}
+    return {"source": plan.source, "target": plan.target, "source_digest": plan.source_digest,
+            "action": ("copy" if plan.image_changed else "copy referrers") if plan.changed else "skip (unchanged)",
+            "repository": note, "target_digest": plan.target_digest, "ratelimit_remaining": plan.ratelimit_remaining,
+            "ratelimit_limit": plan.ratelimit_limit, "ratelimit_source": plan.ratelimit_source,
+            "source_registry": spec.source.registry, "pull_reserve": spec.budget.pull_reserve,
+            "referrers": [f"{a.what} of {a.subject}" for a in plan.attached], "referrers_found": plan.referrers_found,
+            **_pulls_needed(plan, spec.selection.platforms)}
 
 
 @contextlib.contextmanager
@@ -406,7 +422,7 @@ def _redact(text: str) -> str:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from dmi_provider.config_keys import markdown_table, plain_list
+    from dmi_provider.spec import markdown_table, plain_list
 
     print(markdown_table() if args.markdown else plain_list())
     return 0

@@ -15,24 +15,22 @@ import importlib.util
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from dmi_provider.config_keys import (
-    CLOUDS,
-    DEFAULT_TARGET_UPLOADS,
-    ENGINES,
-    EXTRAS,
+from dmi_provider.config_keys import CLOUDS, ENGINES, EXTRAS, REFRESH_HELP, TARGETS, Refresh, parse_refresh
+from dmi_provider.registry.reference import InvalidReference, check_path, normalize_repository
+from dmi_provider.spec import (
     KEY_TABLE,
     KEYS,
-    REFRESH_HELP,
-    TARGETS,
-    Refresh,
-    parse_refresh,
+    AcrSettings,
+    EcrSettings,
+    Environment,
+    GarSettings,
+    MirrorSpec,
+    build,
 )
-from dmi_provider.registry.reference import InvalidReference, check_path, normalize_repository
-from dmi_provider.registry.referrers import ReferrerFilter
-from dmi_provider.tags import TagFilter, split_pin
 
 DAG_PREFIX = "dmi_mirror"
 DEFAULT = "DEFAULT"
@@ -87,143 +85,6 @@ def dag_id_for(refresh: Refresh, default: Refresh | None) -> str:
     if refresh == default:
         return DAG_PREFIX
     return f"{DAG_PREFIX}_{'once' if refresh.once else refresh.text}"
-
-
-@dataclass(frozen=True)
-class EcrSettings:
-    scan_on_push: bool = False
-    tag_mutability: str = "MUTABLE"
-    encryption: str = "AES256"
-    kms_key: str | None = None
-    lifecycle_policy: str | None = None  # the policy JSON text, read from the file at parse time
-    lifecycle_policy_path: str | None = None
-    repository_tags: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class GarSettings:
-    """A `target = gar` section's Artifact Registry repository, with the API's own field names."""
-
-    conn_id: str = "google_cloud_default"
-    location: str = "us"
-    project: str | None = None  # None: the connection's project
-    repository: str = "mirror"
-    immutable_tags: bool = False
-    kms_key_name: str | None = None
-    labels: tuple[tuple[str, str], ...] = ()
-    description: str | None = None
-    cleanup_policies: str | None = None  # the JSON text, read at parse time
-    cleanup_policies_path: str | None = None
-    cleanup_policy_dry_run: bool = False
-    api_endpoint: str = "artifactregistry.googleapis.com"
-
-    @property
-    def host(self) -> str:
-        return f"{self.location}-docker.pkg.dev"
-
-
-@dataclass(frozen=True)
-class AcrSettings:
-    conn_id: str = "azure_default"
-    name: str | None = None  # None: the connection's host
-    write_enabled: bool | None = None  # the repository's changeableAttributes after a push (None: unchanged)
-    delete_enabled: bool | None = None
-
-    def attributes(self) -> dict[str, bool]:
-        wanted = {"writeEnabled": self.write_enabled, "deleteEnabled": self.delete_enabled}
-        return {k: v for k, v in wanted.items() if v is not None}
-
-    @property
-    def host(self) -> str | None:
-        return f"{self.name.lower()}.azurecr.io" if self.name else None
-
-
-def target_name(target: str, registry: str | None, repository: str, ecr_host: str | None = None,
-                gar: GarSettings | None = None, acr: AcrSettings | None = None) -> str:
-    """`host/path` of a target repository as far as config.ini tells (a host known only at run time in <>)."""
-    if target == "gar":
-        gar = gar or GarSettings()
-        return f"{registry or gar.host}/{gar.project or '<project>'}/{gar.repository}/{repository}"
-    host = registry or (ecr_host if target == "ecr" else (acr or AcrSettings()).host if target == "acr" else None)
-    return f"{host or f'<{target}>'}/{repository}"
-
-
-@dataclass(frozen=True)
-class MirrorSpec:
-    """One config section: one source repository and its tags, and where they go."""
-
-    section: str
-    group_id: str
-    dag_id: str
-    refresh: Refresh
-    source_registry: str
-    source_repository: str  # normalised path, e.g. library/alpine
-    tags: tuple[str, ...]
-    target: str
-    target_registry: str | None
-    target_repository: str
-    target_tag: str | None
-    platforms: tuple[str, ...] = ()
-    insecure_registries: tuple[str, ...] = ()
-    source_conn_id: str | None = None
-    target_conn_id: str | None = None
-    aws_conn_id: str = "aws_default"
-    tracking_conn_id: str = "dmi_tracking"
-    engine: str = "registry"
-    docker_url: str | None = None
-    docker_conn_id: str | None = None
-    keep_local_images: bool = False
-    ecr: EcrSettings = field(default_factory=EcrSettings)
-    tag_filter: TagFilter = field(default_factory=TagFilter)  # tags-* keys; named tags are in `tags`
-    source_proxy: str | None = None
-    source_ca_bundle: str | None = None
-    target_proxy: str | None = None
-    target_ca_bundle: str | None = None
-    pull_reserve: float = 10.0
-    source_pool: str = ""  # the Airflow pool of the tasks that talk to the source
-    referrers: ReferrerFilter = field(default_factory=ReferrerFilter)
-    source_type: str = "registry"  # registry, or a cloud's (ecr, gar, acr) logged in through its connection
-    gar: GarSettings = field(default_factory=GarSettings)
-    acr: AcrSettings = field(default_factory=AcrSettings)
-    upload_chunk_size: int | None = None  # None: the target's own default
-    target_uploads: int = DEFAULT_TARGET_UPLOADS  # blob uploads at once per target registry, fleet-wide
-    docker_queues: tuple[str, ...] = ()  # docker-queue as written
-    docker_queue: str | None = None  # the one of docker_queues this section's daemon tasks use
-
-    @property
-    def source(self) -> str:
-        return f"{self.source_registry}/{self.source_repository}"
-
-    def target_tags(self) -> tuple[str, ...]:
-        """The target tags of the named tags (a pin's tag without its digest)."""
-        return (self.target_tag,) if self.target_tag else tuple(split_pin(t)[0] or "" for t in self.tags)
-
-    def pairs(self) -> tuple[tuple[str, str], ...]:
-        """(source tag, target tag) for each named tag; a source tag may carry a pin (`1.7.0@sha256:…`).
-        Sections with tag filters add the tags found at run time (dmi_provider.tags)."""
-        return tuple(zip(self.tags, self.target_tags(), strict=True))
-
-    def target_name(self, ecr_host: str | None = None) -> str:
-        return target_name(self.target, self.target_registry, self.target_repository, ecr_host, self.gar, self.acr)
-
-
-@dataclass(frozen=True)
-class Environment:
-    """The legacy environment variables of the original tool."""
-
-    cloud: str = "AWS"  # AWS, GOOGLE or AZURE (GCP and GKE are read as GOOGLE)
-    aws_account: str | None = None
-    aws_region: str | None = None
-    db_path: str | None = None
-
-    @property
-    def default_target(self) -> str:
-        return CLOUDS.get(self.cloud, "ecr")
-
-    def ecr_host(self) -> str | None:
-        if self.aws_account and self.aws_region:
-            return f"{self.aws_account}.dkr.ecr.{self.aws_region}.amazonaws.com"
-        return None
 
 
 @dataclass(frozen=True)
@@ -359,32 +220,51 @@ def parse_config(text: str, path: str = "config.ini", environ: Mapping[str, str]
         ) from None
 
     env = read_environment(environ, reader.issues)
-    base_dir = Path(path).resolve().parent
     defaults = dict(parser[DEFAULT]) if parser.has_section(DEFAULT) else {}
     for key, value in defaults.items():
         _check_known(reader, DEFAULT, key, value)
-
     default_refresh = None
     if "refresh" in defaults:
         try:
             default_refresh = parse_refresh(defaults["refresh"])
         except ValueError as exc:
             reader.add(DEFAULT, "refresh", defaults["refresh"], str(exc))
+    file = _File(reader, defaults, default_refresh, Path(path).resolve().parent, env)
 
     names = [s for s in parser.sections() if s != DEFAULT]
     if not names:
         reader.add(None, None, None, "no image sections: nothing to mirror (see README, 'config.ini')")
-    specs = []
-    for section in names:
-        own = dict(parser[section])
-        spec = _read_section(reader, section, own, defaults, default_refresh, base_dir, env)
-        if spec is not None:
-            specs.append(spec)
+    specs = [spec for name in names if (spec := _read_section(file, name, dict(parser[name]))) is not None]
     _check_collisions(reader, specs)
     specs = _assign_docker_queues(specs)
     if reader.issues:  # in the order of the file, the environment first
         raise ConfigError(sorted(reader.issues, key=lambda i: (i.file != "environment", i.line or 0)))
     return MirrorConfig(path, default_refresh, tuple(specs), env)
+
+
+def section_spec(keys: Mapping[str, str], section: str = "mirror", environ: Mapping[str, str] | None = None,
+                 base_dir: str | os.PathLike[str] = ".") -> MirrorSpec:
+    """One section's spec from config.ini keys (key -> text), read and checked as in a file: for operators
+    in a DAG of your own. `refresh` is not needed; ConfigError names each bad key."""
+    reader = _Reader("operator arguments", "")
+    env = read_environment(os.environ if environ is None else environ, reader.issues)
+    once = parse_refresh("0")
+    own = {k.strip().lower(): str(v) for k, v in keys.items()}
+    spec = _read_section(_File(reader, {"refresh": "0"}, once, Path(base_dir).resolve(), env), section, own)
+    if reader.issues or spec is None:
+        raise ConfigError(reader.issues)
+    return spec
+
+
+@dataclass(frozen=True)
+class _File:
+    """What every section of one file is read with."""
+
+    reader: _Reader
+    defaults: dict[str, str]
+    default_refresh: Refresh | None
+    base_dir: Path
+    env: Environment
 
 
 def _check_known(reader: _Reader, section: str, key: str, value: str) -> bool:
@@ -431,27 +311,33 @@ class _Section:
                     self.bad(key.name, str(exc))
                     self.values[key.name] = key.value
 
-    def get(self, key: str) -> object:
+    def get(self, key: str) -> Any:
         return self.values.get(key)
 
 
-def _read_section(reader: _Reader, section: str, own: dict[str, str], defaults: dict[str, str],
-                  default_refresh: Refresh | None, base_dir: Path, env: Environment) -> MirrorSpec | None:
+def _read_section(file: _File, section: str, own: dict[str, str]) -> MirrorSpec | None:
+    reader = file.reader
     for key, value in own.items():
         _check_known(reader, section, key, value)
-    sec = _Section(reader, section, own, defaults)
-    sec.walk(base_dir, default_refresh)
+    sec = _Section(reader, section, own, file.defaults)
+    sec.walk(file.base_dir, file.default_refresh)
     if not sec.given("target"):
-        sec.values["target"] = env.default_target  # CLOUD picks the target of sections that name none
+        sec.values["target"] = file.env.default_target  # CLOUD picks the target of sections that name none
     refresh = sec.get("refresh")
-    if refresh is None and "refresh" not in own and "refresh" not in defaults:
+    if refresh is None and "refresh" not in own and "refresh" not in file.defaults:
         reader.add(section, "refresh", None, f"missing: set refresh in [DEFAULT] or here ({REFRESH_HELP})")
     source_path = _source_path(sec)
     tags = _tags(sec)
     target_repository = _target_rules(sec, tags)
     if len(reader.issues) > sec.start or not isinstance(refresh, Refresh) or not source_path or not target_repository:
         return None
-    return _spec(sec, refresh, default_refresh, source_path, tags, target_repository)
+    # The fields no single key sets (spec.py marks them `derived` or leaves them plain).
+    worked_out = {
+        "section": section, "group_id": group_id_for(section), "dag_id": dag_id_for(refresh, file.default_refresh),
+        "env": file.env, "source.repository": source_path, "target.repository": target_repository,
+        "selection.tags": tags, "budget.pool": sec.get("source-pool") or default_pool(sec.get("source-registry")),
+    }
+    return build(MirrorSpec, sec.values, worked_out)  # type: ignore[no-any-return]
 
 
 def _source_path(sec: _Section) -> str | None:
@@ -468,12 +354,6 @@ def _source_path(sec: _Section) -> str | None:
 
 
 FILTER_KEYS = ("tags-matching", "tags-excluding", "tags-semver", "tags-newest")  # what makes TagFilter.active
-
-
-def _tag_filter(sec: _Section) -> TagFilter:
-    v = sec.values
-    return TagFilter(v["tags-matching"], v["tags-excluding"], v["tags-semver"], v["tags-prerelease"],  # type: ignore[arg-type]
-                     v["tags-newest"], v["tags-max"])  # type: ignore[arg-type]
 
 
 def _tags(sec: _Section) -> tuple[str, ...]:
@@ -500,7 +380,7 @@ def _target_rules(sec: _Section, tags: tuple[str, ...]) -> str | None:
             sec.bad(key.name, f"applies only to target = {' or '.join(key.targets)}")
     if sec.get("target-tag") and len(tags) > 1:
         sec.bad("target-tag", f"needs exactly one source tag, this section mirrors {len(tags)}: {', '.join(tags)}")
-    elif sec.get("target-tag") and _tag_filter(sec).active:
+    elif sec.get("target-tag") and any(sec.get(k) for k in FILTER_KEYS):
         sec.bad("target-tag", "cannot rename tags chosen by tags-* filters: remove target-tag or the filters")
     for key in ("tag", "tags"):
         if any(t.startswith("@") for t in sec.get(key) or ()) and not sec.get("target-tag"):  # type: ignore[union-attr]
@@ -556,44 +436,17 @@ def _installed(module: str) -> bool:
         return False
 
 
-def _spec(sec: _Section, refresh: Refresh, default_refresh: Refresh | None, source_path: str,
-          tags: tuple[str, ...], target_repository: str) -> MirrorSpec:
-    v = sec.values
-    policy = v["lifecycle-policy"] or (None, None)
-    cleanup = v["gar-cleanup-policies"] or (None, None)
-    return MirrorSpec(
-        section=sec.name, group_id=group_id_for(sec.name), dag_id=dag_id_for(refresh, default_refresh),
-        refresh=refresh, source_registry=v["source-registry"], source_repository=source_path, tags=tags,
-        target=v["target"], target_registry=v["target-registry"], target_repository=target_repository,
-        target_tag=v["target-tag"], platforms=v["platforms"], insecure_registries=v["insecure-registries"],
-        source_conn_id=v["source-conn-id"], target_conn_id=v["target-conn-id"], aws_conn_id=v["aws-conn-id"],
-        tracking_conn_id=v["tracking-conn-id"], engine=v["engine"], docker_url=v["docker-url"],
-        docker_conn_id=v["docker-conn-id"], keep_local_images=v["keep-local-images"],
-        ecr=EcrSettings(v["scan-on-push"], v["tag-mutability"], v["encryption"], v["kms-key"], policy[1], policy[0],
-                        v["repository-tags"]),
-        tag_filter=_tag_filter(sec), source_proxy=v["source-proxy"], source_ca_bundle=v["source-ca-bundle"],
-        target_proxy=v["target-proxy"], target_ca_bundle=v["target-ca-bundle"], pull_reserve=v["pull-reserve"],
-        source_pool=v["source-pool"] or default_pool(v["source-registry"]),
-        referrers=ReferrerFilter(v["referrers"], v["referrers-include"], v["referrers-exclude"]),
-        source_type=v["source"], upload_chunk_size=v["upload-chunk-size"], target_uploads=v["target-uploads"],
-        docker_queues=v["docker-queue"],
-        gar=GarSettings(v["gcp-conn-id"], v["gar-location"], v["gar-project"], v["gar-repository"],
-                        v["gar-immutable-tags"], v["gar-kms-key-name"], v["gar-labels"], v["gar-description"],
-                        cleanup[1], cleanup[0], v["gar-cleanup-policy-dry-run"], v["gar-api-endpoint"]),
-        acr=AcrSettings(v["azure-conn-id"], v["acr-name"], v["acr-write-enabled"], v["acr-delete-enabled"]),
-    )  # type: ignore[arg-type]
-
-
 def _assign_docker_queues(specs: list[MirrorSpec]) -> list[MirrorSpec]:
     """Each section with docker-queue gets one of its queues, in turn over the sections naming the same ones
     (config order), so the daemons share the work."""
     turns: dict[tuple[str, ...], int] = {}
     out = []
     for spec in specs:
-        if spec.docker_queues and spec.engine == "docker":
-            turn = turns.get(spec.docker_queues, 0)
-            turns[spec.docker_queues] = turn + 1
-            spec = replace(spec, docker_queue=spec.docker_queues[turn % len(spec.docker_queues)])
+        queues = spec.engine.queues
+        if queues and spec.engine.name == "docker":
+            turn = turns.get(queues, 0)
+            turns[queues] = turn + 1
+            spec = replace(spec, engine=replace(spec.engine, queue=queues[turn % len(queues)]))
         out.append(spec)
     return out
 
@@ -611,7 +464,7 @@ def _check_collisions(reader: _Reader, specs: list[MirrorSpec]) -> None:
     groups: dict[tuple[str, str], str] = {}
     for spec in specs:
         for tag in spec.target_tags():
-            key = f"{spec.target} {spec.target_name()}:{tag}"
+            key = f"{spec.target.kind} {spec.target_name()}:{tag}"
             if key in targets:
                 reader.add(
                     spec.section, None, None,

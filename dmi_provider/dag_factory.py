@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk import DAG, DeltaTriggerTimetable, Param, task_group
 
-from dmi_provider.config import Environment, MirrorConfig, MirrorSpec, load_config
+from dmi_provider.config import MirrorConfig, load_config
 from dmi_provider.operators.mirror import (
     EnsureRepositoryOperator,
     PullImageOperator,
@@ -21,6 +21,7 @@ from dmi_provider.operators.mirror import (
     ResolveTagsOperator,
     TagImageOperator,
 )
+from dmi_provider.spec import MirrorSpec
 from dmi_provider.tags import describe_filter
 
 START_DATE = datetime(2024, 1, 1, tzinfo=UTC)
@@ -53,13 +54,14 @@ def config_path(dag_file: str | None = None) -> str:
 
 
 def _tags_cell(spec: MirrorSpec) -> str:
-    named = list(spec.tags) + ([describe_filter(spec.tag_filter)] if spec.tag_filter.active else [])
+    chosen = spec.selection
+    named = list(chosen.tags) + ([describe_filter(chosen.filter)] if chosen.filter.active else [])
     return ", ".join(named)
 
 
 def _doc(dag_id: str, specs: tuple[MirrorSpec, ...], config: MirrorConfig) -> str:
-    rows = [f"| [{s.section}] | `{s.source}` | {_tags_cell(s)} | `{s.target_name(config.env.ecr_host())}` "
-            f"| {', '.join(s.target_tags())} | {', '.join(s.platforms) or 'all'} |" for s in specs]
+    rows = [f"| [{s.section}] | `{s.source.name}` | {_tags_cell(s)} | `{s.target_name()}` "
+            f"| {', '.join(s.target_tags())} | {', '.join(s.selection.platforms) or 'all'} |" for s in specs]
     return "\n".join([
         f"### {dag_id}", "", f"Mirrors images from `{config.path}`, {specs[0].refresh.schedule}.", "",
         "Trigger with **force** to copy even unchanged images, **dry_run** to plan only, and **sections** to "
@@ -69,43 +71,26 @@ def _doc(dag_id: str, specs: tuple[MirrorSpec, ...], config: MirrorConfig) -> st
     ])
 
 
-def _operator_kwargs(spec: MirrorSpec, env: Environment) -> dict:
-    return {
-        "source": spec.source, "target_repository": spec.target_repository, "tag_filter": spec.tag_filter,
-        "target": spec.target, "target_registry": spec.target_registry, "platforms": spec.platforms,
-        "insecure_registries": spec.insecure_registries, "source_conn_id": spec.source_conn_id,
-        "target_conn_id": spec.target_conn_id, "aws_conn_id": spec.aws_conn_id, "engine": spec.engine,
-        "ecr_settings": spec.ecr, "section": spec.section, "docker_url": spec.docker_url,
-        "docker_conn_id": spec.docker_conn_id, "keep_local_images": spec.keep_local_images,
-        "tracking_conn_id": spec.tracking_conn_id, "environment": env, "source_proxy": spec.source_proxy,
-        "source_ca_bundle": spec.source_ca_bundle, "target_proxy": spec.target_proxy,
-        "target_ca_bundle": spec.target_ca_bundle, "pull_reserve": spec.pull_reserve,
-        "referrers": spec.referrers, "source_type": spec.source_type, "gar_settings": spec.gar,
-        "acr_settings": spec.acr, "upload_chunk_size": spec.upload_chunk_size, "target_uploads": spec.target_uploads,
-        "pull_task_id": f"{spec.group_id}.pull", "push_task_id": f"{spec.group_id}.push",
-    }
-
-
-def build_group(spec: MirrorSpec, env: Environment) -> Any:
+def build_group(spec: MirrorSpec) -> Any:
     """One task group per section, mapped over its tags: each tag's pull, tag, ensure_repository, push and
     record are task instances of their own (named by the tag in the UI). A section with tags-* filters
     first lists the source's tags in a `tags_<group>` task; the others expand over their named tags."""
-    kwargs = _operator_kwargs(spec, env)
+    ids = {"pull_task_id": f"{spec.group_id}.pull", "push_task_id": f"{spec.group_id}.push"}
     pairs: Any = [list(p) for p in spec.pairs()]
-    if spec.tag_filter.active:
-        pairs = ResolveTagsOperator(task_id=f"tags_{spec.group_id}", tags=pairs, pool=spec.source_pool,
-                                    **kwargs).output
+    pool = spec.budget.pool
+    if spec.selection.filter.active:
+        pairs = ResolveTagsOperator(task_id=f"tags_{spec.group_id}", spec=spec, tags=pairs, pool=pool, **ids).output
 
-    @task_group(group_id=spec.group_id, tooltip=f"[{spec.section}] {spec.source}")
+    @task_group(group_id=spec.group_id, tooltip=f"[{spec.section}] {spec.source.name}")
     def mirror(pair: Any) -> None:
-        each = {**kwargs, "tags": [pair], "map_index_template": MAP_INDEX}
+        each = {"spec": spec, "tags": [pair], "map_index_template": MAP_INDEX, **ids}
         # The tasks that talk to the source share its pool: concurrency per source host.
         # engine = docker: the steps on the daemon run on the workers of one queue (docker-queue).
-        daemon = {"queue": spec.docker_queue} if spec.docker_queue else {}
-        pull = PullImageOperator(task_id="pull", pool=spec.source_pool, **daemon, **each)
+        daemon = {"queue": spec.engine.queue} if spec.engine.queue else {}
+        pull = PullImageOperator(task_id="pull", pool=pool, **daemon, **each)
         tag = TagImageOperator(task_id="tag", retries=0, **daemon, **each)
         ensure = EnsureRepositoryOperator(task_id="ensure_repository", **each)
-        push = PushImageOperator(task_id="push", pool=spec.source_pool, **daemon, **each)
+        push = PushImageOperator(task_id="push", pool=pool, **daemon, **each)
         record = RecordMirrorOperator(task_id="record", retries=1, **each)
         pull >> tag >> ensure >> push >> record
 
@@ -138,6 +123,6 @@ def build_dags(path: str) -> dict[str, DAG]:
             },
         ) as dag:
             for spec in specs:
-                build_group(spec, config.env)
+                build_group(spec)
         dags[dag_id] = dag
     return dags

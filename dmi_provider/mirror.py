@@ -1,8 +1,8 @@
 """Plans, results and errors -> tracking outcomes. Plain Python: no Airflow import here.
 
-What the pull task hands on (`pulled`) and what the push task returns (`pushed`) are plain dicts that
-crossed XCom; this module turns them, with the error a failed task left, into one MirrorOutcome per
-tag of a section, and says what failed and which new digests deserve an Asset event.
+What planning hands on (`Pulled`) and what the push returns (CopyResult dicts) crossed XCom; this module
+turns them, with the error a failed task left, into one MirrorOutcome per tag of a section, and says what
+failed and which new digests deserve an Asset event.
 """
 
 from __future__ import annotations
@@ -12,11 +12,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from dmi_provider.job import Job
-from dmi_provider.registry.copy import Plan
+from dmi_provider.registry.copy import CopyResult, Plan
+from dmi_provider.spec import MirrorSpec
 from dmi_provider.tracking.outcome import MirrorOutcome
 
 NOT_RUN = "not copied: an upstream task failed or did not run"
+
+
+@dataclass
+class Pulled:
+    """What planning hands on (the pull task's XCom): the plans with verified manifests, never credentials."""
+
+    target_host: str
+    dry_run: bool
+    plans: list[Plan]
+
+    @property
+    def changed(self) -> bool:
+        return any(p.changed for p in self.plans)
+
+    def to_xcom(self) -> dict:
+        return {"target_host": self.target_host, "dry_run": self.dry_run, "changed": self.changed,
+                "plans": [p.to_dict() for p in self.plans]}
+
+    @classmethod
+    def from_xcom(cls, data: dict) -> Pulled:
+        return cls(data["target_host"], bool(data["dry_run"]), [Plan.from_dict(p) for p in data["plans"]])
 
 
 @dataclass(frozen=True)
@@ -26,16 +47,6 @@ class RunInfo:
     logical_date: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-
-
-def pulled(plans: Sequence[Plan], target_host: str, dry_run: bool) -> dict:
-    """What the pull task passes on through XCom: the plans (verified manifests, never credentials)."""
-    return {"target_host": target_host, "dry_run": dry_run, "changed": any(p.changed for p in plans),
-            "plans": [p.to_dict() for p in plans]}
-
-
-def plans_of(pulled: dict) -> list[Plan]:
-    return [Plan.from_dict(data) for data in pulled["plans"]]
 
 
 def manifests_to_xcom(fetched: dict[str, tuple[str, bytes]]) -> dict[str, list[str]]:
@@ -57,53 +68,48 @@ def describe(plan: Plan) -> str:
     return f"{plan.source} -> {plan.target}: {state} {plan.source_digest}{extra}{limit}"
 
 
-def outcomes(job: Job, run: RunInfo, pulled: dict | None, pushed: Sequence[dict] | None,
-             error: str | None) -> list[MirrorOutcome]:
-    """One outcome per tag pair of the job, from what its tasks left behind."""
-    plans = (pulled or {}).get("plans") or []
-    dry_run = bool((pulled or {}).get("dry_run"))
+def outcomes(spec: MirrorSpec, pairs: Sequence[tuple[str, str]], run: RunInfo, pulled: Pulled | None,
+             pushed: Sequence[CopyResult] | None, error: str | None) -> list[MirrorOutcome]:
+    """One outcome per tag pair of the section, from what its tasks left behind."""
+    plans = pulled.plans if pulled else []
     pushed = pushed or []
     out = []
-    for i, (src_tag, dst_tag) in enumerate(job.pairs):
-        plan = plans[i] if i < len(plans) else None
-        result = pushed[i] if i < len(pushed) else None
-        out.append(_outcome(job, run, src_tag, dst_tag, plan, result, dry_run, error))
+    for i, (src_tag, dst_tag) in enumerate(pairs):
+        outcome = MirrorOutcome(dag_id=run.dag_id, run_id=run.run_id, section=spec.section,
+                                source=f"{spec.source.name}:{src_tag}", target=f"{spec.target_name()}:{dst_tag}",
+                                status="failed", target_kind=spec.target.kind, logical_date=run.logical_date,
+                                started_at=run.started_at, finished_at=run.finished_at)
+        if i < len(plans):
+            _fill(outcome, plans[i], pushed[i] if i < len(pushed) else None, pulled.dry_run if pulled else False)
+        if outcome.status == "failed":
+            outcome.error = error or NOT_RUN
+        out.append(outcome)
     return out
 
 
-def _outcome(job: Job, run: RunInfo, src_tag: str, dst_tag: str, plan: dict | None, result: dict | None,
-             dry_run: bool, error: str | None) -> MirrorOutcome:
-    outcome = MirrorOutcome(dag_id=run.dag_id, run_id=run.run_id, section=job.section,
-                            source=plan["source"] if plan else f"{job.source}:{src_tag}",
-                            target=plan["target"] if plan else job.target_name(dst_tag), status="failed",
-                            target_kind=job.target,
-                            logical_date=run.logical_date, started_at=run.started_at, finished_at=run.finished_at)
-    if plan is None:
-        outcome.error = error or NOT_RUN
-        return outcome
-    outcome.source_digest = plan["source_digest"]
-    outcome.platforms = ",".join(plan.get("platforms") or ())
-    outcome.ratelimit_remaining = plan.get("ratelimit_remaining")
-    outcome.ratelimit_limit, outcome.ratelimit_source = plan.get("ratelimit_limit"), plan.get("ratelimit_source")
-    outcome.source_pulls = plan.get("source_pulls") or 0
-    notes = list(plan.get("warnings") or []) + list((result or {}).get("warnings") or [])
+def _fill(outcome: MirrorOutcome, plan: Plan, result: CopyResult | None, dry_run: bool) -> None:
+    """What a plan and its copy's result tell of one tag."""
+    outcome.source, outcome.target = plan.source, plan.target
+    outcome.source_digest = plan.source_digest
+    outcome.platforms = ",".join(plan.platforms)
+    outcome.ratelimit_remaining = plan.ratelimit_remaining
+    outcome.ratelimit_limit, outcome.ratelimit_source = plan.ratelimit_limit, plan.ratelimit_source
+    outcome.source_pulls = plan.source_pulls
+    notes = list(plan.warnings) + list(result.warnings if result else [])
     outcome.warnings = "; ".join(dict.fromkeys(notes)) or None
     if dry_run:
-        outcome.status, outcome.target_digest = "dry-run", plan["target_digest"]
-    elif not plan["changed"]:
-        outcome.status, outcome.target_digest = "unchanged", plan["target_digest"]
-    elif result and result.get("target_digest"):
-        outcome.status = "copied" if result["status"] == "dry-run" else result["status"]
-        outcome.target_digest = result["target_digest"]
-        outcome.platforms = ",".join(result.get("platforms") or ())
-        for key in ("bytes_transferred", "blobs_copied", "blobs_mounted", "blobs_skipped"):
-            setattr(outcome, key, result.get(key, 0))
-        if result.get("ratelimit_remaining") is not None:
-            outcome.ratelimit_remaining = result["ratelimit_remaining"]
-        outcome.referrers_copied = result.get("referrers_copied") or 0
-    else:
-        outcome.error = error or NOT_RUN
-    return outcome
+        outcome.status, outcome.target_digest = "dry-run", plan.target_digest
+    elif not plan.changed:
+        outcome.status, outcome.target_digest = "unchanged", plan.target_digest
+    elif result and result.target_digest:
+        outcome.status = "copied" if result.status == "dry-run" else result.status
+        outcome.target_digest = result.target_digest
+        outcome.platforms = ",".join(result.platforms)
+        outcome.bytes_transferred, outcome.blobs_copied = result.bytes_transferred, result.blobs_copied
+        outcome.blobs_mounted, outcome.blobs_skipped = result.blobs_mounted, result.blobs_skipped
+        if result.ratelimit_remaining is not None:
+            outcome.ratelimit_remaining = result.ratelimit_remaining
+        outcome.referrers_copied = result.referrers_copied
 
 
 def failure(outcomes: Sequence[MirrorOutcome]) -> str | None:

@@ -184,14 +184,14 @@ def test_dmi_copy_keeps_the_reserve_too(hub_registry, open_registry, limited, tm
 def test_the_ledger_claims_and_an_unreachable_ledger_falls_back_to_the_headers(tmp_path):
     import time
 
-    from dmi_provider import backends
+    from dmi_provider import pipeline
     from tests.rig.process import free_port
 
-    ledger = backends.pull_ledger(f"sqlite:///{tmp_path / 't.db'}")
+    ledger = pipeline.pull_ledger(f"sqlite:///{tmp_path / 't.db'}")
     seen = RateLimit(10, 3, 60, "192.0.2.1", time.time())
     assert ledger("r|192.0.2.1", 2, seen, 0) == 0.0  # claimed: 2 of the 3
     assert ledger("r|192.0.2.1", 2, seen, 0) > 0  # the same reading cannot pay twice: wait
     assert ledger("other|192.0.2.1", 2, seen, 0) == 0.0  # another registry's budget is its own
-    gone = backends.pull_ledger(f"postgresql+psycopg2://nobody@127.0.0.1:{free_port()}/none")
+    gone = pipeline.pull_ledger(f"postgresql+psycopg2://nobody@127.0.0.1:{free_port()}/none")
     assert gone("r|x", 2, seen, 0) == 0.0  # no ledger: 3 - 2 >= 0 by the headers alone
     assert gone("r|x", 3, seen, 1) == 6.0  # 1 short: one pull frees every 60 / 10 s

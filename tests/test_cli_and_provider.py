@@ -36,7 +36,8 @@ def test_validate_uses_the_legacy_environment():
 def test_validate_json():
     done = run("validate", "--json", "config.ini")
     data = json.loads(done.stdout)
-    assert data["dags"]["dmi_mirror_1d"]["sections"][0]["source"] == "docker.io/library/alpine"
+    source = data["dags"]["dmi_mirror_1d"]["sections"][0]["source"]
+    assert (source["registry"], source["repository"]) == ("docker.io", "library/alpine")
     assert data["dags"]["dmi_mirror"]["schedule"].startswith("every 1w")
 
 
@@ -71,7 +72,7 @@ def test_help_lists_commands_and_python_m_works():
 
 
 def test_readme_documents_every_key():
-    from dmi_provider.config import KEYS
+    from dmi_provider.spec import KEYS
 
     readme = (ROOT / "README.md").read_text()
     missing = [key for key in KEYS if f"`{key}`" not in readme]

@@ -10,7 +10,7 @@ import pytest
 
 from dmi_provider import config as config_module
 from dmi_provider.config import ConfigError
-from dmi_provider.job import Job
+from dmi_provider.pipeline import MirrorRun
 from tests.test_config import errors, parse
 
 ORIGINAL = """\
@@ -35,13 +35,13 @@ project = istio
 def test_cloud_sets_the_target_of_the_original_format(cloud, target, name):
     config = parse(ORIGINAL, {"CLOUD": cloud})
     spec = config.sections[0]
-    assert (spec.target, spec.target_name()) == (target, name)
+    assert (spec.target.kind, spec.target_name()) == (target, name)
     assert config.env.cloud == {"GCP": "GOOGLE", "GKE": "GOOGLE"}.get(cloud.upper(), cloud.upper())
 
 
 def test_a_section_target_wins_over_cloud():
     spec = parse(ORIGINAL.replace("project = istio", "project = istio\ntarget = ecr"), {"CLOUD": "GOOGLE"}).sections[0]
-    assert spec.target == "ecr"
+    assert spec.target.kind == "ecr"
 
 
 def test_gar_settings_and_target_path(tmp_path):
@@ -61,21 +61,19 @@ def test_gar_settings_and_target_path(tmp_path):
         """))
     spec = config_module.load_config(tmp_path / "config.ini", {}).sections[0]
     assert spec.target_name() == "europe-west3-docker.pkg.dev/my-project-1/dockerhub/istio/proxyv2"
-    gar = spec.gar
+    gar = spec.target.gar
     assert (gar.conn_id, gar.immutable_tags, gar.labels, gar.description) == (
         "gcp_mirror", True, (("team", "platform"), ("env", "prod")), "Docker Hub mirror")
-    assert json.loads(gar.cleanup_policies)["keep-5"]["action"] == "KEEP"
-    assert gar.cleanup_policies_path == str(tmp_path / "cleanup.json")
-    job = Job.from_spec(spec, config_module.Environment())
-    assert job.target_name("1.7.0") == "europe-west3-docker.pkg.dev/my-project-1/dockerhub/istio/proxyv2:1.7.0"
-    _src, dst = job.references("europe-west3-docker.pkg.dev", "my-project-1/dockerhub")[0]
+    assert json.loads(gar.cleanup_policies.text)["keep-5"]["action"] == "KEEP"
+    assert gar.cleanup_policies.path == str(tmp_path / "cleanup.json")
+    _src, dst = MirrorRun(spec).references("europe-west3-docker.pkg.dev", "my-project-1/dockerhub")[0]
     assert str(dst) == "europe-west3-docker.pkg.dev/my-project-1/dockerhub/istio/proxyv2:1.7.0"
 
 
 def test_acr_name_makes_the_host():
     spec = parse(ORIGINAL + "target = acr\nacr-name = MyMirror01\nupload-chunk-size = 4MiB\n").sections[0]
     assert spec.target_name() == "mymirror01.azurecr.io/istio/proxyv2"
-    assert spec.upload_chunk_size == 4 * 1024 * 1024
+    assert spec.transfer.upload_chunk_size == 4 * 1024 * 1024
 
 
 def test_bad_cloud_values_name_file_section_key_and_what_is_allowed():
@@ -132,7 +130,7 @@ def test_defaults_serve_the_sections_they_apply_to():
         target = gar
         """)
     first, second = parse(text).sections
-    assert (first.target, second.gar.repository) == ("ecr", "hub")
+    assert (first.target.kind, second.target.gar.repository) == ("ecr", "hub")
 
 
 def test_a_cloud_source_needs_its_host():
@@ -141,7 +139,7 @@ def test_a_cloud_source_needs_its_host():
         "host, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com"]
     spec = parse(ORIGINAL + "source = gar\nsource-registry = europe-west3-docker.pkg.dev\nsource-conn-id = gcp\n"
                  ).sections[0]
-    assert (spec.source_type, spec.source, spec.source_conn_id) == (
+    assert (spec.source.kind, spec.source.name, spec.source.conn_id) == (
         "gar", "europe-west3-docker.pkg.dev/istio/proxyv2", "gcp")
     assert errors(ORIGINAL + "source = s3\n") == [
         "config.ini:9: section 'proxyv2': source = 's3': expected one of: registry, ecr, gar, acr"]
@@ -172,7 +170,7 @@ def test_a_missing_extra_names_the_pip_line(monkeypatch, target, extra):
     assert errors(ORIGINAL + f"source = {target}\nsource-registry = r.example\n") == [
         f"config.ini:9: section 'proxyv2': source = '{target}': source = {target} needs the {extra} extra: pip "
         f"install 'airflow-provider-dmi[{extra}]'"]
-    assert parse(ORIGINAL).sections[0].target == "ecr"  # an ECR-only install needs neither
+    assert parse(ORIGINAL).sections[0].target.kind == "ecr"  # an ECR-only install needs neither
 
 
 def test_cleanup_policies_file_errors(tmp_path):

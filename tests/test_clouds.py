@@ -1,5 +1,5 @@
 """Google Artifact Registry and Azure Container Registry, as targets and as sources, through the same code
-the operators run (make_target, ensure_repository, engine_for, plan, transfer). The real google-auth,
+the operators run (MirrorRun: plan, ensure_repository, transfer, after_push). The real google-auth,
 google-cloud-artifact-registry and azure-identity talk to the stand-ins of tests/rig (gcp.py, azure.py)."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import json
 
 import pytest
 
-from dmi_provider import backends
-from dmi_provider.config import AcrSettings, GarSettings
+from dmi_provider.config_keys import PolicyFile
 from dmi_provider.errors import DmiError
-from dmi_provider.job import Job
+from dmi_provider.pipeline import MirrorRun, Pushed, RunHooks
 from dmi_provider.registry.errors import RegistryError
+from dmi_provider.spec import AcrSettings, GarSettings, MirrorSpec, SelectionSpec, SourceSpec, TargetSpec, TransferSpec
 from dmi_provider.targets import make_target
 from tests.conftest import azure_connection, gcp_connection, rig_client
 from tests.rig.client import RigClient
@@ -23,32 +23,30 @@ from tests.rig.skopeo import inspect_raw
 LOCATION = "europe-west3"
 
 
-def gar_job(google, source, repo: str, conn_id: str = "gcp_test", **settings: object) -> Job:
+def gar_job(google, source, repo: str, conn_id: str = "gcp_test", **settings: object) -> MirrorSpec:
     gar = GarSettings(conn_id=conn_id, location=LOCATION, api_endpoint=google.url, **settings)  # type: ignore[arg-type]
-    return Job(section="gar-section", source=f"{source.host}/{repo}", pairs=(("1.0", "1.0"),),
-               target_repository=f"mirror/{repo}", target="gar", target_registry=google.host, gar=gar,
-               insecure_registries=(source.host, google.host))
+    return MirrorSpec(section="gar-section", source=SourceSpec(registry=source.host, repository=repo),
+                      target=TargetSpec(kind="gar", registry=google.host, repository=f"mirror/{repo}", gar=gar),
+                      selection=SelectionSpec(tags=("1.0",)),
+                      transfer=TransferSpec(insecure_registries=(source.host, google.host)))
 
 
-def acr_job(azure, source, repo: str, conn_id: str = "az_test", chunk: int | None = None, **kw: object) -> Job:
-    return Job(section="acr-section", source=f"{source.host}/{repo}", pairs=(("1.0", "1.0"),),
-               target_repository=f"mirror/{repo}", target="acr", target_registry=azure.host,
-               acr=AcrSettings(conn_id=conn_id), insecure_registries=(source.host, azure.host),
-               upload_chunk_size=chunk, **kw)  # type: ignore[arg-type]
+def acr_job(azure, source, repo: str, conn_id: str = "az_test", chunk: int | None = None) -> MirrorSpec:
+    return MirrorSpec(section="acr-section", source=SourceSpec(registry=source.host, repository=repo),
+                      target=TargetSpec(kind="acr", registry=azure.host, repository=f"mirror/{repo}",
+                                        acr=AcrSettings(conn_id=conn_id)),
+                      selection=SelectionSpec(tags=("1.0",)),
+                      transfer=TransferSpec(insecure_registries=(source.host, azure.host), upload_chunk_size=chunk))
 
 
-def mirror(job: Job, lines: list[str] | None = None) -> list:
-    """What the pull, ensure_repository and push tasks do, in one process."""
-    target = make_target(job)
-    target.ensure_repository(job.target_repository)
-    engine = backends.engine_for(job, target, say=(lines if lines is not None else []).append)
+def mirror(job: MirrorSpec, lines: list[str] | None = None) -> list:
+    """What the pull, tag, ensure_repository and push tasks do, in one process."""
+    run, pushed = MirrorRun(job, hooks=RunHooks(say=(lines if lines is not None else []).append)), Pushed()
     try:
-        _host, plans = backends.plan(job, target, engine, force=False, dry_run=False)
-        results = engine.transfer(plans)
-        target.after_push(job.target_repository)
-        return results
+        run.run_all(pushed=pushed)
+        return pushed.copies
     finally:
-        engine.close()
+        run.close()
 
 
 # -- Google Artifact Registry ----------------------------------------------------------------------------
@@ -62,12 +60,12 @@ def test_gar_creates_its_repository_then_copies_byte_exact_with_single_puts(goog
     job = gar_job(google, open_registry, repo, repository="created-here", immutable_tags=True,
                   labels=(("team", "platform"),), description="Hub mirror",
                   kms_key_name="projects/p/locations/europe-west3/keyRings/r/cryptoKeys/k",
-                  cleanup_policies=json.dumps(policies))
+                  cleanup_policies=PolicyFile("cleanup.json", json.dumps(policies)))
 
     target = make_target(job)
-    before = target.check_repository(job.target_repository)
+    before = target.check_repository(job.target.repository)
     assert not before.exists and before.note.endswith("repositories/created-here would be created")
-    outcome = target.ensure_repository(job.target_repository)
+    outcome = target.ensure_repository(job.target.repository)
     assert outcome.created and outcome.differences == ()
     name = f"projects/{google.project}/locations/{LOCATION}/repositories/created-here"
     made = google.repositories[name]
@@ -94,14 +92,13 @@ def test_gar_refuses_pushes_outside_a_repository_it_has(google, open_registry, f
     repo = repo_name("gar")
     push(rig_client(open_registry), repo, "1.0", factory.image())
     job = gar_job(google, open_registry, repo, repository="never-made")
-    target = make_target(job)
-    engine = backends.engine_for(job, target, say=lambda _: None)
+    run = MirrorRun(job, hooks=RunHooks(say=lambda _: None))
     try:
-        _host, plans = backends.plan(job, target, engine, force=False, dry_run=False)
+        pulled = run.plan(force=False, dry_run=False)
         with pytest.raises(RegistryError, match=r"HTTP 401 UNAUTHORIZED"):
-            engine.transfer(plans)
+            run.transfer(pulled, Pushed())
     finally:
-        engine.close()
+        run.close()
 
 
 def test_gar_access_token_expiring_mid_copy_is_refreshed(google, open_registry, factory, repo_name, monkeypatch,
@@ -118,7 +115,8 @@ def test_gar_access_token_expiring_mid_copy_is_refreshed(google, open_registry, 
     push(rig_client(open_registry), repo, "1.0", artifact)
     google.add_repository("mirror")
     job = gar_job(google, open_registry, repo)
-    job = dataclasses.replace(job, target_registry=slow.host, insecure_registries=(open_registry.host, slow.host))
+    job = dataclasses.replace(job, target=dataclasses.replace(job.target, registry=slow.host),
+                              transfer=TransferSpec(insecure_registries=(open_registry.host, slow.host)))
     grants, issued = google.grants, len(tokens.issued)
 
     assert [r.status for r in mirror(job)] == ["copied"]
@@ -150,11 +148,12 @@ def test_gar_bad_input_is_one_clear_final_line(google, open_registry, monkeypatc
     conn = {"missing": "gcp_nope", "foreign key": "gcp_bad"}.get(case, "gcp_test")
     settings = {"no location": {"location": "moon-east9"}, "no project": {"project": "someone-elses"}}.get(case, {})
     job = gar_job(google, open_registry, "any/thing", conn_id=conn)
-    job = dataclasses.replace(job, gar=dataclasses.replace(job.gar, **settings))
+    job = dataclasses.replace(job, target=dataclasses.replace(job.target, gar=dataclasses.replace(job.target.gar,
+                                                                                                 **settings)))
     with pytest.raises(DmiError) as exc:
         target = make_target(job)
         target.endpoint().login()  # the registry login: an OAuth token
-        target.ensure_repository(job.target_repository)
+        target.ensure_repository(job.target.repository)
     assert str(exc.value).startswith(expected), str(exc.value)
     assert not exc.value.retryable
     assert "PRIVATE KEY" not in str(exc.value) and "ya29." not in str(exc.value)
@@ -208,7 +207,7 @@ def test_acr_admin_user_logs_in_with_basic_credentials(azure, open_registry, fac
     push(rig_client(open_registry), repo, "1.0", artifact)
     exchanges = len(azure.front.exchanges)
     job = acr_job(azure, open_registry, repo, conn_id="acr_admin")
-    job = dataclasses.replace(job, target_registry=None)  # the registry is the connection's Registry Server
+    job = dataclasses.replace(job, target=dataclasses.replace(job.target, registry=None))  # the connection's host
     assert [r.status for r in mirror(job)] == ["copied"]
     assert inspect_raw(f"{azure.host}/mirror/{repo}:1.0", azure.admin) == artifact.manifest
     assert len(azure.front.exchanges) == exchanges  # no Entra ID involved
@@ -229,9 +228,9 @@ def test_acr_bad_input_is_one_clear_line(azure, open_registry, monkeypatch, case
     monkeypatch.setenv("AIRFLOW_CONN_AZ_TEST", azure_connection(azure, given, **extra))
     job = acr_job(azure, open_registry, "any/thing", conn_id="az_nope" if case == "missing" else "az_test")
     if case == "unresolvable":
-        job = dataclasses.replace(job, target_registry="nosuchacr.invalid")
+        job = dataclasses.replace(job, target=dataclasses.replace(job.target, registry="nosuchacr.invalid"))
     with pytest.raises(DmiError) as exc:
-        make_target(job).ensure_repository(job.target_repository)
+        make_target(job).ensure_repository(job.target.repository)
     assert str(exc.value).startswith(expected.format(host=azure.host)), str(exc.value)
     assert exc.value.retryable is retryable
     assert secret not in str(exc.value) and "not-the-secret-123" not in str(exc.value)
@@ -249,12 +248,14 @@ def test_a_gar_source_renews_its_token_during_the_copy(google, open_registry, fa
     artifact = factory.image(layers=[factory.layer() for _ in range(8)])
     path = f"{google.add_repository('seeded')}/{repo_name('src')}"
     push(RigClient(f"http://{google.host}", google.mint()), path, "1.0", artifact)
-    job = Job(section="from-gar", source=f"{slow.host}/{path}", pairs=(("1.0", "1.0"),),
-              target_repository=repo_name("dst"), target="registry", target_registry=open_registry.host,
-              source_type="gar", source_conn_id="gcp_source", insecure_registries=(slow.host, open_registry.host))
+    job = MirrorSpec(section="from-gar", source=SourceSpec(kind="gar", registry=slow.host, repository=path,
+                                                          conn_id="gcp_source"),
+                     target=TargetSpec(kind="registry", registry=open_registry.host, repository=repo_name("dst")),
+                     selection=SelectionSpec(tags=("1.0",)),
+                     transfer=TransferSpec(insecure_registries=(slow.host, open_registry.host)))
     grants = google.grants
     assert [r.status for r in mirror(job)] == ["copied"]
-    assert inspect_raw(f"{open_registry.host}/{job.target_repository}:1.0") == artifact.manifest
+    assert inspect_raw(f"{open_registry.host}/{job.target.repository}:1.0") == artifact.manifest
     assert google.grants - grants >= 2 and tokens.refused == 0
 
 
@@ -266,7 +267,8 @@ def test_acr_locks_the_repository_after_a_push_and_lifts_the_write_lock_for_its_
     first, second = factory.image(), factory.image()
     push(rig_client(open_registry), repo, "1.0", first)
     job = acr_job(azure, open_registry, repo)
-    job = dataclasses.replace(job, acr=AcrSettings("az_test", write_enabled=False, delete_enabled=False))
+    job = dataclasses.replace(job, target=dataclasses.replace(
+        job.target, acr=AcrSettings("az_test", write_enabled=False, delete_enabled=False)))
     assert [r.status for r in mirror(job)] == ["copied"]
     name = f"mirror/{repo}"
     assert azure.front.attributes[name] == {"deleteEnabled": False, "writeEnabled": False, "listEnabled": True,

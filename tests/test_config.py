@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dmi_provider.config import ConfigError, EcrSettings, MirrorSpec, Refresh, load_config, parse_config
+from dmi_provider.config import ConfigError, Refresh, load_config, parse_config
+from dmi_provider.config_keys import PolicyFile
+from dmi_provider.spec import BudgetSpec, EcrSettings, MirrorSpec, SelectionSpec, SourceSpec, TargetSpec
 
 SEED = """\
 [DEFAULT]
@@ -46,17 +48,19 @@ def test_original_seed_format():
     assert config.sections == (
         MirrorSpec(
             section="aws/proxyv2", group_id="aws_proxyv2", dag_id="dmi_mirror", refresh=WEEKLY,
-            source_registry="docker.io", source_repository="istio/proxyv2", tags=("1.7.0",), target="ecr",
-            target_registry=None, target_repository="istio/proxyv2", target_tag=None, source_pool="dmi_docker_io",
+            source=SourceSpec(registry="docker.io", repository="istio/proxyv2"),
+            target=TargetSpec(kind="ecr", repository="istio/proxyv2"), selection=SelectionSpec(tags=("1.7.0",)),
+            budget=BudgetSpec(pool="dmi_docker_io"),
         ),
         MirrorSpec(
             section="aws/pilot", group_id="aws_pilot", dag_id="dmi_mirror", refresh=WEEKLY,
-            source_registry="docker.io", source_repository="istio/pilot", tags=("1.7.0",), target="ecr",
-            target_registry=None, target_repository="istio/pilot", target_tag=None, source_pool="dmi_docker_io",
+            source=SourceSpec(registry="docker.io", repository="istio/pilot"),
+            target=TargetSpec(kind="ecr", repository="istio/pilot"), selection=SelectionSpec(tags=("1.7.0",)),
+            budget=BudgetSpec(pool="dmi_docker_io"),
         ),
     )
     assert list(config.dags()) == ["dmi_mirror"]
-    assert config.section("aws/pilot").source == "docker.io/istio/pilot"
+    assert config.section("aws/pilot").source.name == "docker.io/istio/pilot"
     assert config.section("aws/pilot").pairs() == (("1.7.0", "1.7.0"),)
 
 
@@ -142,46 +146,46 @@ def test_every_extension_key(tmp_path):
     """))
     config = load_config(tmp_path / "config.ini", {})
     full = config.section("ecr-full")
-    assert full.source == "quay.io/istio/proxyv2"
-    assert full.tags == ("1.7.0", "1.8.0", "1.9.0")
-    assert full.platforms == ("linux/amd64", "linux/arm64/v8")
-    assert full.target == "ecr"
-    assert full.target_registry == "vpce-1.dkr.ecr.eu-west-1.vpce.amazonaws.com"
-    assert full.target_repository == "team/istio-proxy"
-    assert full.insecure_registries == ("127.0.0.1:5000",)
-    assert (full.source_conn_id, full.target_conn_id, full.aws_conn_id) == ("quay_creds", None, "aws_mirror")
-    assert full.engine == "registry"
-    assert full.ecr == EcrSettings(
-        scan_on_push=True, tag_mutability="IMMUTABLE", encryption="KMS", kms_key="alias/mirror",
-        lifecycle_policy=json.dumps(policy), lifecycle_policy_path=str(tmp_path / "policy.json"),
+    assert full.source.name == "quay.io/istio/proxyv2"
+    assert full.selection.tags == ("1.7.0", "1.8.0", "1.9.0")
+    assert full.selection.platforms == ("linux/amd64", "linux/arm64/v8")
+    assert full.target.kind == "ecr"
+    assert full.target.registry == "vpce-1.dkr.ecr.eu-west-1.vpce.amazonaws.com"
+    assert full.target.repository == "team/istio-proxy"
+    assert full.transfer.insecure_registries == ("127.0.0.1:5000",)
+    assert (full.source.conn_id, full.target.conn_id, full.target.ecr.conn_id) == ("quay_creds", None, "aws_mirror")
+    assert full.engine.name == "registry"
+    assert full.target.ecr == EcrSettings(
+        conn_id="aws_mirror", scan_on_push=True, tag_mutability="IMMUTABLE", encryption="KMS", kms_key="alias/mirror",
+        lifecycle_policy=PolicyFile(str(tmp_path / "policy.json"), json.dumps(policy)),
         repository_tags=(("team", "platform"), ("cost-center", "42")),
     )
     generic = config.section("generic")
-    assert generic.source == "docker.io/library/alpine"
-    assert generic.target == "registry"
+    assert generic.source.name == "docker.io/library/alpine"
+    assert generic.target.kind == "registry"
     assert generic.target_name() == "registry.internal:5443/base/alpine"
     assert generic.pairs() == (("3.20", "stable"),)
-    assert generic.target_conn_id == "internal_registry"
-    assert generic.aws_conn_id == "aws_default"
-    assert (generic.engine, generic.docker_url, generic.docker_conn_id, generic.keep_local_images) == (
+    assert generic.target.conn_id == "internal_registry"
+    assert generic.target.ecr.conn_id == "aws_default"
+    engine = generic.engine
+    assert (engine.name, engine.docker_url, engine.docker_conn_id, engine.keep_local_images) == (
         "docker", "tcp://127.0.0.1:2375", "hub_login", True)
     assert (generic.tracking_conn_id, full.tracking_conn_id) == ("tracking_pg", "dmi_tracking")
-    assert generic.ecr == EcrSettings()
+    assert generic.target.ecr == EcrSettings()
 
 
 def test_defaults_for_every_optional_key():
     spec = parse("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\ntag = 1\nproject = p\n").sections[0]
-    assert (spec.source_registry, spec.target, spec.engine, spec.platforms, spec.insecure_registries) == (
-        "docker.io", "ecr", "registry", (), ())
-    assert (spec.target_registry, spec.target_tag, spec.source_conn_id, spec.target_conn_id) == (None,) * 4
-    assert spec.aws_conn_id == "aws_default"
-    assert spec.ecr == EcrSettings(False, "MUTABLE", "AES256", None, None, None, ())
+    assert (spec.source.registry, spec.target.kind, spec.engine.name, spec.selection.platforms,
+            spec.transfer.insecure_registries) == ("docker.io", "ecr", "registry", (), ())
+    assert (spec.target.registry, spec.target.tag, spec.source.conn_id, spec.target.conn_id) == (None,) * 4
+    assert spec.target.ecr == EcrSettings("aws_default", False, "MUTABLE", "AES256", None, None, ())
 
 
 def test_section_tags_replace_default_tags():
     config = parse("[DEFAULT]\nrefresh = 1w\ntag = latest\nproject = p\n[a]\nimage = a\ntags = 1 2\n[b]\nimage = b\n")
-    assert config.section("a").tags == ("1", "2")
-    assert config.section("b").tags == ("latest",)
+    assert config.section("a").selection.tags == ("1", "2")
+    assert config.section("b").selection.tags == ("latest",)
 
 
 def test_legacy_environment():
@@ -190,7 +194,7 @@ def test_legacy_environment():
     assert config.env.cloud == "AWS"
     assert config.env.ecr_host() == "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
     assert config.env.db_path == "/data/mirror.db"
-    assert config.sections[0].target_name(config.env.ecr_host()) == (
+    assert config.sections[0].target_name() == (
         "123456789012.dkr.ecr.eu-west-1.amazonaws.com/istio/proxyv2")
 
 
@@ -506,7 +510,7 @@ def test_proxy_and_ca_bundle_keys(tmp_path):
     ca.write_text(ca.read_text())  # the good section alone parses, with absolute paths
     (tmp_path / "config.ini").write_text((tmp_path / "config.ini").read_text().split("[bad]")[0])
     (good,) = load_config(tmp_path / "config.ini", {}).sections
-    assert (good.source_proxy, good.source_ca_bundle, good.target_ca_bundle, good.target_proxy) == (
+    assert (good.source.proxy, good.source.ca_bundle, good.target.ca_bundle, good.target.proxy) == (
         "http://proxy.corp:3128", str(ca), str(ca), None)
 
 
@@ -522,5 +526,5 @@ def test_pull_reserve_and_source_pool():
     config = parse("[DEFAULT]\nrefresh = 1w\nproject = p\ntag = 1\npull-reserve = 12.5\n[a]\nimage = a\n"
                    "source-registry = registry.local:5000\n[b]\nimage = b\nsource-pool = hub_pool\npull-reserve = 0%\n")
     a, b = config.sections
-    assert (a.pull_reserve, a.source_pool) == (12.5, "dmi_registry_local_5000")
-    assert (b.pull_reserve, b.source_pool) == (0.0, "hub_pool")
+    assert (a.budget.pull_reserve, a.budget.pool) == (12.5, "dmi_registry_local_5000")
+    assert (b.budget.pull_reserve, b.budget.pool) == (0.0, "hub_pool")

@@ -113,7 +113,7 @@ def test_the_lookups_match_the_config_choices():
 
 
 def test_readme_key_table_is_the_key_table():
-    from dmi_provider.config_keys import KEY_TABLE, markdown_table
+    from dmi_provider.spec import KEY_TABLE, markdown_table
 
     readme = (ROOT / "README.md").read_text()
     found = re.search(r"<!-- keys:.*?-->\n(.*?)\n<!-- /keys -->", readme, re.S)
@@ -122,3 +122,22 @@ def test_readme_key_table_is_the_key_table():
     listed = subprocess.run([str(Path(sys.executable).with_name("dmi")), "keys"], capture_output=True, text=True,
                             check=True).stdout.splitlines()
     assert [line.split()[0] for line in listed] == [k.name for k in KEY_TABLE]
+
+
+def test_every_key_is_one_field_of_the_spec_and_the_spec_nothing_else():
+    """The spec's field metadata is the key table: each key is declared once, and every field of the tree is
+    set by a key, worked out by the reader from keys (`derived`), or one of the few the reader names itself."""
+    from dataclasses import fields
+
+    from dmi_provider import config
+    from dmi_provider.spec import KEY_TABLE, MirrorSpec, plain_fields
+
+    names = [k.name for k in KEY_TABLE]
+    assert len(names) == len(set(names)), "a key is declared twice"
+    assert set(plain_fields()) == {"section", "group_id", "dag_id", "env", "engine.queue"}
+    # The reader works out exactly the derived fields, and nothing the table already sets.
+    derived = {f"{part.name}.{f.name}" for part in fields(MirrorSpec) if "dmi.node" in part.metadata
+               for f in fields(part.metadata["dmi.node"]) if "dmi.keys" in f.metadata}
+    assert derived == {"source.repository", "target.repository", "selection.tags", "budget.pool"}
+    source = Path(config.__file__).read_text()
+    assert all(f'"{path}"' in source for path in derived)

@@ -16,7 +16,6 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="dmi-operators-"))
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from dmi_provider.config import Environment
 from dmi_provider.engines import ENGINES
 from dmi_provider.errors import DmiError
 from dmi_provider.operators import (
@@ -27,6 +26,7 @@ from dmi_provider.operators import (
     TagImageOperator,
 )
 from dmi_provider.registry.copy import Plan
+from dmi_provider.spec import EngineSpec, Environment, MirrorSpec, SourceSpec, TargetSpec
 from dmi_provider.targets import TARGETS, Endpoint, RepositoryOutcome
 from dmi_provider.tracking.store import TrackingStore
 
@@ -122,9 +122,10 @@ def group(monkeypatch, tmp_path):
     monkeypatch.setitem(TARGETS, "fake", "tests.test_operators:FakeTarget")
     CALLS.clear()
     FakeEngine.fail = FakeEngine.fail_on = None
-    common = {"source": "docker.io/istio/proxyv2", "tags": ["1", ("2", "stable")], "target_repository": "istio/proxyv2",
-              "target": "fake", "engine": "fake", "section": "aws/proxyv2",
-              "environment": Environment(db_path=str(tmp_path / "t.db"))}
+    spec = MirrorSpec(section="aws/proxyv2", source=SourceSpec(repository="istio/proxyv2"),
+                      target=TargetSpec(kind="fake", repository="istio/proxyv2"), engine=EngineSpec(name="fake"),
+                      env=Environment(db_path=str(tmp_path / "t.db")))
+    common = {"spec": spec, "tags": ["1", ("2", "stable")]}
     with DAG("fake_dag", schedule=None):
         ops = {"pull": PullImageOperator(task_id="pull", **common), "tag": TagImageOperator(task_id="tag", **common),
                "ensure": EnsureRepositoryOperator(task_id="ensure", **common),
@@ -224,7 +225,6 @@ def test_the_ecr_target_renews_its_login_in_the_middle_of_a_copy(ecr, monkeypatc
     once its token is near expiry (moto's tokens claim an expiry in the past: the 5-minute floor)."""
     import json
 
-    from dmi_provider.job import Job
     from dmi_provider.registry.client import RegistryClient
     from dmi_provider.targets import ecr as ecr_module
     from dmi_provider.targets import make_target
@@ -237,9 +237,9 @@ def test_the_ecr_target_renews_its_login_in_the_middle_of_a_copy(ecr, monkeypatc
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
     repo = repo_name("renew")
     push(rig_client(ecr.registry, ecr.registry.credentials), repo, "1", factory.image())
-    target = make_target(Job(section="s", source="docker.io/a/b", pairs=(("1", "1"),), target_repository=repo,
-                             target_registry=ecr.registry.host,
-                             env=Environment(aws_account=ecr.account, aws_region=MOTO_REGION)))
+    target = make_target(MirrorSpec(section="s", target=TargetSpec(kind="ecr", registry=ecr.registry.host,
+                                                                   repository=repo),
+                                    env=Environment(aws_account=ecr.account, aws_region=MOTO_REGION)))
     logins = []
     real = target.hook.get_temporary_credentials
     monkeypatch.setattr(target.hook, "get_temporary_credentials", lambda **kw: logins.append(kw) or real(**kw))

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from dmi_provider.config import ConfigError, Environment, parse_config
+from dmi_provider.config import ConfigError, parse_config
 from dmi_provider.errors import is_retryable
 from dmi_provider.registry.copy import Copier
 from dmi_provider.registry.errors import PinMoved
@@ -90,8 +90,8 @@ def test_filter_keys_parse_and_pins_keep_their_tag():
         target-tag = stable
     """), environ={})
     redis = config.section("redis")
-    assert redis.tag_filter == TagFilter((r"7\.\d{1,2}\.\d+", "latest"), (".*-rc.*",), ">=7 <8", True, 3, 20)
-    assert redis.tags == () and redis.pairs() == ()
+    assert redis.selection.filter == TagFilter((r"7\.\d{1,2}\.\d+", "latest"), (".*-rc.*",), ">=7 <8", True, 3, 20)
+    assert redis.selection.tags == () and redis.pairs() == ()
     assert config.section("pinned").pairs() == ((f"1.7.0@{digest}", "1.7.0"), ("1.8.0", "1.8.0"))
     assert config.section("digest-only").pairs() == ((f"@{digest}", "stable"),)
 
@@ -197,8 +197,8 @@ def test_a_pinned_tag_is_mirrored_only_while_it_holds_the_pin(proxy_factory, ope
 
 
 def test_a_digest_without_a_tag_is_mirrored_under_the_target_tag(open_registry, factory, repo_name):
-    """`tag = @sha256:…` with `target-tag`: the Job's references, then an ordinary copy by digest."""
-    from dmi_provider.job import Job
+    """`tag = @sha256:…` with `target-tag`: the run's references, then an ordinary copy by digest."""
+    from dmi_provider.pipeline import MirrorRun
 
     repo = repo_name("untagged")
     digest = push_tags(open_registry, None, repo, ["scratch"], factory)
@@ -214,7 +214,7 @@ def test_a_digest_without_a_tag_is_mirrored_under_the_target_tag(open_registry, 
         tag = @{digest}
         target-tag = patched
     """), environ={}).section("a")
-    ((src, dst),) = Job.from_spec(spec, Environment()).references(open_registry.host)
+    ((src, dst),) = MirrorRun(spec).references(open_registry.host)
     assert (src.tag, src.digest, dst.tag) == (None, digest, "patched")
     result = Copier(make_pool(open_registry)).copy(src, dst)
     assert result.target_digest == digest

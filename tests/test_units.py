@@ -11,9 +11,10 @@ import pytest
 
 from dmi_provider import mirror
 from dmi_provider.errors import DmiError, is_retryable
-from dmi_provider.job import Job
+from dmi_provider.mirror import Pulled
 from dmi_provider.registry.auth import Challenge, TokenCache, parse_challenge
 from dmi_provider.registry.client import RetryPolicy
+from dmi_provider.registry.copy import CopyResult, Plan
 from dmi_provider.registry.errors import ManifestInvalid, RegistryError
 from dmi_provider.registry.manifest import (
     DOCKER_LIST,
@@ -25,6 +26,7 @@ from dmi_provider.registry.manifest import (
     filter_index,
     platform_matches,
 )
+from dmi_provider.spec import MirrorSpec, SourceSpec, TargetSpec
 
 D = ["sha256:" + c * 64 for c in "0123456789"]
 
@@ -138,17 +140,17 @@ def test_docker_stream_errors_are_typed_by_the_registry_code(message, refused):
 
 # -- mirror.py -------------------------------------------------------------------------------------------
 def test_outcomes_from_what_the_tasks_left():
-    job = Job(section="s", source="docker.io/a/b", pairs=(("1", "1"), ("2", "2"), ("3", "3")), target_repository="m/b",
-              target_registry="reg.example")
-    plan = {"source": "docker.io/a/b:1", "target": "reg.example/m/b:1", "source_digest": D[1], "target_digest": None,
-            "changed": True, "platforms": [], "ratelimit_remaining": 7}
-    unchanged = {**plan, "source": "docker.io/a/b:2", "target": "reg.example/m/b:2", "changed": False,
-                 "target_digest": D[1]}
-    pulled = {"dry_run": False, "plans": [plan, unchanged]}
-    pushed = [{"status": "copied", "target_digest": D[1], "platforms": [], "bytes_transferred": 9, "blobs_copied": 1,
-               "ratelimit_remaining": 6}]
+    spec = MirrorSpec(section="s", source=SourceSpec(repository="a/b"),
+                      target=TargetSpec(kind="registry", registry="reg.example", repository="m/b"))
+    pairs = (("1", "1"), ("2", "2"), ("3", "3"))
+    plan = Plan("docker.io/a/b:1", "reg.example/m/b:1", D[1], None, "application/vnd.oci.image.manifest.v1+json",
+                changed=True, ratelimit_remaining=7)
+    unchanged = Plan("docker.io/a/b:2", "reg.example/m/b:2", D[1], D[1], plan.media_type, changed=False)
+    pulled = Pulled("reg.example", False, [plan, unchanged])
+    pushed = [CopyResult(plan.source, plan.target, "copied", D[1], D[1], plan.media_type, bytes_transferred=9,
+                         blobs_copied=1, ratelimit_remaining=6)]
     run = mirror.RunInfo("dag", "run")
-    got = mirror.outcomes(job, run, pulled, pushed, None)
+    got = mirror.outcomes(spec, pairs, run, pulled, pushed, None)
     assert [(o.target, o.status, o.target_digest) for o in got] == [
         ("reg.example/m/b:1", "copied", D[1]), ("reg.example/m/b:2", "unchanged", D[1]),
         ("reg.example/m/b:3", "failed", None)]
@@ -156,10 +158,10 @@ def test_outcomes_from_what_the_tasks_left():
     assert got[2].error == mirror.NOT_RUN
     assert mirror.failure(got) == f"reg.example/m/b:3: {mirror.NOT_RUN}"
     assert [uri for uri, _ in mirror.asset_events(got)] == ["oci://reg.example/m/b:1"]
-    failed = mirror.outcomes(job, run, pulled, None, "RegistryError: HTTP 500")
+    failed = mirror.outcomes(spec, pairs, run, pulled, None, "RegistryError: HTTP 500")
     assert [o.status for o in failed] == ["failed", "unchanged", "failed"]
     assert failed[0].error == "RegistryError: HTTP 500" and failed[0].source_digest == D[1]
-    dry = mirror.outcomes(job, run, {**pulled, "dry_run": True}, None, None)
+    dry = mirror.outcomes(spec, pairs, run, Pulled("reg.example", True, pulled.plans), None, None)
     assert [o.status for o in dry] == ["dry-run", "dry-run", "failed"]
 
 

@@ -89,13 +89,3 @@ def open_copier(setup: EngineSetup) -> Copier:
     return Copier(pool, workers=setup.workers, progress=setup.say, locations=locations, budget=setup.budget,
                   known=setup.known_manifests, referrers=setup.referrers)
 
-
-def run(engine: Engine, pairs: Sequence[tuple[Reference, Reference]], *, force: bool = False,
-        dry_run: bool = False) -> list[CopyResult]:
-    """All steps in one process (the CLI): plan, then stage, tag and transfer what changed."""
-    plans = engine.plan(pairs, force=force, dry_run=dry_run)
-    if dry_run:
-        return [p.result(dry_run=True) for p in plans]
-    engine.stage(plans)
-    engine.tag(plans)
-    return engine.transfer(plans)

@@ -83,7 +83,7 @@ def waiting_for_pulls(user: BaseUser) -> dict[str, int]:
     from airflow.utils.state import TaskInstanceState
     from sqlalchemy import select
 
-    sources = {(s.dag_id, f"{s.group_id}.pull"): s.source_registry for s in _config_sections()}
+    sources = {(s.dag_id, f"{s.group_id}.pull"): s.source.registry for s in _config_sections()}
     dag_ids = readable_dags(user)
     with create_session() as session:
         found = session.execute(select(TaskInstance.dag_id, TaskInstance.task_id).where(

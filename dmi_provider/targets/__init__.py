@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from dmi_provider.job import Job
+from dmi_provider.spec import MirrorSpec
 from dmi_provider.targets.base import Endpoint, RepositoryOutcome, Target
 
 TARGETS = {
@@ -19,21 +19,21 @@ TARGETS = {
 }
 
 
-def _backend(kind: str, job: Job) -> type:
+def _backend(kind: str, spec: MirrorSpec) -> type:
     try:
         module, _, name = TARGETS[kind].partition(":")
     except KeyError:
-        raise ValueError(f"section {job.section!r}: unknown target {kind!r}; known: {', '.join(TARGETS)}") from None
+        raise ValueError(f"section {spec.section!r}: unknown target {kind!r}; known: {', '.join(TARGETS)}") from None
     return getattr(import_module(module), name)
 
 
-def make_target(job: Job) -> Target:
-    return _backend(job.target, job)(job)
+def make_target(spec: MirrorSpec) -> Target:
+    return _backend(spec.target.kind, spec)(spec)  # type: ignore[no-any-return]
 
 
-def make_source(job: Job) -> Target:
+def make_source(spec: MirrorSpec) -> Target:
     """A cloud's registry as the source (`source = ecr|gar|acr`): only its endpoint() (login) is used."""
-    return _backend(job.source_type, job)(job, source=True)
+    return _backend(spec.source.kind, spec)(spec, source=True)  # type: ignore[no-any-return]
 
 
 __all__ = ["TARGETS", "Endpoint", "RepositoryOutcome", "Target", "make_source", "make_target"]

@@ -9,10 +9,10 @@ from functools import cached_property
 
 from dmi_provider.config_keys import ACR_CHUNK, CLOUD_NAMES
 from dmi_provider.errors import DmiError
-from dmi_provider.job import Job
 from dmi_provider.registry.client import RegistryClient, RetryPolicy, Uploads
 from dmi_provider.registry.errors import RegistryError
 from dmi_provider.registry.network import Network
+from dmi_provider.spec import MirrorSpec
 from dmi_provider.targets.azure import AcrLogin, acr_login
 from dmi_provider.targets.base import Endpoint, RepositoryOutcome
 
@@ -21,15 +21,15 @@ class AcrTarget:
     kind = "acr"
     cloud = CLOUD_NAMES["acr"]
 
-    def __init__(self, job: Job, *, source: bool = False):
-        self.job, self.source, self.settings = job, source, job.acr
-        self.conn_id = job.source_conn_id if source else job.acr.conn_id
-        self.host = job.source_registry if source else (job.target_registry or job.acr.host)
-        chunk = job.upload_chunk_size
+    def __init__(self, spec: MirrorSpec, *, source: bool = False):
+        self.spec, self.source, self.settings = spec, source, spec.target.acr
+        self.conn_id = spec.source.conn_id if source else self.settings.conn_id
+        self.host = spec.source.registry if source else (spec.target.registry or self.settings.host)
+        chunk = spec.transfer.upload_chunk_size
         self.uploads = Uploads(chunk=ACR_CHUNK if chunk is None else chunk)
 
     def _network(self, host: str) -> Network:
-        return self.job.source_network if self.source else self.job.target_network(host)
+        return self.spec.source_network if self.source else self.spec.target_network(host)
 
     @cached_property
     def login(self) -> AcrLogin:

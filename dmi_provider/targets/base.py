@@ -61,3 +61,26 @@ class Target(Protocol):
 
     def after_push(self, repository: str) -> str | None:
         """Settings a registry applies only to a repository that exists (ACR's locks); a note, or None."""
+
+
+class FixedTarget:
+    """A registry whose endpoint the caller already has (`dmi copy`'s DST with --dst-creds): nothing to log in
+    to, repositories created on push."""
+
+    kind = "registry"
+    cloud = "registry"
+
+    def __init__(self, endpoint: Endpoint):
+        self._endpoint = endpoint
+
+    def endpoint(self) -> Endpoint:
+        return self._endpoint
+
+    def ensure_repository(self, repository: str) -> RepositoryOutcome:
+        return RepositoryOutcome(repository, note="created on push by the registry")
+
+    def check_repository(self, repository: str) -> RepositoryOutcome:
+        return self.ensure_repository(repository)
+
+    def after_push(self, repository: str) -> str | None:
+        return None

@@ -16,12 +16,11 @@ from urllib.parse import urlsplit
 from airflow.providers.amazon.aws.hooks.ecr import EcrHook
 from airflow.sdk.log import mask_secret
 
-from dmi_provider.config import EcrSettings
 from dmi_provider.config_keys import CLOUD_NAMES
 from dmi_provider.errors import DmiError
-from dmi_provider.job import Job
 from dmi_provider.registry.auth import Credentials
 from dmi_provider.registry.client import Uploads
+from dmi_provider.spec import EcrSettings, MirrorSpec
 from dmi_provider.targets.aws import aws_errors
 from dmi_provider.targets.base import Endpoint, RepositoryOutcome
 
@@ -34,21 +33,21 @@ class EcrTarget:
     kind = "ecr"
     cloud = CLOUD_NAMES["ecr"]
 
-    def __init__(self, job: Job, *, source: bool = False):
-        self.job = job
-        self.settings = job.ecr
-        self.uploads = Uploads(chunk=job.upload_chunk_size or 0)
+    def __init__(self, spec: MirrorSpec, *, source: bool = False):
+        self.spec = spec
+        self.settings = spec.target.ecr
+        self.uploads = Uploads(chunk=spec.transfer.upload_chunk_size or 0)
         if source:  # another account or region: both read from the source's host when it is ECR's own
-            found = ECR_HOST.match(job.source_registry)
-            self.aws_conn_id = job.source_conn_id or "aws_default"
+            found = ECR_HOST.match(spec.source.registry)
+            self.aws_conn_id = spec.source.conn_id or "aws_default"
             self.account, self.region = (found.group(1), found.group(2)) if found else (None, None)
-            self.registry: str | None = job.source_registry
-            self.network = job.source_network
+            self.registry: str | None = spec.source.registry
+            self.network = spec.source_network
         else:
-            self.aws_conn_id = job.aws_conn_id
-            self.region = job.env.aws_region
-            self.account = job.env.aws_account
-            self.registry = job.target_registry  # replaces the token's host (PrivateLink, tests)
+            self.aws_conn_id = self.settings.conn_id
+            self.region = spec.env.aws_region
+            self.account = spec.env.aws_account
+            self.registry = spec.target.registry  # replaces the token's host (PrivateLink, tests)
             self.network = None
         self._login: tuple[str, Credentials, float] | None = None  # host, credentials, renew at (monotonic)
         self._lock = threading.Lock()
@@ -60,7 +59,7 @@ class EcrTarget:
     # -- login ------------------------------------------------------------------------------------
     def endpoint(self) -> Endpoint:
         host, _, _ = self._fresh()
-        return Endpoint(host, self.credentials, self.network or self.job.target_network(host), self.uploads)
+        return Endpoint(host, self.credentials, self.network or self.spec.target_network(host), self.uploads)
 
     def credentials(self) -> Credentials:
         """The current token, renewed shortly before it expires (tokens last 12 hours)."""
@@ -110,8 +109,9 @@ class EcrTarget:
                 created = True
             except client.exceptions.RepositoryAlreadyExistsException:  # created by a parallel task
                 found = client.describe_repositories(repositoryNames=[repository])["repositories"][0]
-        if self.settings.lifecycle_policy:
-            client.put_lifecycle_policy(repositoryName=repository, lifecyclePolicyText=self.settings.lifecycle_policy)
+        policy = self.settings.lifecycle_policy
+        if policy:
+            client.put_lifecycle_policy(repositoryName=repository, lifecyclePolicyText=policy.text)
         return RepositoryOutcome(repository, created=created, uri=found.get("repositoryUri"),
                                  differences=_differences(wanted, found))
 

@@ -18,11 +18,10 @@ from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.cloud import artifactregistry_v1 as ar
 
-from dmi_provider.config import GarSettings
 from dmi_provider.config_keys import CLOUD_NAMES
 from dmi_provider.errors import DmiError
-from dmi_provider.job import Job
 from dmi_provider.registry.client import Uploads
+from dmi_provider.spec import GarSettings, MirrorSpec
 from dmi_provider.targets.base import Endpoint, RepositoryOutcome
 from dmi_provider.targets.google import GoogleLogin, google_login
 
@@ -38,12 +37,12 @@ class GarTarget:
     kind = "gar"
     cloud = CLOUD_NAMES["gar"]
 
-    def __init__(self, job: Job, *, source: bool = False):
-        self.job = job
-        self.settings: GarSettings = job.gar
-        self.conn_id = (job.source_conn_id if source else self.settings.conn_id) or "google_cloud_default"
-        self.host = job.source_registry if source else (job.target_registry or self.settings.host)
-        self.network = job.source_network if source else job.target_network(self.host)
+    def __init__(self, spec: MirrorSpec, *, source: bool = False):
+        self.spec = spec
+        self.settings: GarSettings = spec.target.gar
+        self.conn_id = (spec.source.conn_id if source else self.settings.conn_id) or "google_cloud_default"
+        self.host = spec.source.registry if source else (spec.target.registry or self.settings.host)
+        self.network = spec.source_network if source else spec.target_network(self.host)
 
     @cached_property
     def login(self) -> GoogleLogin:
@@ -121,12 +120,12 @@ class GarTarget:
         if self.settings.kms_key_name:
             body["kmsKeyName"] = self.settings.kms_key_name
         if self.settings.cleanup_policies:
-            body["cleanupPolicies"] = json.loads(self.settings.cleanup_policies)
+            body["cleanupPolicies"] = json.loads(self.settings.cleanup_policies.text)
             body["cleanupPolicyDryRun"] = self.settings.cleanup_policy_dry_run
         try:
             return ar.Repository.from_json(json.dumps(body))
         except Exception as exc:  # a cleanup policy the API would refuse too
-            raise DmiError(f"gar-cleanup-policies {self.settings.cleanup_policies_path}: not the API's "
+            raise DmiError(f"gar-cleanup-policies {self.settings.cleanup_policies.path}: not the API's "
                            f"cleanupPolicies ({exc})") from None
 
     def _outcome(self, found: ar.Repository, created: bool) -> RepositoryOutcome:

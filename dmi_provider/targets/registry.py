@@ -7,9 +7,9 @@ from functools import cached_property
 from dmi_provider.config_keys import CLOUD_NAMES
 from dmi_provider.errors import DmiError
 from dmi_provider.hooks.connections import registry_login
-from dmi_provider.job import Job
 from dmi_provider.registry.client import Uploads
 from dmi_provider.registry.reference import check_host
+from dmi_provider.spec import MirrorSpec
 from dmi_provider.targets.base import Endpoint, RepositoryOutcome
 
 
@@ -17,13 +17,13 @@ class RegistryTarget:
     kind = "registry"
     cloud = CLOUD_NAMES["registry"]
 
-    def __init__(self, job: Job):
-        if not job.target_registry:
-            raise DmiError(f"section {job.section!r}: target = registry needs target-registry (host[:port])")
-        self.host = check_host(job.target_registry)
-        self.conn_id = job.target_conn_id
-        self.network = job.target_network(self.host)
-        self.uploads = Uploads(chunk=job.upload_chunk_size or 0)
+    def __init__(self, spec: MirrorSpec):
+        if not spec.target.registry:
+            raise DmiError(f"section {spec.section!r}: target = registry needs target-registry (host[:port])")
+        self.host = check_host(spec.target.registry)
+        self.conn_id = spec.target.conn_id
+        self.network = spec.target_network(self.host)
+        self.uploads = Uploads(chunk=spec.transfer.upload_chunk_size or 0)
 
     @cached_property
     def _endpoint(self) -> Endpoint:
