@@ -214,7 +214,7 @@ def pull_ledger(tracking_url: str | Callable[[], str]) -> Ledger:
     a callable: the connection is then looked up only when a pull is first claimed (most tasks claim none)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from dmi_provider.tracking.store import TrackingStore, claim_pulls
+    from dmi_provider.tracking.store import SeenLimit, TrackingStore, claim_pulls
 
     store: list[TrackingStore] = []
 
@@ -222,8 +222,9 @@ def pull_ledger(tracking_url: str | Callable[[], str]) -> Ledger:
         try:
             if not store:
                 store.append(TrackingStore(tracking_url() if callable(tracking_url) else tracking_url))
-            return claim_pulls(store[0], key, needed, limit.remaining or 0, limit.seen_at or time.time(), reserve,
-                               limit.limit or 0, limit.window or DEFAULT_WINDOW)
+            seen = SeenLimit(limit.remaining or 0, limit.seen_at or time.time(), limit.limit or 0,
+                             limit.window or DEFAULT_WINDOW)
+            return claim_pulls(store[0], key, needed, seen, reserve)
         except SQLAlchemyError as exc:  # the ledger helps; without it the headers alone still decide
             log.warning("pull ledger unavailable (%s): deciding from the registry's headers alone",
                         type(exc).__name__)

@@ -37,31 +37,32 @@ def run_id(now: datetime | None = None) -> str:
     return f"cli__{(now or datetime.now(UTC)).isoformat(timespec='seconds')}"
 
 
-def sync(config: MirrorConfig, sections: Sequence[str] = (), *, force: bool = False, dry_run: bool = False,
-         parallel: int = 4, say: Callable[[str], None] = print, record: bool = True, db: str | None = None,
-         redact: Callable[[str], str] = str) -> list[SectionResult]:
-    """Mirror the chosen sections (all when empty), `parallel` sections at a time; one result per section.
-    History rows go to `db` (a SQLAlchemy URL), else to each section's tracking connection or DB_PATH."""
-    specs = [s for s in config.sections if not sections or s.section in sections]
+@dataclass(frozen=True)
+class SyncOptions:
+    """What `dmi sync`'s flags choose: which sections, how, and where history rows go."""
+
+    sections: Sequence[str] = ()  # empty: all
+    force: bool = False
+    dry_run: bool = False
+    parallel: int = 4  # sections at a time
+    say: Callable[[str], None] = print
+    record: bool = True  # history rows
+    db: str | None = None  # a SQLAlchemy URL; else each section's tracking connection or DB_PATH
+    redact: Callable[[str], str] = str
+
+
+def sync(config: MirrorConfig, options: SyncOptions | None = None) -> list[SectionResult]:
+    """Mirror the chosen sections, `parallel` sections at a time; one result per section."""
+    options = options or SyncOptions()
+    specs = [s for s in config.sections if not options.sections or s.section in options.sections]
     started = datetime.now(UTC)
     run = run_id(started)
-    options = _Options(force, dry_run, say, record, db, redact)
-    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="dmi-sync") as pool:
+    with ThreadPoolExecutor(max_workers=max(1, options.parallel), thread_name_prefix="dmi-sync") as pool:
         futures = [pool.submit(_section, spec, run, started, options) for spec in specs]
         return [f.result() for f in futures]
 
 
-@dataclass(frozen=True)
-class _Options:
-    force: bool
-    dry_run: bool
-    say: Callable[[str], None]
-    record: bool
-    db: str | None
-    redact: Callable[[str], str]
-
-
-def _section(spec: MirrorSpec, run: str, started: datetime, options: _Options) -> SectionResult:
+def _section(spec: MirrorSpec, run: str, started: datetime, options: SyncOptions) -> SectionResult:
     out = SectionResult(spec.section, spec.dag_id)
     store = None
     if options.record:  # imported here: a sync without history opens no database (and starts faster)

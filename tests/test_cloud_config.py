@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from dmi_provider import config as config_module
-from dmi_provider.config import ConfigError
+from dmi_provider import config_rules
+from dmi_provider.config import ConfigError, load_config
 from dmi_provider.pipeline import MirrorRun
 from tests.test_config import errors, parse
 
@@ -59,7 +59,7 @@ def test_gar_settings_and_target_path(tmp_path):
         gar-cleanup-policies = cleanup.json
         gcp-conn-id = gcp_mirror
         """))
-    spec = config_module.load_config(tmp_path / "config.ini", {}).sections[0]
+    spec = load_config(tmp_path / "config.ini", {}).sections[0]
     assert spec.target_name() == "europe-west3-docker.pkg.dev/my-project-1/dockerhub/istio/proxyv2"
     gar = spec.target.gar
     assert (gar.conn_id, gar.immutable_tags, gar.labels, gar.description) == (
@@ -163,7 +163,7 @@ def test_gar_sections_in_different_repositories_do_not_collide():
 
 @pytest.mark.parametrize(("target", "extra"), [("gar", "google"), ("acr", "azure")])
 def test_a_missing_extra_names_the_pip_line(monkeypatch, target, extra):
-    monkeypatch.setattr(config_module, "_installed", lambda module: not module.startswith(("google", "azure")))
+    monkeypatch.setattr(config_rules, "_installed", lambda module: not module.startswith(("google", "azure")))
     assert errors(ORIGINAL + f"target = {target}\n") == [
         f"config.ini:9: section 'proxyv2': target = '{target}': target = {target} needs the {extra} extra: pip "
         f"install 'airflow-provider-dmi[{extra}]'"]
@@ -177,7 +177,7 @@ def test_cleanup_policies_file_errors(tmp_path):
     (tmp_path / "bad.json").write_text('{"p": {"action": "ERASE"}}')
     (tmp_path / "config.ini").write_text(ORIGINAL + "target = gar\ngar-cleanup-policies = bad.json\n")
     with pytest.raises(ConfigError) as exc:
-        config_module.load_config(tmp_path / "config.ini", {})
+        load_config(tmp_path / "config.ini", {})
     (issue,) = exc.value.issues
     assert str(issue).startswith(f"{tmp_path / 'config.ini'}:10: section 'proxyv2': gar-cleanup-policies = "
                                  f"'bad.json': {tmp_path / 'bad.json'}: expected the API's cleanupPolicies object")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import create_engine, delete, event, func, inspect, select, text, true, update
 from sqlalchemy.engine import Connection, Engine
@@ -77,6 +78,20 @@ def when(value: object, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 def _row(obj: object) -> dict:
     out = {c.key: getattr(obj, c.key) for c in obj.__table__.columns}  # type: ignore[attr-defined]
     return {k: _utc(v) if isinstance(v, datetime) else v for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """Which history rows: `image` (in target or source), exact `target`, `status`, a time range, one DAG
+    or several (`dag_ids`)."""
+
+    image: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    dag_id: str | None = None
+    target: str | None = None
+    dag_ids: Iterable[str] | None = None
 
 
 class TrackingStore:
@@ -163,28 +178,27 @@ class TrackingStore:
                 _update_state(session, outcome, now)
 
     # -- queries ---------------------------------------------------------------------------------
-    def history(self, image: str | None = None, status: str | None = None, since: datetime | None = None,
-                until: datetime | None = None, limit: int = 500, *, dag_id: str | None = None,
-                target: str | None = None, dag_ids: Iterable[str] | None = None) -> list[dict]:
-        """Newest first; every filter runs in SQL before the limit. `dag_ids`: only these DAGs."""
+    def history(self, limit: int = 500, **filters: Any) -> list[dict]:
+        """Newest first; every filter (HistoryFilter's fields, as keywords) runs in SQL before the limit."""
         if not self.migrate():
             return []
+        where = HistoryFilter(**filters)
         query = select(MirrorHistory).order_by(MirrorHistory.finished_at.desc(), MirrorHistory.id.desc())
-        if dag_id:
-            query = query.where(MirrorHistory.dag_id == dag_id)
-        if dag_ids is not None:
-            query = query.where(MirrorHistory.dag_id.in_(list(dag_ids)))
-        if target:
-            query = query.where(MirrorHistory.target == target)
-        if image:
-            pattern = f"%{image}%"
+        if where.dag_id:
+            query = query.where(MirrorHistory.dag_id == where.dag_id)
+        if where.dag_ids is not None:
+            query = query.where(MirrorHistory.dag_id.in_(list(where.dag_ids)))
+        if where.target:
+            query = query.where(MirrorHistory.target == where.target)
+        if where.image:
+            pattern = f"%{where.image}%"
             query = query.where(MirrorHistory.target.like(pattern) | MirrorHistory.source.like(pattern))
-        if status:
-            query = query.where(MirrorHistory.status == status)
-        if since:
-            query = query.where(MirrorHistory.finished_at >= since)
-        if until:
-            query = query.where(MirrorHistory.finished_at <= until)
+        if where.status:
+            query = query.where(MirrorHistory.status == where.status)
+        if where.since:
+            query = query.where(MirrorHistory.finished_at >= where.since)
+        if where.until:
+            query = query.where(MirrorHistory.finished_at <= where.until)
         with Session(self.engine) as session:
             return [_row(r) for r in session.scalars(query.limit(limit))]
 
@@ -309,16 +323,26 @@ class TrackingStore:
 CLAIM_SLACK = 10.0  # seconds a claimed pull may take to show in a registry's ratelimit-remaining
 
 
-def claim_pulls(store: TrackingStore, key: str, needed: int, remaining: int, seen_at: float, reserve: int,
-                limit: int, window: int) -> float:
+@dataclass(frozen=True)
+class SeenLimit:
+    """A source's pull limit as its headers last said: `remaining` of `limit` per `window` seconds, read at
+    `seen_at` (epoch seconds)."""
+
+    remaining: int
+    seen_at: float
+    limit: int
+    window: int
+
+
+def claim_pulls(store: TrackingStore, key: str, needed: int, seen: SeenLimit, reserve: int) -> float:
     """Claim `needed` pulls of `key`'s budget: 0 when claimed, else the seconds until enough come back.
 
-    `remaining` was read at `seen_at` (epoch seconds); claims made since (less CLAIM_SLACK) are not in it
-    and are taken off. One claimer at a time: PostgreSQL serialises on an advisory lock, SQLite on the
-    write lock the claim's own insert takes (then it looks at the claims committed before it)."""
+    Claims made since the headers were read (less CLAIM_SLACK) are not in `seen.remaining` and are taken
+    off. One claimer at a time: PostgreSQL serialises on an advisory lock, SQLite on the write lock the
+    claim's own insert takes (then it looks at the claims committed before it)."""
     store.migrate()
-    now = datetime.now(UTC)
-    since = datetime.fromtimestamp(seen_at - min(CLAIM_SLACK, window / 10), UTC)
+    now, remaining, window = datetime.now(UTC), seen.remaining, seen.window
+    since = datetime.fromtimestamp(seen.seen_at - min(CLAIM_SLACK, window / 10), UTC)
     with Session(store.engine) as session, session.begin():
         if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
             session.execute(text("SELECT pg_advisory_xact_lock(7417002)"))
@@ -333,7 +357,7 @@ def claim_pulls(store: TrackingStore, key: str, needed: int, remaining: int, see
             return 0.0
         session.delete(mine)
         deficit = needed + reserve - (remaining - unseen)
-        return _wait(recent, deficit, limit, window, now)
+        return _wait(recent, deficit, seen.limit, window, now)
 
 
 def _wait(claims: list[PullClaim], deficit: int, limit: int, window: int, now: datetime) -> float:
