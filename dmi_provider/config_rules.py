@@ -81,15 +81,15 @@ def target_rules(sec: Section, tags: tuple[str, ...]) -> str | None:
         sec.bad("target-tag", f"needs exactly one source tag, this section mirrors {len(tags)}: {', '.join(tags)}")
     elif sec.get("target-tag") and any(sec.get(k) for k in FILTER_KEYS):
         sec.bad("target-tag", "cannot rename tags chosen by tags-* filters: remove target-tag or the filters")
-    for key in ("tag", "tags"):
-        if any(t.startswith("@") for t in sec.get(key) or ()) and not sec.get("target-tag"):  # type: ignore[union-attr]
-            sec.bad(key, "a digest without a tag (@sha256:…) needs target-tag: the tag to write at the target")
+    for name in ("tag", "tags"):
+        if any(t.startswith("@") for t in sec.get(name) or ()) and not sec.get("target-tag"):
+            sec.bad(name, "a digest without a tag (@sha256:…) needs target-tag: the tag to write at the target")
     if sec.get("engine") == "docker" and sec.get("platforms"):
         sec.bad("platforms", "engine = docker mirrors the daemon's own platform only: remove platforms, or use "
                              "engine = registry")
-    for key in ("source-proxy", "target-proxy", "source-ca-bundle", "target-ca-bundle"):
-        if sec.get("engine") == "docker" and key in sec.own:  # from [DEFAULT] it serves the other sections
-            sec.bad(key, "engine = docker reaches registries through the daemon, which has its own proxy and CA "
+    for name in ("source-proxy", "target-proxy", "source-ca-bundle", "target-ca-bundle"):
+        if sec.get("engine") == "docker" and name in sec.own:  # from [DEFAULT] it serves the other sections
+            sec.bad(name, "engine = docker reaches registries through the daemon, which has its own proxy and CA "
                          "settings (dockerd's HTTPS_PROXY, /etc/docker/certs.d): remove it, or use engine = registry")
     if sec.get("docker-queue") and sec.get("engine") != "docker" and "docker-queue" in sec.own:
         sec.bad("docker-queue", "applies only to engine = docker (the registry engine's tasks run on any worker)")

@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk import DAG, DeltaTriggerTimetable, Param, task_group
 
-from dmi_provider.config import MirrorConfig, load_config
+from dmi_provider.config import MirrorConfig, Refresh, load_config
 from dmi_provider.operators.mirror import (
     EnsureRepositoryOperator,
     PullImageOperator,
@@ -63,7 +63,7 @@ def _doc(dag_id: str, specs: tuple[MirrorSpec, ...], config: MirrorConfig) -> st
     rows = [f"| [{s.section}] | `{s.source.name}` | {_tags_cell(s)} | `{s.target_name()}` "
             f"| {', '.join(s.target_tags())} | {', '.join(s.selection.platforms) or 'all'} |" for s in specs]
     return "\n".join([
-        f"### {dag_id}", "", f"Mirrors images from `{config.path}`, {specs[0].refresh.schedule}.", "",
+        f"### {dag_id}", "", f"Mirrors images from `{config.path}`, {_refresh(specs).schedule}.", "",
         "Trigger with **force** to copy even unchanged images, **dry_run** to plan only, and **sections** to "
         "run only some sections.", "",
         "| section | source | tags | target | target tags | platforms |", "| --- | --- | --- | --- | --- | --- |",
@@ -71,11 +71,19 @@ def _doc(dag_id: str, specs: tuple[MirrorSpec, ...], config: MirrorConfig) -> st
     ])
 
 
+def _refresh(specs: tuple[MirrorSpec, ...]) -> Refresh:
+    """The refresh of a DAG's sections (one DAG per refresh; the reader gives every section one)."""
+    refresh = specs[0].refresh
+    if refresh is None:
+        raise ValueError(f"section {specs[0].section!r} has no refresh")
+    return refresh
+
+
 def build_group(spec: MirrorSpec) -> Any:
     """One task group per section, mapped over its tags: each tag's pull, tag, ensure_repository, push and
     record are task instances of their own (named by the tag in the UI). A section with tags-* filters
     first lists the source's tags in a `tags_<group>` task; the others expand over their named tags."""
-    ids = {"pull_task_id": f"{spec.group_id}.pull", "push_task_id": f"{spec.group_id}.push"}
+    ids: dict[str, Any] = {"pull_task_id": f"{spec.group_id}.pull", "push_task_id": f"{spec.group_id}.push"}
     pairs: Any = [list(p) for p in spec.pairs()]
     pool = spec.budget.pool
     if spec.selection.filter.active:
@@ -83,10 +91,10 @@ def build_group(spec: MirrorSpec) -> Any:
 
     @task_group(group_id=spec.group_id, tooltip=f"[{spec.section}] {spec.source.name}")
     def mirror(pair: Any) -> None:
-        each = {"spec": spec, "tags": [pair], "map_index_template": MAP_INDEX, **ids}
+        each: dict[str, Any] = {"spec": spec, "tags": [pair], "map_index_template": MAP_INDEX, **ids}
         # The tasks that talk to the source share its pool: concurrency per source host.
         # engine = docker: the steps on the daemon run on the workers of one queue (docker-queue).
-        daemon = {"queue": spec.engine.queue} if spec.engine.queue else {}
+        daemon: dict[str, Any] = {"queue": spec.engine.queue} if spec.engine.queue else {}
         pull = PullImageOperator(task_id="pull", pool=pool, **daemon, **each)
         tag = TagImageOperator(task_id="tag", retries=0, **daemon, **each)
         ensure = EnsureRepositoryOperator(task_id="ensure_repository", **each)
@@ -103,7 +111,7 @@ def build_dags(path: str) -> dict[str, DAG]:
     config = load_config(path)
     dags = {}
     for dag_id, specs in config.dags().items():
-        refresh = specs[0].refresh
+        refresh = _refresh(specs)
         schedule = "@once" if refresh.interval is None else DeltaTriggerTimetable(refresh.interval)
         sections = [s.section for s in specs]
         with DAG(

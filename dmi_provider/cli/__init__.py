@@ -16,7 +16,12 @@ from dmi_provider.cli.copy import copy_parser
 from dmi_provider.cli.plan import cmd_plan
 from dmi_provider.config import MirrorConfig
 from dmi_provider.errors import DmiError
+from dmi_provider.spec import MirrorSpec
 from dmi_provider.tags import describe_filter
+
+
+def _schedule(spec: MirrorSpec) -> str:
+    return spec.refresh.schedule if spec.refresh else "@once"
 
 
 def _describe(config: MirrorConfig) -> str:
@@ -30,7 +35,7 @@ def _describe(config: MirrorConfig) -> str:
     ]
     for dag_id, specs in dags.items():
         lines.append("")
-        lines.append(f"DAG {dag_id}  schedule: {specs[0].refresh.schedule}")
+        lines.append(f"DAG {dag_id}  schedule: {_schedule(specs[0])}")
         for spec in specs:
             target, source = spec.target_name(), spec.source.name
             for src_tag, dst_tag in spec.pairs():
@@ -54,7 +59,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "environment": dataclasses.asdict(config.env),
             "dags": {
                 dag_id: {
-                    "schedule": specs[0].refresh.schedule,
+                    "schedule": _schedule(specs[0]),
                     "sections": [dataclasses.asdict(s) for s in specs],
                 }
                 for dag_id, specs in config.dags().items()
@@ -87,9 +92,10 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, default=str))
         return 0
     if args.state:
-        header = ("TARGET", "DIGEST", "STATUS", "FIRST MIRRORED", "LAST CHECKED", "LAST CHANGED")
-        table = [(r["target"], (r["last_digest"] or "-")[:19], r["last_status"], when(r["first_mirrored"]),
-                  when(r["last_checked"]), when(r["last_changed"])) for r in rows]
+        header: tuple[str, ...] = ("TARGET", "DIGEST", "STATUS", "FIRST MIRRORED", "LAST CHECKED", "LAST CHANGED")
+        table: list[tuple[str, ...]] = [
+            (r["target"], (r["last_digest"] or "-")[:19], r["last_status"], when(r["first_mirrored"]),
+             when(r["last_checked"]), when(r["last_changed"])) for r in rows]
     else:
         header = ("FINISHED", "STATUS", "TARGET", "DIGEST", "BYTES", "BLOBS C/M/S", "DAG RUN", "ERROR")
         table = [(when(r["finished_at"]), r["status"], r["target"], (r["target_digest"] or "-")[:19],

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dmi_provider.cli.common import EXIT_BAD_INPUT, log_to_stderr, peak_rss_mib, stdout_to_stderr
@@ -49,7 +50,7 @@ def _percent(text: str) -> float:
     from dmi_provider.spec import KEYS
 
     try:
-        return float(KEYS["pull-reserve"].parse(text, None))
+        return float(KEYS["pull-reserve"].parse(text, Path()))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

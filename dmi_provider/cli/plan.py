@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dmi_provider.cli.common import EXIT_BAD_INPUT, Flags, load, stdout_to_stderr
 from dmi_provider.config import MirrorConfig
@@ -63,7 +63,8 @@ def _budget_lines(rows: list[dict]) -> list[str]:
     """Per source registry with a pull limit: pulls the run needs, pulls left, and whether it would wait."""
     from dmi_provider.registry.budget import PullBudget
 
-    lines, by_source = [], {}
+    lines: list[str] = []
+    by_source: dict[str, list[dict]] = {}
     for row in rows:
         if row.get("ratelimit_limit") is not None:
             by_source.setdefault(row["source_registry"], []).append(row)
@@ -90,7 +91,7 @@ def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
     from dmi_provider.pipeline import MirrorRun, RunHooks
 
     run, rows = MirrorRun(spec, hooks=RunHooks(say=lambda _: None)), []
-    base = {"section": spec.section, "dag_id": spec.dag_id}
+    base: dict[str, Any] = {"section": spec.section, "dag_id": spec.dag_id}
     try:
         if spec.selection.filter.active:
             selection = run.resolve_tags()

@@ -114,8 +114,8 @@ class DockerEngine:
 
     def _mirrored_before(self, plan: Plan) -> bool:
         last = self.setup.history(plan.target) if self.setup.history else None
-        return bool(last) and (last["source_digest"], last["target_digest"]) == (plan.source_digest,
-                                                                                 plan.target_digest)
+        return last is not None and (last["source_digest"], last["target_digest"]) == (plan.source_digest,
+                                                                                       plan.target_digest)
 
     def stage(self, plans: Sequence[Plan]) -> None:
         auth = _auth(self.setup.source_credentials)

@@ -101,8 +101,9 @@ def network_from_extras(extras: dict, where: str) -> Network:
         ca_bundle = check_ca_bundle(str(ca_bundle)) if ca_bundle else None
     except ValueError as exc:
         raise DmiError(f"{where}: {exc}") from None
-    if proxy and urlsplit(proxy).password:
-        mask_secret(urlsplit(proxy).password)
+    secret = urlsplit(proxy).password if proxy else None
+    if secret:
+        mask_secret(secret)
     if isinstance(insecure, str):
         insecure = insecure.strip().lower() in ("true", "yes", "on", "1")
     return Network(proxy or None, ca_bundle or None, bool(insecure))
@@ -117,6 +118,7 @@ def tracking_url(conn_id: str | None, db_path: str | None, *, server: bool = Fal
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     conn_id = conn_id or DEFAULT_TRACKING_CONN_ID
+    conn: Any
     try:
         if server:
             from airflow.models.connection import Connection

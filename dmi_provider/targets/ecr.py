@@ -20,6 +20,7 @@ from dmi_provider.config_keys import CLOUD_NAMES
 from dmi_provider.errors import DmiError
 from dmi_provider.registry.auth import Credentials
 from dmi_provider.registry.client import Uploads
+from dmi_provider.registry.network import Network
 from dmi_provider.spec import EcrSettings, MirrorSpec
 from dmi_provider.targets.aws import aws_errors
 from dmi_provider.targets.base import Endpoint, RepositoryOutcome
@@ -37,6 +38,9 @@ class EcrTarget:
         self.spec = spec
         self.settings = spec.target.ecr
         self.uploads = Uploads(chunk=spec.transfer.upload_chunk_size or 0)
+        self.account: str | None
+        self.region: str | None
+        self.network: Network | None
         if source:  # another account or region: both read from the source's host when it is ECR's own
             found = ECR_HOST.match(spec.source.registry)
             self.aws_conn_id = spec.source.conn_id or "aws_default"

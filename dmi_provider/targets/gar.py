@@ -119,13 +119,14 @@ class GarTarget:
             body["labels"] = dict(self.settings.labels)
         if self.settings.kms_key_name:
             body["kmsKeyName"] = self.settings.kms_key_name
-        if self.settings.cleanup_policies:
-            body["cleanupPolicies"] = json.loads(self.settings.cleanup_policies.text)
+        policies = self.settings.cleanup_policies
+        if policies:
+            body["cleanupPolicies"] = json.loads(policies.text)
             body["cleanupPolicyDryRun"] = self.settings.cleanup_policy_dry_run
         try:
             return ar.Repository.from_json(json.dumps(body))
         except Exception as exc:  # a cleanup policy the API would refuse too
-            raise DmiError(f"gar-cleanup-policies {self.settings.cleanup_policies.path}: not the API's "
+            raise DmiError(f"gar-cleanup-policies {policies.path if policies else ''}: not the API's "
                            f"cleanupPolicies ({exc})") from None
 
     def _outcome(self, found: ar.Repository, created: bool) -> RepositoryOutcome:

@@ -174,7 +174,8 @@ class SharedBlobLocations(BlobLocations):
         except SQLAlchemyError as exc:
             return self._lost(exc)
 
-    def _lost(self, exc: Exception) -> None:
+    def _lost(self, exc: Exception) -> str | None:
+        """Nobody else holds the lease, as far as this task can tell: it copies as if alone (always None)."""
         if not self._broken:
             log.warning("shared blob locations unavailable (%s): this task copies as if it were alone",
                         type(exc).__name__)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
-from sqlalchemy import create_engine, delete, event, func, inspect, select, text, true, update
+from sqlalchemy import create_engine, delete, event, func, insert, inspect, select, text, true, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
@@ -62,6 +62,14 @@ def _update_state(session: Session, outcome: MirrorOutcome, now: datetime) -> No
             state.first_mirrored = now
         if digest != state.last_digest:
             state.last_digest, state.last_changed = digest, now
+
+
+@overload
+def _utc(value: datetime) -> datetime: ...
+
+
+@overload
+def _utc(value: datetime | None) -> datetime | None: ...
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -139,7 +147,7 @@ class TrackingStore:
             Base.metadata.create_all(conn)
             found = conn.execute(select(func.max(SchemaVersion.version))).scalar()
             if found is None:
-                conn.execute(SchemaVersion.__table__.insert().values(version=SCHEMA_VERSION))
+                conn.execute(insert(SchemaVersion).values(version=SCHEMA_VERSION))
             elif found < SCHEMA_VERSION:
                 _upgrade(conn, found)
 
@@ -352,6 +360,7 @@ def claim_pulls(store: TrackingStore, key: str, needed: int, seen: SeenLimit, re
         session.flush()
         recent = session.scalars(select(PullClaim).where(PullClaim.key == key, PullClaim.id != mine.id)
                                  .order_by(PullClaim.claimed_at)).all()
+        recent = list(recent)
         unseen = sum(c.pulls for c in recent if _utc(c.claimed_at) >= since and c.id < mine.id)
         if remaining - unseen - needed >= reserve:
             return 0.0
@@ -360,7 +369,7 @@ def claim_pulls(store: TrackingStore, key: str, needed: int, seen: SeenLimit, re
         return _wait(recent, deficit, seen.limit, window, now)
 
 
-def _wait(claims: list[PullClaim], deficit: int, limit: int, window: int, now: datetime) -> float:
+def _wait(claims: Sequence[PullClaim], deficit: int, limit: int, window: int, now: datetime) -> float:
     """When the oldest claims of the window have aged out enough to pay the deficit (DMI's own spending
     is known exactly); pulls others spent from the same IP come back spread over the window."""
     freed = 0
