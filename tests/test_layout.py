@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dmi_provider"
 PLAIN = ("registry/", "tracking/", "config.py", "config_keys.py", "mirror.py", "job.py", "errors.py", "tags.py",
-         "plugins/charts.py")
+         "plugins/charts.py", "plugins/pages.py", "plugins/render.py")
 
 
 def modules() -> dict[str, ast.Module]:
