@@ -25,7 +25,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from dmi_provider import listeners
 from dmi_provider.plugins import query
 from dmi_provider.plugins.query import HistoryAsk, Limit, StateAsk
 from dmi_provider.plugins.render import STATIC, render
@@ -133,8 +132,10 @@ def _json(value: object) -> object:
 
 
 class DmiHistoryPlugin(AirflowPlugin):
+    """The pages only: the scheduler's pools come from DmiPoolsPlugin (plugins/scheduler.py), which every
+    deployment needs, pages or not."""
+
     name = "dmi_image_mirror"
-    listeners = [listeners]  # creates the per-source pools in the scheduler
     fastapi_apps = [{"app": app, "url_prefix": "/dmi", "name": "DMI image mirror"}]
     external_views = [
         {"name": "Image mirror", "href": "dmi/", "destination": "nav", "url_route": "dmi-image-mirror",
