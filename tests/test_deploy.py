@@ -64,6 +64,7 @@ def test_dockerfile_installs_the_wheel_that_pip_wheel_builds(tmp_path):
     assert not any(n.startswith("tests/") for n in names)
     assert "provider_info = dmi_provider:get_provider_info" in entry_points
     assert "dmi_image_mirror = dmi_provider.plugins.history:DmiHistoryPlugin" in entry_points
+    assert "dmi_pools = dmi_provider.plugins.scheduler:DmiPoolsPlugin" in entry_points
     assert "dmi = dmi_provider.cli:main" in entry_points
     assert "Requires-Dist: apache-airflow<3.4,>=3.3.2" in metadata
     assert 'psycopg2-binary>=2.9; extra == "postgres"' in metadata

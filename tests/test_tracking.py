@@ -260,18 +260,18 @@ def test_recent_runs_totals_and_runs_for_the_charts(store):
 
 
 def test_tables_sort_and_page_on_the_server():
-    from dmi_provider.plugins.pages import Column, table
+    from dmi_provider.plugins.pages import Column, Paging, table
     from dmi_provider.plugins.render import environment
 
     rows = [{"name": f"img{i:03d}", "size": None if i % 7 == 0 else i % 10} for i in range(120)]
     columns = [Column("Name", lambda r: r["name"], "name"), Column("Size", lambda r: r["size"], "size")]
     draw = environment().from_string('{% import "tables.html" as t %}{% call(r) t.table(table) %}'
                                      "<td>{{ r.name }}</td><td>{{ r.size }}</td>{% endcall %}")
-    html = draw.render(table=table(columns, rows, "none", {"q": "x"}, "name", "desc", 2))
+    html = draw.render(table=table(columns, rows, "none", Paging({"q": "x"}, "name", "desc", 2)))
     assert 'data-rows="120" data-shown="50"' in html and 'data-pages="3" data-page="2"' in html
     assert html.index("img069") < html.index("img068") and "img070" not in html and "img019" not in html
     assert 'href="?q=x&amp;sort=name&amp;dir=asc&amp;page=1"' in html  # the header flips the direction
-    last = draw.render(table=table(columns, rows, "none", {}, "size", "asc", 99))  # past the end: the last page
+    last = draw.render(table=table(columns, rows, "none", Paging(sort="size", page=99)))  # past the end: the last page
     assert 'data-shown="20"' in last and last.count("<td>None</td>") == 18  # all 18 without a size sort last
-    assert draw.render(table=table(columns, [], "nothing here", {}, None, "asc", 1)).strip() == (
+    assert draw.render(table=table(columns, [], "nothing here")).strip() == (
         '<p class="empty">nothing here</p>')

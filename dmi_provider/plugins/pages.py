@@ -5,7 +5,7 @@ Airflow import here."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -43,18 +43,30 @@ def sort_key(value: Callable[[dict], Any]) -> Callable[[dict], tuple]:
     return lambda row: (value(row) is None, value(row) if value(row) is not None else 0)
 
 
-def table(columns: Sequence[Column], rows: list[dict], empty: str, params: dict[str, str], sort: str | None,
-          direction: str, page_no: int, per: int = PER_PAGE, path: str = "") -> Table:
+@dataclass(frozen=True)
+class Paging:
+    """Which order and page of a table to show, and what its links keep."""
+    params: dict[str, str] = field(default_factory=dict)  # the page's other query parameters
+    sort: str | None = None  # a Column's name
+    direction: str = "asc"
+    page: int = 1
+    per: int = PER_PAGE
+    path: str = ""  # the page's address, relative (e.g. "history")
+
+
+def table(columns: Sequence[Column], rows: list[dict], empty: str, paging: Paging | None = None) -> Table:
     """Rows sorted by the `sort` column and cut to one page; headers and pages are links that keep the
     page's other parameters."""
+    paging = paging or Paging()
+    sort, direction, per, path = paging.sort, paging.direction, paging.per, paging.path
     chosen = next((c for c in columns if c.name and c.name == sort and c.key), None)
     if chosen is not None:
         rows = sorted(rows, key=sort_key(chosen.key), reverse=direction == "desc")  # type: ignore[arg-type]
     count = max((len(rows) + per - 1) // per, 1)
-    page_no = min(max(page_no, 1), count)
+    page_no = min(max(paging.page, 1), count)
 
     def link(**changes: object) -> str:
-        query = {k: v for k, v in {**params, **changes}.items() if v not in (None, "")}
+        query = {k: v for k, v in {**paging.params, **changes}.items() if v not in (None, "")}
         return f"{path}?{urlencode(query)}" if query else (path or "./")
 
     headers = []

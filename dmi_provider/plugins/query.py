@@ -23,7 +23,7 @@ from dmi_provider.plugins.charts import (
     strip_geometry,
     timeline_geometry,
 )
-from dmi_provider.plugins.pages import Column, table
+from dmi_provider.plugins.pages import Column, Paging, table
 from dmi_provider.tracking.store import STATUSES, TrackingStore
 
 TRACKING_CONN_ID = os.environ.get("DMI_TRACKING_CONN_ID", DEFAULT_TRACKING_CONN_ID)
@@ -230,7 +230,7 @@ def state_view(user: BaseUser, ask: StateAsk) -> dict:
                Column("Last changed (UTC)", lambda r: r["last_changed"], "changed"),
                Column("Last run", lambda r: r["last_checked"], "checked"), Column("")]
     shown = table(columns, found, "No image has been mirrored yet." if not ask.section else
-                  "No image of this section has been mirrored yet.", params, ask.sort, ask.dir, ask.page)
+                  "No image of this section has been mirrored yet.", Paging(params, ask.sort, ask.dir, ask.page))
     return {
         "title": "Image mirror: current state" + (f" of section {ask.section!r}" if ask.section else ""),
         "started": started(ask.triggered), "section": ask.section or "", "table": shown,
@@ -261,8 +261,8 @@ def history_view(user: BaseUser, ask: HistoryAsk) -> dict:
         "title": f"Image mirror: history of {ask.dag_id}" if ask.dag_id else "Image mirror: history",
         "ask": ask, "statuses": STATUSES,
         "chart": _runs_chart(dag_ids, ask.dag_id),
-        "table": table(columns, found, "No history matches these filters.", params, ask.sort or "finished",
-                       ask.dir, ask.page, path="history"),
+        "table": table(columns, found, "No history matches these filters.",
+                       Paging(params, ask.sort or "finished", ask.dir, ask.page, path="history")),
         "links": failed_task_links([r for r in found if r["status"] == "failed"][:500]),
     }
 
@@ -292,11 +292,10 @@ def image_view(user: BaseUser, target: str, triggered: str | None) -> dict:
         "back": "image?" + urlencode({"target": target}),
         "timeline": timeline_geometry(lanes, datetime.now(UTC)) if lanes else None,
         "digests": table([Column(t) for t in ("Digest", "First seen (UTC)", "Brought by", "Last seen", "Runs")],
-                         lanes, "This image has no digest on record.", {}, None, "asc", 1, per=1000),
+                         lanes, "This image has no digest on record.", Paging(per=1000)),
         "blobs": blobs_geometry(latest[::-1]) if latest else None,  # oldest first
         "runs": table([Column(t) for t in ("Finished (UTC)", "Status", "Target digest", "Bytes", "Blobs c/m/s",
-                                           "DAG run", "Error")], latest, "No runs on record.", {}, None, "asc", 1,
-                      per=50),
+                                           "DAG run", "Error")], latest, "No runs on record.", Paging(per=50)),
         "links": failed_task_links(latest),
     }
 
