@@ -98,6 +98,47 @@ def test_provider_entry_point_and_airflow_sees_it():
     assert done.stdout.strip() == f"{dmi_provider.__version__} DMI (Docker Mirror Images)"
 
 
+def test_the_scheduler_plugin_is_apart_from_the_pages():
+    """The pools listener hangs on a plugin of its own (every deployment needs it, pages or not); both are
+    declared in the provider info, and its other connection types only as integrations' tags."""
+    from importlib import import_module
+
+    from dmi_provider import listeners
+
+    info = dmi_provider.get_provider_info()
+    classes = {}
+    for plugin in info["plugins"]:
+        module, _, name = plugin["plugin-class"].rpartition(".")
+        classes[plugin["name"]] = getattr(import_module(module), name)
+        assert classes[plugin["name"]].name == plugin["name"]
+    assert classes["dmi_pools"].listeners == [listeners] and not classes["dmi_image_mirror"].listeners
+    assert not getattr(classes["dmi_pools"], "fastapi_apps", None)
+    assert [c["connection-type"] for c in info["connection-types"]] == ["container_registry"]  # DMI's own only
+    tags = {t for i in info["integrations"] for t in i.get("tags", ())}
+    assert {"connection-type:google_cloud_platform", "connection-type:azure",
+            "connection-type:azure_container_registry", "connection-type:aws"} <= tags
+    folder = (ROOT / "plugins" / "dmi_pools.py").read_text()
+    assert "from dmi_provider.plugins.scheduler import DmiPoolsPlugin" in folder
+
+
+def test_the_pools_listener_leaves_other_dags_at_once():
+    from types import SimpleNamespace
+
+    from dmi_provider import listeners
+
+    class Untouchable:  # any attribute but dag_id would be work the scheduler pays for every run
+        dag_id = "someone_elses_dag"
+
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"read {name}")
+
+    listeners.on_dag_run_running(Untouchable(), "started")
+    tasks = [SimpleNamespace(pool=p) for p in ("default_pool", "dmi_docker_io", "dmi_docker_io", "mine")]
+    run = SimpleNamespace(dag_id="dmi_mirror_1w", dag=SimpleNamespace(tasks=tasks))
+    assert listeners.pools_of(run) == {"dmi_docker_io", "mine"}
+    assert listeners.pools_of(SimpleNamespace(dag=SimpleNamespace(tasks=tasks[:1]))) == set()
+
+
 def test_plain_layers_never_import_airflow():
     code = ("import sys, dmi_provider.config, dmi_provider.cli, dmi_provider.registry.reference; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'airflow'))")

@@ -57,11 +57,14 @@ def test_dockerfile_installs_the_wheel_that_pip_wheel_builds(tmp_path):
         entry_points = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
         metadata = z.read(next(n for n in names if n.endswith("METADATA"))).decode()
     for module in ("dmi_provider/dag_factory.py", "dmi_provider/plugins/history.py",
-                   "dmi_provider/registry/copy.py", "dmi_provider/tracking/store.py"):
+                   "dmi_provider/registry/copy.py", "dmi_provider/tracking/store.py",
+                   "dmi_provider/plugins/templates/state.html", "dmi_provider/plugins/templates/charts.html",
+                   "dmi_provider/plugins/static/dmi.css", "dmi_provider/plugins/static/dmi.js"):
         assert module in names
     assert not any(n.startswith("tests/") for n in names)
     assert "provider_info = dmi_provider:get_provider_info" in entry_points
     assert "dmi_image_mirror = dmi_provider.plugins.history:DmiHistoryPlugin" in entry_points
+    assert "dmi_pools = dmi_provider.plugins.scheduler:DmiPoolsPlugin" in entry_points
     assert "dmi = dmi_provider.cli:main" in entry_points
     assert "Requires-Dist: apache-airflow<3.4,>=3.3.2" in metadata
     assert 'psycopg2-binary>=2.9; extra == "postgres"' in metadata

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dmi_provider"
 PLAIN = ("registry/", "tracking/", "config.py", "config_keys.py", "spec.py", "pipeline.py", "mirror.py", "errors.py",
-         "tags.py", "plugins/charts.py")
+         "tags.py", "plugins/charts.py", "plugins/pages.py", "plugins/render.py")
 MAX_LINES = 400  # a module of logic; spec.py, which holds the key table's texts, may be longer
 MAX_PARAMETERS = 6
 

@@ -112,13 +112,13 @@ def test_history_pages_render_from_sqlite(tmp_path):
                                "ecr.example/team/secret:1", "failed", error="secret error text"))
     code = (
         "import asyncio\n"
-        "from dmi_provider.plugins import history as h\n"
-        "h.readable_dags = lambda user: {'dmi_mirror'}  # what the auth manager would say for this user\n"
-        "h.triggerable = lambda user, dag_ids: set()\n"
-        "h.failed_task_links = lambda rows: {}  # Airflow's task instances: the stack test\n"
-        "for page in (h.state_page(None), h.history_page(None, status='failed', limit=10),"
+        "from dmi_provider.plugins import history as h, query as q\n"
+        "q.readable_dags = lambda user: {'dmi_mirror'}  # what the auth manager would say for this user\n"
+        "q.triggerable = lambda user, dag_ids: set()\n"
+        "q.failed_task_links = lambda rows: {}  # Airflow's task instances: the stack test\n"
+        "for page in (h.state_page(None, h.StateAsk()), h.history_page(None, h.HistoryAsk(status='failed', limit=10)),"
         " h.image_page(None, target='ecr.example/mirror/alpine:3.20'),"
-        " h.history_page(None, dag_id='secret_dag', limit=10),"
+        " h.history_page(None, h.HistoryAsk(dag_id='secret_dag', limit=10)),"
         " h.image_page(None, target='ecr.example/team/secret:1')):\n"
         "    print(asyncio.run(page).body.decode())\n"
     )
@@ -260,15 +260,18 @@ def test_recent_runs_totals_and_runs_for_the_charts(store):
 
 
 def test_tables_sort_and_page_on_the_server():
-    from dmi_provider.plugins.pages import Column, table
+    from dmi_provider.plugins.pages import Column, Paging, table
+    from dmi_provider.plugins.render import environment
 
     rows = [{"name": f"img{i:03d}", "size": None if i % 7 == 0 else i % 10} for i in range(120)]
-    columns = [Column("Name", lambda r: r["name"], lambda r: r["name"], "name"),
-               Column("Size", lambda r: str(r["size"]), lambda r: r["size"], "size")]
-    html = table(columns, rows, "none", {"q": "x"}, "name", "desc", 2)
+    columns = [Column("Name", lambda r: r["name"], "name"), Column("Size", lambda r: r["size"], "size")]
+    draw = environment().from_string('{% import "tables.html" as t %}{% call(r) t.table(table) %}'
+                                     "<td>{{ r.name }}</td><td>{{ r.size }}</td>{% endcall %}")
+    html = draw.render(table=table(columns, rows, "none", Paging({"q": "x"}, "name", "desc", 2)))
     assert 'data-rows="120" data-shown="50"' in html and 'data-pages="3" data-page="2"' in html
     assert html.index("img069") < html.index("img068") and "img070" not in html and "img019" not in html
     assert 'href="?q=x&amp;sort=name&amp;dir=asc&amp;page=1"' in html  # the header flips the direction
-    last = table(columns, rows, "none", {}, "size", "asc", 99)  # past the end: the last page
+    last = draw.render(table=table(columns, rows, "none", Paging(sort="size", page=99)))  # past the end: the last page
     assert 'data-shown="20"' in last and last.count("<td>None</td>") == 18  # all 18 without a size sort last
-    assert table(columns, [], "nothing here", {}, None, "asc", 1) == '<p class="empty">nothing here</p>'
+    assert draw.render(table=table(columns, [], "nothing here")).strip() == (
+        '<p class="empty">nothing here</p>')

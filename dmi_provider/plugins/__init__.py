@@ -1,1 +1,2 @@
-"""Airflow UI plugins of the provider (registered through the `airflow.plugins` entry point)."""
+"""Airflow plugins of the provider: the scheduler's pools (scheduler.py) and the Image mirror pages
+(history.py), both registered through the `airflow.plugins` entry point."""

@@ -55,6 +55,7 @@ class AirflowStack:
             "DMI_CONFIG": str(config),
             **env,
         }
+        self.command = [AIRFLOW]  # how to run Airflow: another interpreter's `python -m airflow` too
         self.services: list[Service] = []
         self._token: str | None = None
 
@@ -63,19 +64,20 @@ class AirflowStack:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> AirflowStack:
-        done = subprocess.run([AIRFLOW, "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run([*self.command, "db", "migrate"], env=self.env, capture_output=True, text=True,
+                              timeout=600)
         if done.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         for name, slots in self.pools.items():
-            subprocess.run([AIRFLOW, "pools", "set", name, str(slots), "made by the test"], env=self.env, check=True,
-                           capture_output=True, timeout=300)
-        api = Service("api-server", [AIRFLOW, "api-server", "--port", str(self.port), "--host", "127.0.0.1",
+            subprocess.run([*self.command, "pools", "set", name, str(slots), "made by the test"], env=self.env,
+                           check=True, capture_output=True, timeout=300)
+        api = Service("api-server", [*self.command, "api-server", "--port", str(self.port), "--host", "127.0.0.1",
                                      "--workers", "1"], self.root / "api-server.log", self.env)
         api.start(lambda: httpx.get(f"{self.url}/api/v2/monitor/health", timeout=2).status_code == 200,
                   timeout=180)
         self.services.append(api)
         for name in ("scheduler", "dag-processor", "triggerer"):
-            service = Service(name, [AIRFLOW, name], self.root / f"{name}.log", self.env)
+            service = Service(name, [*self.command, name], self.root / f"{name}.log", self.env)
             service.start(lambda s=service: s.proc is not None and time.sleep(1) is None, timeout=30)
             self.services.append(service)
         return self
