@@ -49,6 +49,7 @@ venv: $(VENV)/.installed
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: apt venv lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -228,7 +228,7 @@ def _read_section(file: _File, section: str, own: dict[str, str]) -> MirrorSpec 
         "env": file.env, "source.repository": source_path, "target.repository": target_repository,
         "selection.tags": tags, "budget.pool": sec.get("source-pool") or default_pool(sec.get("source-registry")),
     }
-    return build(MirrorSpec, sec.values, worked_out)  # type: ignore[no-any-return]
+    return build(MirrorSpec, sec.values, worked_out)
 
 
 def _source_path(sec: Section) -> str | None:

@@ -56,13 +56,13 @@ FILTER_KEYS = ("tags-matching", "tags-excluding", "tags-semver", "tags-newest") 
 
 
 def tags_of(sec: Section) -> tuple[str, ...]:
-    tags = tuple(dict.fromkeys([*sec.get("tag"), *sec.get("tags")]))  # type: ignore[misc]
+    tags = tuple(dict.fromkeys([*sec.get("tag"), *sec.get("tags")]))
     if not tags and not any(sec.given(k) for k in FILTER_KEYS) and not any(
             i.key in ("tag", "tags") for i in sec.reader.issues[sec.start:]):
         key = "tags" if "tags" in sec.raw and "tag" not in sec.raw else "tag"
         sec.reader.add(sec.name, key, sec.raw.get(key), "missing: set tag (or tags) to the tag(s) to mirror, or a "
                                                         "tags-* filter")
-    if len(tags) > sec.get("tags-max"):  # type: ignore[operator]
+    if len(tags) > sec.get("tags-max"):
         sec.bad("tags" if sec.get("tags") else "tag", f"names {len(tags)} tags, more than tags-max = "
                 f"{sec.get('tags-max')}: split the section or raise tags-max (at most 1000)")
     return tags
@@ -97,7 +97,7 @@ def target_rules(sec: Section, tags: tuple[str, ...]) -> str | None:
         sec.bad("kms-key", "needs encryption = KMS")
     _cloud_rules(sec)
     if sec.given("target-repository"):
-        return sec.get("target-repository")  # type: ignore[return-value]
+        return sec.get("target-repository")
     project, image = (sec.raw.get("project") or "").strip(), (sec.raw.get("image") or "").strip()
     if not project:
         sec.reader.add(sec.name, "project", None, "missing: set project (the target repository is project/image)")

@@ -206,7 +206,7 @@ class TagImageOperator(MirrorBaseOperator):
         for plan in pulled.plans:
             if plan.changed:
                 self.log.info("%s -> %s", plan.source, plan.target)
-        return self.guarded(context, lambda: self.mirror_run.tag(pulled))  # type: ignore[no-any-return]
+        return self.guarded(context, lambda: self.mirror_run.tag(pulled))
 
 
 class EnsureRepositoryOperator(MirrorBaseOperator):
@@ -242,7 +242,7 @@ class PushImageOperator(MirrorBaseOperator):
             return pushed.to_xcom()
 
         try:
-            return self.guarded(context, work)  # type: ignore[no-any-return]
+            return self.guarded(context, work)
         except Exception:
             context["ti"].xcom_push(key="partial", value=pushed.to_xcom())  # record keeps tag 1 if tag 2 failed
             raise

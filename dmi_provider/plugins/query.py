@@ -132,8 +132,10 @@ def failed_task_links(rows: list[dict]) -> dict[int, str]:
         return {}
     runs = {(r["dag_id"], r["run_id"]) for r in failed}
     with create_session() as session:
-        found = session.execute(select(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id,
-                                       TaskInstance.map_index, TaskInstance.rendered_map_index).where(
+        # rendered_map_index is a hybrid property, which select()'s typed overloads do not take.
+        columns: list[Any] = [TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id, TaskInstance.map_index,
+                              TaskInstance.rendered_map_index]
+        found = session.execute(select(*columns).where(
             or_(*[(TaskInstance.dag_id == d) & (TaskInstance.run_id == r) for d, r in runs]),
             TaskInstance.state == TaskInstanceState.FAILED)).all()
     links: dict[int, str] = {}

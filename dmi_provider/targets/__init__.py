@@ -28,12 +28,12 @@ def _backend(kind: str, spec: MirrorSpec) -> type:
 
 
 def make_target(spec: MirrorSpec) -> Target:
-    return _backend(spec.target.kind, spec)(spec)  # type: ignore[no-any-return]
+    return _backend(spec.target.kind, spec)(spec)
 
 
 def make_source(spec: MirrorSpec) -> Target:
     """A cloud's registry as the source (`source = ecr|gar|acr`): only its endpoint() (login) is used."""
-    return _backend(spec.source.kind, spec)(spec, source=True)  # type: ignore[no-any-return]
+    return _backend(spec.source.kind, spec)(spec, source=True)
 
 
 __all__ = ["TARGETS", "Endpoint", "RepositoryOutcome", "Target", "make_source", "make_target"]

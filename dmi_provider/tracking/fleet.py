@@ -59,7 +59,7 @@ class SharedBlobLocations(BlobLocations):
     def add(self, registry: str, digest: str, repository: str) -> None:
         super().add(registry, digest, repository)
 
-        def upsert(c):  # type: ignore[no-untyped-def]
+        def upsert(c):
             where = (BlobLocation.host == registry, BlobLocation.digest == digest,
                      BlobLocation.repository == repository)
             if not c.execute(update(BlobLocation).where(*where).values(seen=time.time())).rowcount:
@@ -160,7 +160,7 @@ class SharedBlobLocations(BlobLocations):
                     Lease.key.in_(held), Lease.owner == self.owner).values(expires_at=time.time() + LEASE)))
 
     # -- the database --------------------------------------------------------------------------------
-    def _sql(self, work: Callable, conflict_ok: bool = False):  # type: ignore[no-untyped-def]
+    def _sql(self, work: Callable, conflict_ok: bool = False):
         if self._broken:
             return None
         try:

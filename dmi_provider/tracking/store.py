@@ -112,7 +112,7 @@ class TrackingStore:
         self.engine: Engine = create_engine(url, pool_pre_ping=True, future=True)
         if self.engine.dialect.name == "sqlite":
             @event.listens_for(self.engine, "connect")
-            def _sqlite_pragmas(conn, _record):  # type: ignore[no-untyped-def]
+            def _sqlite_pragmas(conn, _record):
                 conn.execute("PRAGMA busy_timeout = 30000")  # tasks of one run record at once
         self._ready = False
 
