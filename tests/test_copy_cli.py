@@ -33,7 +33,8 @@ DMI = Path(sys.executable).with_name("dmi")
 
 
 def dmi(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "DOCKER_CONFIG": "/nonexistent"}
+    base = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "DOCKER_CONFIG": "/nonexistent",
+            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}  # the code under test, not an install
     return subprocess.run([str(DMI), *args], capture_output=True, text=True, timeout=300, env=base | (env or {}))
 
 

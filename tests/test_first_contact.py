@@ -27,7 +27,8 @@ DMI = Path(sys.executable).with_name("dmi")
 PROXY_USER = ("proxyuser", "proxy-secret-pass")
 CLEAN = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "DOCKER_CONFIG": "/nonexistent",
          "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/nonexistent",
-         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}  # never ask a metadata service off this machine
+         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",  # never ask a metadata service off this machine
+         **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}  # the code under test, not an install
 
 
 def dmi(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
