@@ -12,9 +12,10 @@ from dmi_provider.engines.base import History
 from dmi_provider.hooks.connections import RegistryLogin, registry_login
 from dmi_provider.job import Job
 from dmi_provider.registry.budget import DEFAULT_WINDOW, Ledger, PullBudget, wait_for
-from dmi_provider.registry.client import RateLimit
+from dmi_provider.registry.client import HostSettings, RateLimit
 from dmi_provider.registry.copy import ClientPool, Plan
 from dmi_provider.registry.locations import BlobLocations
+from dmi_provider.registry.pool import plain_http
 from dmi_provider.tags import Selection, select
 from dmi_provider.targets import Target, make_source
 
@@ -96,9 +97,8 @@ def resolve_tags(job: Job) -> tuple[list[list[str]], Selection]:
     """The (source tag, target tag) pairs of a section with tag filters: its named tags and pins, plus the
     source's tags that pass the filters (one listing of the source's tags: no pull counted)."""
     source = source_login(job)
-    pool = ClientPool({job.source_registry: source.credentials} if source.credentials else {},
-                      job.insecure_registries, use_docker_config=False,
-                      networks={job.source_registry: source.network})
+    hosts = {job.source_registry: HostSettings(source.credentials or None, source.network)}
+    pool = ClientPool(plain_http(job.insecure_registries, hosts), use_docker_config=False)
     try:
         available = pool.get(job.source_registry).list_tags(job.source_repository)
     finally:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from dmi_provider import __version__
 from dmi_provider.config import ConfigError, MirrorConfig, MirrorSpec, load_config
 from dmi_provider.errors import DmiError
+from dmi_provider.hints import Words, config_hint, hint
 from dmi_provider.registry.auth import Credentials
 from dmi_provider.tags import describe_filter
 
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     from dmi_provider.registry.network import Network
 
 EXIT_BAD_INPUT = 2
+# What `dmi copy`'s hints name: its flags (dmi sync and dmi plan speak config.ini's keys: hints.CONFIG_WORDS).
+COPY_WORDS = Words(login=("--src-creds", "--dst-creds"), ca_bundle=("--src-ca-bundle", "--dst-ca-bundle"),
+                   ca_elsewhere=",", allow_plain_http="give it --insecure", forbid_plain_http="drop --insecure for it",
+                   pin="update the pin")
 DEBUG = False  # --debug: tracebacks instead of one line per failure
 
 
@@ -171,7 +176,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
             (result,) = run(engine, [(src, dst)], force=args.force, dry_run=args.dry_run)
     except DmiError as exc:
         later = f": try again in {exc.wait:.0f}s, or lower --pull-reserve" if isinstance(exc, PullsShort) else ""
-        print(f"dmi copy: failed: {exc}{later}", file=sys.stderr)
+        print(f"dmi copy: failed: {exc}{later}{hint(exc, COPY_WORDS)}", file=sys.stderr)
         return 1
     finally:
         engine.close()
@@ -284,7 +289,7 @@ def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
                                                dry_run=True)
             except DmiError as exc:  # one tag (a moved pin, a missing tag) does not hide the others
                 rows.append(base | {"source": f"{spec.source}:{pair[0]}", "target": "", "action": "error",
-                                    "error": str(exc)})
+                                    "error": f"{exc}{config_hint(exc)}"})
                 continue
             rows.append(base | {"source": plan.source, "target": plan.target, "source_digest": plan.source_digest,
                                 "action": ("copy" if plan.image_changed else "copy referrers") if plan.changed
@@ -298,7 +303,7 @@ def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
     except Exception as exc:  # one section's failure is its line; --debug shows the traceback
         if DEBUG:
             raise
-        text = str(exc) if isinstance(exc, DmiError) else f"{type(exc).__name__}: {exc}"
+        text = f"{exc}{config_hint(exc)}" if isinstance(exc, DmiError) else f"{type(exc).__name__}: {exc}"
         rows.append(base | {"source": spec.source, "target": "", "action": "error", "error": text})
     finally:
         if engine is not None:

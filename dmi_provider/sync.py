@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from dmi_provider import backends, mirror
 from dmi_provider.config import MirrorConfig, MirrorSpec
+from dmi_provider.hints import config_hint
 from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.job import Job
 from dmi_provider.targets import make_target
@@ -94,7 +95,7 @@ def _section(spec: MirrorSpec, config: MirrorConfig, run: str, started: datetime
         elif not dry_run:
             pushed = [plan.result().to_dict() for plan in plans]
     except Exception as exc:  # the section's failure is its row; the other sections go on
-        out.error = redact(f"{type(exc).__name__}: {exc}")
+        out.error = redact(f"{type(exc).__name__}: {exc}{config_hint(exc)}")
         lines(f"failed: {out.error}")
     finally:
         if engine is not None:

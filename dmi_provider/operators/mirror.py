@@ -22,6 +22,7 @@ from dmi_provider import backends, mirror
 from dmi_provider.config import KEYS, AcrSettings, EcrSettings, Environment, GarSettings, current_environment
 from dmi_provider.engines import Engine
 from dmi_provider.errors import DmiError, is_retryable
+from dmi_provider.hints import config_hint
 from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.job import Job
 from dmi_provider.registry.budget import PullsShort
@@ -215,7 +216,7 @@ class MirrorBaseOperator(BaseOperator):
         except (AirflowSkipException, AirflowFailException):
             raise
         except Exception as exc:
-            text = str(redact(f"{type(exc).__name__}: {exc}"))
+            text = str(redact(f"{type(exc).__name__}: {exc}{config_hint(exc)}"))
             context["ti"].xcom_push(key="error", value=text)
             line = f"section {self.section!r}: {text}"
             if not is_retryable(exc):
