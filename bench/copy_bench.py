@@ -44,9 +44,10 @@ DMI = str(Path(PY).with_name("dmi"))
 DMI_MANY = """
 import json, sys
 from dmi_provider.registry.copy import ClientPool, Copier
+from dmi_provider.registry.pool import plain_http
 from dmi_provider.registry.reference import parse_reference
 pairs = json.loads(sys.argv[1]); insecure = json.loads(sys.argv[2])
-pool = ClientPool(insecure=insecure, use_docker_config=False)
+pool = ClientPool(plain_http(insecure), use_docker_config=False)
 copier = Copier(pool, progress=lambda s: None)
 for src, dst in pairs:
     copier.copy(parse_reference(src), parse_reference(dst))

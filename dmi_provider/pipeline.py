@@ -20,9 +20,10 @@ from dmi_provider.engines.base import History, Say
 from dmi_provider.hooks.connections import RegistryLogin, registry_login
 from dmi_provider.mirror import Pulled
 from dmi_provider.registry.budget import DEFAULT_WINDOW, Ledger, PullBudget, wait_for
-from dmi_provider.registry.client import RateLimit
+from dmi_provider.registry.client import HostSettings, RateLimit
 from dmi_provider.registry.copy import ClientPool, CopyResult
 from dmi_provider.registry.locations import BlobLocations
+from dmi_provider.registry.pool import plain_http
 from dmi_provider.registry.reference import Reference, parse_reference
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tags import Selection, select
@@ -132,9 +133,8 @@ class MirrorRun:
         """A section with tags-* filters: its named tags and pins, plus the source's tags that pass the filters
         (one listing of the source's tags: no pull counted). The run's pairs become those."""
         source, registry = self.source, self.spec.source.registry
-        pool = ClientPool({registry: source.credentials} if source.credentials else {},
-                          self.spec.transfer.insecure_registries, use_docker_config=False,
-                          networks={registry: source.network})
+        hosts = {registry: HostSettings(source.credentials or None, source.network)}
+        pool = ClientPool(plain_http(self.spec.transfer.insecure_registries, hosts), use_docker_config=False)
         try:
             available = pool.get(registry).list_tags(self.spec.source.repository)
         finally:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from dmi_provider import mirror
 from dmi_provider.config import MirrorConfig
+from dmi_provider.hints import config_hint
 from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.pipeline import MirrorRun, Pushed, RunHooks
 from dmi_provider.spec import MirrorSpec
@@ -78,7 +79,7 @@ def _section(spec: MirrorSpec, run: str, started: datetime, options: SyncOptions
     try:
         pulled = mirror_run.run_all(force=options.force, dry_run=options.dry_run, pushed=pushed)
     except Exception as exc:  # the section's failure is its row; the other sections go on
-        out.error = options.redact(f"{type(exc).__name__}: {exc}")
+        out.error = options.redact(f"{type(exc).__name__}: {exc}{config_hint(exc)}")
         lines(f"failed: {out.error}")
     finally:
         mirror_run.close()

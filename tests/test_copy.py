@@ -21,10 +21,12 @@ FAST_RETRY = {"attempts": 4, "base_delay": 0.05, "max_delay": 2.0, "total": 30.0
 
 
 def make_pool(*services, creds: dict | None = None) -> ClientPool:
-    from dmi_provider.registry.client import RetryPolicy
+    from dmi_provider.registry.client import HostSettings, RetryPolicy
+    from dmi_provider.registry.pool import plain_http
 
-    return ClientPool({h: Credentials(*c) for h, c in (creds or {}).items()}, [s.host for s in services],
-                      retry=RetryPolicy(**FAST_RETRY), use_docker_config=False)
+    default = HostSettings(retry=RetryPolicy(**FAST_RETRY))
+    logins = {h: HostSettings(Credentials(*c), retry=default.retry) for h, c in (creds or {}).items()}
+    return ClientPool(plain_http([s.host for s in services], logins, default), default=default, use_docker_config=False)
 
 
 def ref(service, repo: str, tag: str = "v1"):
@@ -291,7 +293,8 @@ def test_authorization_is_not_sent_across_a_redirect(proxy_factory, basic_regist
 
 
 def test_concurrency_per_host_is_bounded(proxy_factory, open_registry, factory, repo_name):
-    from dmi_provider.registry.client import RegistryClient
+    from dmi_provider.registry.client import HostSettings, RegistryClient
+    from dmi_provider.registry.network import Network
 
     image = factory.image(layers=[factory.raw_blob(2 << 20) for _ in range(8)])
     src = repo_name("src")
@@ -300,7 +303,8 @@ def test_concurrency_per_host_is_bounded(proxy_factory, open_registry, factory, 
     for slots in (8, 2):
         proxy.reset()
         pool = make_pool(proxy, open_registry)
-        pool._clients[proxy.host] = RegistryClient(proxy.host, insecure=True, max_transfers=slots)
+        pool._clients[proxy.host] = RegistryClient(proxy.host, HostSettings(network=Network(insecure=True),
+                                                                            max_transfers=slots))
         result = Copier(pool, workers=8).copy(ref(proxy, src), ref(open_registry, repo_name()))
         assert result.blobs_copied == 9
         if slots == 8:
@@ -361,17 +365,18 @@ def test_one_retry_level_per_blob(proxy_factory, open_registry, factory, repo_na
 
 def test_a_retry_after_slows_every_thread_talking_to_that_host(proxy_factory, open_registry, factory, repo_name,
                                                                monkeypatch):
-    from dmi_provider.registry.client import RegistryClient, RetryPolicy, pull_scope
+    from dmi_provider.registry.client import Call, RegistryClient, RetryPolicy, pull_scope
+    from dmi_provider.registry.settings import insecure
 
     artifact, src_repo = _setup(factory, repo_name, open_registry)
     proxy = proxy_factory(open_registry)
     proxy.inject(Fault(method="GET", path="/manifests/", status=429, headers={"Retry-After": "2"},
                        body=b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}'))
-    client = RegistryClient(proxy.host, insecure=True, retry=RetryPolicy(**FAST_RETRY))
+    client = RegistryClient(proxy.host, insecure(RetryPolicy(**FAST_RETRY)))
     slept: list[float] = []
-    monkeypatch.setattr("dmi_provider.registry.client.time.sleep", slept.append)
+    monkeypatch.setattr("dmi_provider.registry.transport.time.sleep", slept.append)
     with pytest.raises(RegistryError, match="TOOMANYREQUESTS") as exc:
-        client.request("GET", f"/v2/{src_repo}/manifests/v1", scope=pull_scope(src_repo), retry=False)
+        client.send(Call("GET", f"/v2/{src_repo}/manifests/v1", pull_scope(src_repo), retry=False))
     assert exc.value.retry_after == 2.0
     other = threading.Thread(target=client.blob_exists, args=(src_repo, artifact.layers[1].digest))
     other.start()

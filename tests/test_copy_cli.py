@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from dmi_provider.registry.auth import Credentials
-from dmi_provider.registry.client import RegistryClient
+from dmi_provider.registry.client import HostSettings, RegistryClient
 from dmi_provider.registry.errors import InsecureRedirect, RegistryError
 from dmi_provider.registry.network import Network
 from tests.conftest import BASIC_USER, HUB_USER, rig_client
@@ -33,7 +33,8 @@ DMI = Path(sys.executable).with_name("dmi")
 
 
 def dmi(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "DOCKER_CONFIG": "/nonexistent"}
+    base = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "DOCKER_CONFIG": "/nonexistent",
+            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}  # the code under test, not an install
     return subprocess.run([str(DMI), *args], capture_output=True, text=True, timeout=300, env=base | (env or {}))
 
 
@@ -78,8 +79,8 @@ def test_copy_cli_failures(open_registry, repo_name):
     tls = dmi("copy", f"{open_registry.host}/{repo_name()}:1", f"{open_registry.host}/{repo_name()}:1")
     assert tls.returncode == 1
     assert tls.stderr == (f"dmi copy: failed: {open_registry.host}: TLS handshake with {open_registry.host} failed "
-                          "(WRONG_VERSION_NUMBER); the registry may speak plain HTTP: list it in insecure-registries "
-                          "only if it really has no TLS\n")
+                          "(WRONG_VERSION_NUMBER); the registry may speak plain HTTP; give it --insecure only if it "
+                          "really has no TLS\n")
 
 
 def test_credentials_from_docker_config_and_helpers(tmp_path, open_registry, basic_registry, factory, repo_name):
@@ -173,7 +174,7 @@ def test_tls_is_verified_and_https_never_downgrades(tls_server):
             unverified.open_blob("x", "sha256:" + "0" * 64):
         pass
     assert not exc.value.retryable
-    trusting = RegistryClient(host, network=Network(ca_bundle=str(ca)))
+    trusting = RegistryClient(host, HostSettings(network=Network(ca_bundle=str(ca))))
     with pytest.raises(InsecureRedirect, match="refusing a redirect from https to http"), \
             trusting.open_blob("x", "sha256:" + "0" * 64):
         pass
@@ -204,6 +205,7 @@ def test_blob_locations_persist_across_runs(tmp_path, hub, hub_registry, open_re
 def test_a_stale_location_hint_is_forgotten(tmp_path, open_registry, basic_registry, factory, repo_name):
     from dmi_provider.registry.copy import ClientPool, Copier
     from dmi_provider.registry.locations import BlobLocations
+    from dmi_provider.registry.pool import plain_http
     from dmi_provider.registry.reference import parse_reference
 
     image = factory.image()
@@ -212,8 +214,8 @@ def test_a_stale_location_hint_is_forgotten(tmp_path, open_registry, basic_regis
     locations = BlobLocations(tmp_path / "hints.sqlite")
     for blob in image.blobs:
         locations.add(basic_registry.host, blob.digest, "nowhere/repo")  # wrong: nothing is there
-    pool = ClientPool({basic_registry.host: Credentials(*BASIC_USER)}, [open_registry.host, basic_registry.host],
-                      use_docker_config=False)
+    logins = {basic_registry.host: HostSettings(Credentials(*BASIC_USER))}
+    pool = ClientPool(plain_http([open_registry.host, basic_registry.host], logins), use_docker_config=False)
     result = Copier(pool, locations=locations).copy(parse_reference(f"{open_registry.host}/{src}:1"),
                                                     parse_reference(f"{basic_registry.host}/{repo_name()}:1"))
     assert (result.blobs_copied, result.blobs_mounted) == (2, 0)

@@ -27,7 +27,8 @@ DMI = Path(sys.executable).with_name("dmi")
 PROXY_USER = ("proxyuser", "proxy-secret-pass")
 CLEAN = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "DOCKER_CONFIG": "/nonexistent",
          "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/nonexistent",
-         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}  # never ask a metadata service off this machine
+         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",  # never ask a metadata service off this machine
+         **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}  # the code under test, not an install
 
 
 def dmi(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -120,7 +121,7 @@ def test_an_untrusted_ca_is_named_and_then_trusted_through_the_key(tls_registry,
     line = one_line(done, TLS_USER[1])
     assert line.startswith(f"dmi copy: failed: {tls_registry.host}: TLS certificate of {tls_registry.host} not "
                            "trusted (unable to get local issuer certificate); trust its CA: give the CA's PEM file as "
-                           "source-ca-bundle / target-ca-bundle in config.ini")
+                           "--src-ca-bundle, or in SSL_CERT_FILE (verification is never turned off)")
 
     trusted = dmi("copy", "--src-creds", TLS_USER[0], "--src-ca-bundle", str(test_ca.path), "--insecure",
                   open_registry.host, "--json", src, f"{open_registry.host}/fc/tls:1", env=env)
@@ -142,8 +143,8 @@ def test_plain_http_to_a_tls_registry_says_so(tls_registry, seeded, open_registr
                f"{tls_registry.host}/{seeded}:1", f"{open_registry.host}/fc/plain:1")
     assert done.returncode == 1
     assert one_line(done) == (f"dmi copy: failed: HEAD http://{tls_registry.host}/v2/{seeded}/manifests/1: HTTP 400; "
-                              "if this registry speaks HTTPS (a TLS port answers plain HTTP with 400), remove it from "
-                              "insecure-registries")
+                              "this registry may speak HTTPS (a TLS port answers plain HTTP with 400); if it does, drop "
+                              "--insecure for it")
 
 
 def test_an_html_answer_is_called_what_it_is(html_server, open_registry):
@@ -178,8 +179,8 @@ def test_docker_hubs_429_is_one_line_and_not_hammered(hub, hub_registry, open_re
     assert done.returncode == 1
     line = one_line(done)
     assert "HTTP 429 TOOMANYREQUESTS: You have reached your pull rate limit." in line
-    assert f"{hub.host}'s pull limit is spent: wait for its window, or log in with source-conn-id" in line
-    assert line.endswith("(the registry asks to retry after 60s)")
+    assert f"{hub.host}'s pull limit is spent: wait for its window (the registry asks to retry after 60s)" in line
+    assert line.endswith("; log in with --src-creds for an account's larger limit")
     assert hub.count("GET", "manifest", 429) == 1  # asked once, not five times
 
 

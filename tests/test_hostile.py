@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from dmi_provider.errors import is_retryable
-from dmi_provider.registry.client import RegistryClient, RetryPolicy, push_scope
+from dmi_provider.registry.client import Call, HostSettings, RegistryClient, RetryPolicy, push_scope
 from dmi_provider.registry.copy import Copier
 from dmi_provider.registry.errors import (
     AuthError,
@@ -25,6 +25,7 @@ from dmi_provider.registry.errors import (
     RegistryError,
 )
 from dmi_provider.registry.manifest import OCI_MANIFEST, Manifest
+from dmi_provider.registry.settings import insecure
 from tests.conftest import BASIC_USER, rig_client
 from tests.rig.images import push
 from tests.rig.proxy import Fault
@@ -114,7 +115,7 @@ def test_upload_location_on_another_host_gets_no_credentials(proxy_factory, open
 def test_the_registry_host_is_compared_by_origin():
     from urllib.parse import urlsplit
 
-    from dmi_provider.registry.client import _origin
+    from dmi_provider.registry.wire import origin as _origin
 
     same = ["https://reg.example.io/v2/", "https://REG.example.io:443/upload", "https://reg.example.io:443"]
     assert {_origin(urlsplit(u)) for u in same} == {("reg.example.io", 443)}
@@ -123,10 +124,10 @@ def test_the_registry_host_is_compared_by_origin():
 
 
 def test_an_absolute_url_never_leaves_https_for_http():
-    client = RegistryClient("registry.example.invalid", retry=RetryPolicy(attempts=1))
+    client = RegistryClient("registry.example.invalid", HostSettings(retry=RetryPolicy(attempts=1)))
     with pytest.raises(InsecureRedirect, match="refusing to leave https for http"):
-        client.request("PUT", "http://registry.example.invalid/upload/abc?digest=x", scope=push_scope("a"),
-                       content=b"data", ok=(201,))
+        client.send(Call("PUT", "http://registry.example.invalid/upload/abc?digest=x", push_scope("a"),
+                         content=b"data", ok=(201,)))
     client.close()
 
 
@@ -164,7 +165,7 @@ def test_descriptor_digests_are_validated(digest):
 # -- Medium 4: bounded reads, and parse failures as clear registry errors ----------------------------------
 def test_error_and_token_bodies_are_read_only_so_far(evil):
     evil.routes["/v2/huge/"] = (404, {"Content-Type": "application/json"}, BIG)
-    client = RegistryClient(evil.host, insecure=True, retry=RetryPolicy(**FAST_RETRY))
+    client = RegistryClient(evil.host, insecure(RetryPolicy(**FAST_RETRY)))
     with pytest.raises(NotFound):
         client.get_manifest("huge", "v1")
     assert evil.sent < 16 << 20  # 64 KiB read; the rest stays in socket buffers at most
@@ -209,7 +210,7 @@ def test_a_compressing_proxy_does_not_break_digests(proxy_factory, open_registry
 def test_manifests_are_verified_with_the_digest_algorithm(proxy_factory, open_registry, factory, repo_name):
     artifact, src_repo = _image(factory, repo_name, open_registry)
     proxy = proxy_factory(open_registry)
-    client = RegistryClient(proxy.host, insecure=True, retry=RetryPolicy(**FAST_RETRY))
+    client = RegistryClient(proxy.host, insecure(RetryPolicy(**FAST_RETRY)))
     good = "sha512:" + hashlib.sha512(artifact.manifest).hexdigest()
     proxy.inject(Fault(method="GET", path="/manifests/sha512:", status=200, times=None, body=artifact.manifest,
                        headers={"Content-Type": artifact.media_type}))

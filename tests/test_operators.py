@@ -225,7 +225,8 @@ def test_the_ecr_target_renews_its_login_in_the_middle_of_a_copy(ecr, monkeypatc
     once its token is near expiry (moto's tokens claim an expiry in the past: the 5-minute floor)."""
     import json
 
-    from dmi_provider.registry.client import RegistryClient
+    from dmi_provider.registry.client import HostSettings, RegistryClient
+    from dmi_provider.registry.network import Network
     from dmi_provider.targets import ecr as ecr_module
     from dmi_provider.targets import make_target
     from tests.conftest import rig_client
@@ -246,7 +247,7 @@ def test_the_ecr_target_renews_its_login_in_the_middle_of_a_copy(ecr, monkeypatc
     now = [1000.0]
     monkeypatch.setattr(ecr_module.time, "monotonic", lambda: now[0])
     endpoint = target.endpoint()
-    client = RegistryClient(endpoint.host, credentials=endpoint.credentials, insecure=True)
+    client = RegistryClient(endpoint.host, HostSettings(endpoint.credentials, Network(insecure=True)))
     assert client.head_manifest(repo, "1") is not None and len(logins) == 1
     assert client.blob_exists(repo, "sha256:" + "0" * 64) is False and len(logins) == 1  # still fresh
     now[0] += ecr_module.MIN_LIFETIME + 1

@@ -13,7 +13,9 @@ import textwrap
 import pytest
 
 from dmi_provider.registry.auth import Credentials
+from dmi_provider.registry.client import HostSettings
 from dmi_provider.registry.copy import ClientPool, Copier
+from dmi_provider.registry.pool import plain_http
 from dmi_provider.registry.reference import parse_reference
 from dmi_provider.registry.referrers import ReferrerFilter
 from dmi_provider.tracking.store import TrackingStore
@@ -56,7 +58,7 @@ def signed_image(client, repo: str, signer: Signer, factory: ImageFactory) -> di
 
 
 def copier(*registries, only: ReferrerFilter | None = None) -> Copier:  # type: ignore[no-untyped-def]
-    return Copier(ClientPool({}, [r.host for r in registries], use_docker_config=False),
+    return Copier(ClientPool(plain_http([r.host for r in registries]), use_docker_config=False),
                   referrers=only or ReferrerFilter(), progress=lambda _: None)
 
 
@@ -83,8 +85,8 @@ def test_a_signed_image_brings_its_signature_attestation_and_sboms(proxy_factory
     source = proxy_factory(open_registry)
     made = signed_image(rig_client(open_registry), f"{ns}/app", signer, ImageFactory(seed=31))
     src, dst = parse_reference(f"{source.host}/{ns}/app:1"), parse_reference(f"{basic_registry.host}/{ns}/app:1")
-    pool = ClientPool({basic_registry.host: Credentials(*BASIC_USER)}, [source.host, basic_registry.host],
-                      use_docker_config=False)
+    logins = {basic_registry.host: HostSettings(Credentials(*BASIC_USER))}
+    pool = ClientPool(plain_http([source.host, basic_registry.host], logins), use_docker_config=False)
     first = Copier(pool, referrers=ReferrerFilter(), progress=lambda _: None).copy(src, dst)
     assert first.status == "copied" and first.target_digest == made["top"]
     # .sig, .att, the index's SBOM and the amd64 image's SBOM (and the two fallback indexes that list them)
@@ -101,7 +103,7 @@ def test_a_signed_image_brings_its_signature_attestation_and_sboms(proxy_factory
         "vnd.docker.reference.type"] == "attestation-manifest"
 
     source.reset()
-    again = Copier(ClientPool(pool.credentials, pool.insecure, use_docker_config=False), referrers=ReferrerFilter(),
+    again = Copier(ClientPool(pool.hosts, use_docker_config=False), referrers=ReferrerFilter(),
                    progress=lambda _: None).copy(src, dst)
     assert (again.status, again.referrers_copied) == ("unchanged", 0)
     assert source.count("GET", "manifest") == 0  # unchanged image, unchanged referrers: HEADs and listings only
@@ -110,7 +112,7 @@ def test_a_signed_image_brings_its_signature_attestation_and_sboms(proxy_factory
     newer = attestation(signer, made["top"], "https://example.com/vuln-scan/v1")
     put(rig_client(open_registry), f"{ns}/app", tag_of(made["top"], ".att"), newer)
     source.reset()
-    third = Copier(ClientPool(pool.credentials, pool.insecure, use_docker_config=False), referrers=ReferrerFilter(),
+    third = Copier(ClientPool(pool.hosts, use_docker_config=False), referrers=ReferrerFilter(),
                    progress=lambda _: None).copy(src, dst)
     assert (third.status, third.referrers_copied) == ("unchanged", 1)
     assert raw(target, f"{ns}/app", tag_of(made["top"], ".att")) == newer.manifest
@@ -122,7 +124,7 @@ def test_a_platform_filter_keeps_the_referrers_and_attestations_of_the_platforms
     made = signed_image(rig_client(open_registry), f"{ns}/app", signer, ImageFactory(seed=32))
     src = parse_reference(f"{open_registry.host}/{ns}/app:1")
     dst = parse_reference(f"{open_registry.host}/{ns}/amd64only:1")
-    result = Copier(ClientPool({}, [open_registry.host], use_docker_config=False), referrers=ReferrerFilter(),
+    result = Copier(ClientPool(plain_http([open_registry.host]), use_docker_config=False), referrers=ReferrerFilter(),
                     progress=lambda _: None).copy(src, dst, platforms=("linux/amd64",))
     assert result.platforms == ("linux/amd64",) and result.filtered
     index = json.loads(raw(rig_client(open_registry), f"{ns}/amd64only", "1"))

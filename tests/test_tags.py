@@ -170,12 +170,13 @@ def push_tags(registry, creds, repo: str, tags: list[str], factory) -> str:
 
 def test_the_tag_list_is_read_page_by_page(proxy_factory, open_registry, factory, repo_name):
     from dmi_provider.registry.client import RegistryClient
+    from dmi_provider.registry.settings import insecure
 
     repo = repo_name("redis")
     push_tags(open_registry, None, repo, REDIS, factory)
     proxy = proxy_factory(open_registry)
     proxy.tag_page = True  # pages as Docker Hub does (the registry here sends every tag at once)
-    client = RegistryClient(proxy.host, insecure=True)
+    client = RegistryClient(proxy.host, insecure())
     assert sorted(client.list_tags(repo, page=7)) == sorted(REDIS)
     assert proxy.count("GET", "other", 200) == 6  # 39 tags, 7 a page: the Link header leads on
     assert proxy.count("GET", "manifest") == 0  # a listing is no pull

@@ -11,12 +11,18 @@ from typing import TYPE_CHECKING
 
 from dmi_provider.cli.common import EXIT_BAD_INPUT, log_to_stderr, peak_rss_mib, stdout_to_stderr
 from dmi_provider.errors import DmiError
+from dmi_provider.hints import Words, hint
 from dmi_provider.registry.auth import Credentials
 from dmi_provider.spec import MirrorSpec
 
 if TYPE_CHECKING:
     from dmi_provider.registry.network import Network
     from dmi_provider.registry.reference import Reference
+
+# What `dmi copy`'s hints name: its flags (dmi sync and dmi plan speak config.ini's keys: hints.CONFIG_WORDS).
+COPY_WORDS = Words(login=("--src-creds", "--dst-creds"), ca_bundle=("--src-ca-bundle", "--dst-ca-bundle"),
+                   ca_elsewhere=",", allow_plain_http="give it --insecure", forbid_plain_http="drop --insecure for it",
+                   pin="update the pin")
 
 
 def _credentials(value: str | None, what: str) -> Credentials | None:
@@ -106,7 +112,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
             pulled = run.run_all(force=args.force, dry_run=args.dry_run, pushed=pushed)
     except DmiError as exc:
         later = f": try again in {exc.wait:.0f}s, or lower --pull-reserve" if isinstance(exc, PullsShort) else ""
-        print(f"dmi copy: failed: {exc}{later}", file=sys.stderr)
+        print(f"dmi copy: failed: {exc}{later}{hint(exc, COPY_WORDS)}", file=sys.stderr)
         return 1
     finally:
         run.close()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from dmi_provider.cli.common import EXIT_BAD_INPUT, Flags, load, stdout_to_stderr
 from dmi_provider.config import MirrorConfig
 from dmi_provider.errors import DmiError
+from dmi_provider.hints import config_hint
 from dmi_provider.spec import MirrorSpec
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
     except Exception as exc:  # one section's failure is its line; --debug shows the traceback
         if Flags.debug:
             raise
-        text = str(exc) if isinstance(exc, DmiError) else f"{type(exc).__name__}: {exc}"
+        text = f"{exc}{config_hint(exc)}" if isinstance(exc, DmiError) else f"{type(exc).__name__}: {exc}"
         rows.append(base | {"source": spec.source.name, "target": "", "action": "error", "error": text})
     finally:
         run.close()
@@ -116,7 +117,8 @@ def _plan_row(run: MirrorRun, pair: tuple[str, str], note: str) -> dict:
     try:
         (plan,) = run.plan(force=False, dry_run=True, pairs=[pair]).plans
     except DmiError as exc:
-        return {"source": f"{spec.source.name}:{pair[0]}", "target": "", "action": "error", "error": str(exc)}
+        return {"source": f"{spec.source.name}:{pair[0]}", "target": "", "action": "error",
+                "error": f"{exc}{config_hint(exc)}"}
     return {"source": plan.source, "target": plan.target, "source_digest": plan.source_digest,
             "action": ("copy" if plan.image_changed else "copy referrers") if plan.changed else "skip (unchanged)",
             "repository": note, "target_digest": plan.target_digest, "ratelimit_remaining": plan.ratelimit_remaining,

@@ -14,10 +14,11 @@ from typing import Protocol
 
 from dmi_provider.registry.auth import Credentials, CredentialSource
 from dmi_provider.registry.budget import PullBudget
-from dmi_provider.registry.client import RetryPolicy
+from dmi_provider.registry.client import HostSettings, RetryPolicy
 from dmi_provider.registry.copy import ClientPool, Copier, CopyResult, Plan
 from dmi_provider.registry.locations import BlobLocations, default_cache_path
 from dmi_provider.registry.network import Network
+from dmi_provider.registry.pool import plain_http
 from dmi_provider.registry.reference import Reference
 from dmi_provider.registry.referrers import ReferrerFilter
 from dmi_provider.targets.base import Endpoint
@@ -74,14 +75,15 @@ class Engine(Protocol):
 def open_copier(setup: EngineSetup) -> Copier:
     """A registry-protocol copier for the setup's source and target, with their credentials."""
     endpoint = setup.endpoint()
-    creds: dict = {}
-    if setup.source_credentials:
-        creds[setup.source_registry] = setup.source_credentials
-    if endpoint.credentials:
-        creds[endpoint.host] = endpoint.credentials
-    networks = {setup.source_registry: setup.source_network, endpoint.host: endpoint.network}
-    pool = ClientPool(creds, setup.insecure, use_docker_config=setup.use_docker_config, networks=networks,
-                      retry=RetryPolicy(max_pause=setup.max_pause), uploads={endpoint.host: endpoint.uploads})
+    retry = RetryPolicy(max_pause=setup.max_pause)
+    # Source and target on one host: the target's record, with the source's login when the target has none.
+    same = endpoint.host == setup.source_registry
+    target_login = endpoint.credentials or (setup.source_credentials if same else None) or None
+    hosts = {setup.source_registry: HostSettings(setup.source_credentials or None, setup.source_network, retry),
+             endpoint.host: HostSettings(target_login, endpoint.network, retry, endpoint.uploads)}
+    default = HostSettings(retry=retry)
+    pool = ClientPool(plain_http(setup.insecure, hosts, default), default=default,
+                      use_docker_config=setup.use_docker_config)
     if setup.locations is not None:
         locations = setup.locations()
     else:

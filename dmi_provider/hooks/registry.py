@@ -10,7 +10,7 @@ from airflow.sdk import BaseHook
 
 from dmi_provider.errors import DmiError
 from dmi_provider.hooks.connections import REGISTRY_CONN_TYPE, RegistryLogin, login_from
-from dmi_provider.registry.client import RegistryClient, RetryPolicy, pull_scope
+from dmi_provider.registry.client import HostSettings, RegistryClient, RetryPolicy, pull_scope
 from dmi_provider.registry.network import Network
 from dmi_provider.registry.reference import DOCKER_HUB, InvalidReference, check_host
 
@@ -53,8 +53,8 @@ class ContainerRegistryHook(BaseHook):
         """Airflow's Test button: one line saying what works, or what failed."""
         try:
             host, login, repository = self.registry()
-            client = RegistryClient(host, credentials=login.credentials, network=login.network,
-                                    retry=RetryPolicy(attempts=1), timeout=20)
+            client = RegistryClient(host, HostSettings(login.credentials, login.network, RetryPolicy(attempts=1),
+                                                       timeout=20))
             try:
                 proven = client.check(pull_scope(repository))
             finally:

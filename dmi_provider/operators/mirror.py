@@ -20,6 +20,7 @@ from airflow.sdk.log import redact
 
 from dmi_provider import mirror
 from dmi_provider.errors import DmiError, is_retryable
+from dmi_provider.hints import config_hint
 from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.mirror import Pulled
 from dmi_provider.pipeline import MirrorRun, Pushed, RunHooks, fleet_locations, pull_ledger
@@ -128,7 +129,7 @@ class MirrorBaseOperator(BaseOperator):
         except (AirflowSkipException, AirflowFailException):
             raise
         except Exception as exc:
-            text = str(redact(f"{type(exc).__name__}: {exc}"))
+            text = str(redact(f"{type(exc).__name__}: {exc}{config_hint(exc)}"))
             context["ti"].xcom_push(key="error", value=text)
             line = f"section {self.section!r}: {text}"
             if not is_retryable(exc):

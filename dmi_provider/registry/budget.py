@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from dmi_provider.errors import DmiError
-from dmi_provider.registry.client import RateLimit
+from dmi_provider.registry.ratelimit import RateLimit
 
 DEFAULT_WINDOW = 21600  # Docker Hub's documented 6 hours, when a registry sends no `w=`
 MIN_WAIT = 1.0
@@ -75,8 +75,8 @@ class PullBudget:
         reserve = self.reserve(limit.limit)
         if needed > limit.limit - reserve:
             raise PullsNeverFit(f"{registry}: {needed} pulls needed, more than its limit of {limit.limit} minus the "
-                                f"reserve of {reserve} (pull-reserve): lower pull-reserve, mirror fewer platforms, or "
-                                "log in (source-conn-id) for a larger limit")
+                                f"reserve of {reserve} (pull-reserve): lower pull-reserve or mirror fewer "
+                                "platforms")
         if self.ledger is not None:
             wait = self.ledger(f"{registry}|{limit.source or ''}", needed, limit, reserve)
             if wait > 0:

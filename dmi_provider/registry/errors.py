@@ -1,5 +1,6 @@
 """Errors of the registry layer. Messages carry the registry's own error code and text, never
-credentials."""
+credentials, and say what happened in the protocol's words: what to change (a flag of `dmi copy`, a key of
+config.ini) is the caller's to say (dmi_provider/hints.py), from the error's type and `side`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ MAX_HTML_SCAN = 16 * 1024
 
 class RegistryError(DmiError):
     """A registry refused or failed a request. `retryable` tells the caller whether to try again;
-    `retry_after` is the registry's own Retry-After, in seconds, when it sent one."""
+    `retry_after` is the registry's own Retry-After, in seconds, when it sent one. `registry`: the host
+    that answered so (set by the transport); `side` ("source" or "target"): set by the copy that met the
+    error, None where nobody knows (one client alone, or source and target on one host)."""
+
+    registry: str | None = None
+    side: str | None = None
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None, url: str | None = None,
                  retryable: bool = False, retry_after: float | None = None):
@@ -26,6 +32,33 @@ class RegistryError(DmiError):
 
 class AuthError(RegistryError):
     pass
+
+
+class LoginNeeded(AuthError):
+    """The registry wants a login and none was given."""
+
+
+class RateLimited(RegistryError):
+    """HTTP 429: the registry's (pull) rate limit is spent."""
+
+
+class NeedsTLS(RegistryError):
+    """Plain HTTP sent to a registry that speaks HTTPS. `certain`: the registry said so; else a bare 400
+    only suggests it (a TLS port answers plain HTTP with 400)."""
+
+    certain = True
+
+
+class MaybeNeedsTLS(NeedsTLS):
+    certain = False
+
+
+class TLSUntrusted(RegistryError):
+    """The registry's TLS certificate is not signed by a trusted CA."""
+
+
+class MaybePlainHTTP(RegistryError):
+    """A TLS handshake answered by something that is not TLS: the registry may speak plain HTTP."""
 
 
 class NotFound(RegistryError):
@@ -46,7 +79,8 @@ class ManifestTooLarge(RegistryError):
 
 
 class PinMoved(RegistryError):
-    """A pinned source tag (`tag@digest`) now holds another digest: a supply-chain pin refuses it."""
+    """A pinned source tag (`tag@digest`) now holds another digest: a supply-chain pin refuses it.
+    Updating the pin is the caller's advice (a section of config.ini, a `dmi copy` argument)."""
 
 
 class ManifestInvalid(RegistryError):

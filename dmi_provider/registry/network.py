@@ -17,29 +17,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from dmi_provider.errors import DmiError
-from dmi_provider.registry.errors import RegistryError
+from dmi_provider.registry.errors import MaybePlainHTTP, RegistryError, TLSUntrusted
 
 if TYPE_CHECKING:  # httpx is imported where a client is made: config.ini's checks below need none of it
     import httpx
 
 PEM_START = "-----BEGIN CERTIFICATE-----"
 MAX_CA_BYTES = 4 * 1024 * 1024
-TRUST_HINT = ("trust its CA: give the CA's PEM file as source-ca-bundle / target-ca-bundle in config.ini, in the "
-              "registry connection's ca_bundle extra, or in SSL_CERT_FILE (verification is never turned off)")
 
 
 @dataclass(frozen=True)
 class Network:
     """How to reach one registry: `proxy` (an http:// URL; None follows the environment), `ca_bundle` (a PEM
-    file or PEM text trusted besides the system store), `insecure` (plain HTTP: insecure-registries only)."""
+    file or PEM text trusted besides the system store), `insecure` (plain HTTP, for registries named so)."""
 
     proxy: str | None = None
     ca_bundle: str | None = None
     insecure: bool = False
 
     def merge(self, other: Network) -> Network:
-        """`other`'s settings where it has them (a connection's extras over config.ini's keys)."""
+        """`other`'s settings where it has them (a connection's extras over the settings of a section)."""
         return Network(other.proxy or self.proxy, other.ca_bundle or self.ca_bundle, other.insecure or self.insecure)
 
 
@@ -137,7 +134,7 @@ def _host(url: str) -> str:
     return f"{parts.hostname}:{parts.port or {'https': 443, 'http': 80}.get(parts.scheme)}"
 
 
-def transport_error(exc: httpx.TransportError, url: str, network: Network, what: str) -> DmiError:
+def transport_error(exc: httpx.TransportError, url: str, network: Network, what: str) -> RegistryError:
     """One line for a request that got no HTTP answer: which host (or proxy), what happened, what to do.
     `what` names the registry (and its role) for the reader."""
     import httpx
@@ -152,13 +149,14 @@ def transport_error(exc: httpx.TransportError, url: str, network: Network, what:
     tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
     if isinstance(tls, ssl.SSLCertVerificationError):
         reason = tls.verify_message or tls.reason or str(tls)
-        return RegistryError(f"{what}: TLS certificate of {host} not trusted ({reason}){via}; {TRUST_HINT}",
-                             url=url, retryable=False)
+        return TLSUntrusted(f"{what}: TLS certificate of {host} not trusted ({reason}){via}", url=url,
+                            retryable=False)
+    if tls is not None and "WRONG_VERSION_NUMBER" in str(tls):
+        return MaybePlainHTTP(f"{what}: TLS handshake with {host} failed ({tls.reason or tls}){via}; the registry "
+                              "may speak plain HTTP", url=url, retryable=False)
     if tls is not None:
-        hint = ("the registry may speak plain HTTP: list it in insecure-registries only if it really has no TLS"
-                if "WRONG_VERSION_NUMBER" in str(tls) else "check that the registry serves TLS on this port")
-        return RegistryError(f"{what}: TLS handshake with {host} failed ({tls.reason or tls}){via}; {hint}",
-                             url=url, retryable=False)
+        return RegistryError(f"{what}: TLS handshake with {host} failed ({tls.reason or tls}){via}; check that the "
+                             "registry serves TLS on this port", url=url, retryable=False)
     dns = next((c for c in causes if isinstance(c, socket.gaierror)), None)
     if dns is not None:
         temporary = dns.errno == socket.EAI_AGAIN
@@ -174,7 +172,7 @@ def transport_error(exc: httpx.TransportError, url: str, network: Network, what:
     return RegistryError(f"{what}: {type(exc).__name__} talking to {host}{via}: {exc}", url=url, retryable=True)
 
 
-def _proxy_error(exc: BaseException, causes: list[BaseException], proxy: str, host: str, what: str) -> DmiError:
+def _proxy_error(exc: BaseException, causes: list[BaseException], proxy: str, host: str, what: str) -> RegistryError:
     text = str(exc)
     if text.startswith(("407", "401")):  # tinyproxy, for one, answers wrong credentials with 401
         has_login = "***@" in proxy

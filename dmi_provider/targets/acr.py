@@ -9,7 +9,7 @@ from functools import cached_property
 
 from dmi_provider.config_keys import ACR_CHUNK, CLOUD_NAMES
 from dmi_provider.errors import DmiError
-from dmi_provider.registry.client import RegistryClient, RetryPolicy, Uploads
+from dmi_provider.registry.client import Call, HostSettings, RegistryClient, RetryPolicy, Uploads
 from dmi_provider.registry.errors import RegistryError
 from dmi_provider.registry.network import Network
 from dmi_provider.spec import MirrorSpec
@@ -42,8 +42,7 @@ class AcrTarget:
 
     def _client(self) -> RegistryClient:
         login = self.login
-        return RegistryClient(login.host, credentials=login, network=login.network, retry=RetryPolicy(attempts=2),
-                              timeout=30)
+        return RegistryClient(login.host, HostSettings(login, login.network, RetryPolicy(attempts=2), timeout=30))
 
     def ensure_repository(self, repository: str) -> RepositoryOutcome:
         """ACR creates repositories on push: prove the registry answers and the identity may push there. A
@@ -81,10 +80,10 @@ class AcrTarget:
         """ACR's repository properties (`/acr/v1/<name>`): read them (None: no such repository), or change some."""
         scope = f"repository:{repository}:metadata_read,metadata_write"
         if change is None:
-            r = client.request("GET", f"/acr/v1/{repository}", scope=scope, ok=(200, 404))
+            r = client.send(Call("GET", f"/acr/v1/{repository}", scope, ok=(200, 404)))
         else:
-            r = client.request("PATCH", f"/acr/v1/{repository}", scope=scope, content=json.dumps(change).encode(),
-                               headers={"Content-Type": "application/json"})
+            r = client.send(Call("PATCH", f"/acr/v1/{repository}", scope, content=json.dumps(change).encode(),
+                                 headers={"Content-Type": "application/json"}))
         return r.json().get("changeableAttributes") if r.status_code == 200 else None
 
     def check_repository(self, repository: str) -> RepositoryOutcome:

@@ -1,0 +1,225 @@
+"""Copying the blobs of one image (or referrer) from its source repository to its target repository: each
+blob once — HEAD at the target, else a cross-repository mount, else GET streamed into one PUT with size and
+digest checked on the way (memory stays flat)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from dmi_provider.registry.client import RegistryClient, body_chunks
+from dmi_provider.registry.errors import DigestMismatch, RegistryError
+from dmi_provider.registry.locations import BlobLocations
+from dmi_provider.registry.manifest import Descriptor
+
+log = logging.getLogger(__name__)
+PROGRESS_EVERY = 5.0  # seconds between progress lines of one large blob
+
+
+def mib(n: float) -> str:
+    return f"{n / 1048576:.1f} MiB"
+
+
+@dataclass
+class Moved:
+    """What a blob copy did: blobs by outcome (copied, mounted, skipped) and bytes moved."""
+
+    counts: Counter[str]
+    nbytes: int = 0
+    error: BaseException | None = None  # the first blob that failed (the others' outcomes still count)
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+@dataclass(eq=False)  # an object with a job, compared by identity
+class BlobCopy:
+    """The blobs of one image between two repositories; `fresh`: the target repository has no tags, so a
+    blob is there only if the location hints say so (its HEAD can be skipped)."""
+
+    sc: RegistryClient
+    dc: RegistryClient
+    src_repo: str
+    dst_repo: str
+    locations: BlobLocations
+    say: Callable[[str], None] = log.info
+    workers: int = 4
+    fresh: bool = False
+
+    def run(self, blobs: list[Descriptor]) -> Moved:
+        moved = Moved(Counter())
+        lock = threading.Lock()
+
+        def one(blob: Descriptor) -> None:
+            outcome, nbytes = self.copy(blob)
+            with lock:
+                moved.counts[outcome] += 1
+                moved.nbytes += nbytes
+
+        with ThreadPoolExecutor(max_workers=max(1, self.workers), thread_name_prefix="dmi-blob") as pool:
+            # Larger blobs first, so the long transfers overlap with the rest.
+            futures = [pool.submit(one, b) for b in sorted(blobs, key=lambda b: -b.size)]
+            errors = [f.exception() for f in futures if f.exception() is not None]
+        moved.error = errors[0] if errors else None
+        return moved
+
+    # -- one blob ----------------------------------------------------------------------------------
+    def copy(self, blob: Descriptor) -> tuple[str, int]:
+        if blob.foreign:
+            self.say(f"  blob {blob.digest[:19]} skipped: non-distributable layer ({mib(blob.size)})")
+            return "skipped", 0
+        with _first_writer(self.dc.registry, blob.digest, self.dst_repo) as other:
+            return self._copy_once(blob, other)
+
+    def _copy_once(self, blob: Descriptor, other: str | None) -> tuple[str, int]:
+        sc, dc, dst_repo, short = self.sc, self.dc, self.dst_repo, blob.digest[:19]
+        holders = self.locations.holders(dc.registry, blob.digest) | ({other} if other else set())
+        # In a repository without tags a blob is there only if an earlier, failed copy left it (the hints say).
+        if (not self.fresh or dst_repo in holders) and dc.blob_exists(dst_repo, blob.digest):
+            self.locations.add(dc.registry, blob.digest, dst_repo)
+            self.say(f"  blob {short} skipped: already at the target ({mib(blob.size)})")
+            return "skipped", 0
+        sources = ([self.src_repo] if sc.registry == dc.registry else []) + sorted(holders - {dst_repo})
+        mounted, opened = self._mount(blob, sources, "")
+        if mounted:
+            return "mounted", 0
+        with self.locations.writing(dc.registry, blob.digest, dst_repo) as waited:
+            if waited:  # another worker wrote it while this one waited: find it or mount it from there
+                now = self.locations.holders(dc.registry, blob.digest)
+                if dst_repo in now and dc.blob_exists(dst_repo, blob.digest):
+                    if opened:
+                        dc.cancel_upload(dst_repo, opened)
+                    self.say(f"  blob {short} skipped: written by another worker meanwhile ({mib(blob.size)})")
+                    return "skipped", 0
+                later = sorted(now - {dst_repo, *sources})
+                mounted, opened = self._mount(blob, later, opened)
+                if mounted:
+                    return "mounted", 0
+            return self._with_retries(blob, opened)
+
+    def _mount(self, blob: Descriptor, sources: list[str], opened: str) -> tuple[bool, str]:
+        """Mount from the first repository of `sources` that holds the blob. Returns (mounted, the upload a
+        refused mount opened: the copy uses it)."""
+        dc, dst_repo = self.dc, self.dst_repo
+        for from_repo in sources:
+            location = dc.mount_blob(dst_repo, blob.digest, from_repo)
+            if location is None:
+                if opened:
+                    dc.cancel_upload(dst_repo, opened)
+                self.locations.add(dc.registry, blob.digest, dst_repo)
+                self.say(f"  blob {blob.digest[:19]} mounted from {from_repo} ({mib(blob.size)})")
+                return True, ""
+            if location and opened:
+                dc.cancel_upload(dst_repo, location)
+            opened = opened or location
+            self.locations.forget(dc.registry, blob.digest, from_repo)  # a stale hint
+        return False, opened
+
+    def _with_retries(self, blob: Descriptor, opened: str) -> tuple[str, int]:
+        # The only retry level of a blob copy: the GET and the upload inside are sent once per attempt.
+        policy, started, short = self.sc.retry, time.monotonic(), blob.digest[:19]
+        for attempt in range(policy.attempts):
+            try:
+                return self._stream(blob, opened)
+            except RegistryError as exc:
+                opened = ""  # used (and cancelled on failure) by that try
+                delay = policy.delay(attempt, exc.retry_after)
+                # A same-size digest mismatch may be a bad transfer: one more try, then it is the source's fault.
+                again = exc.retryable or (isinstance(exc, DigestMismatch) and exc.size_ok and attempt == 0)
+                if not again or attempt + 1 >= policy.attempts or time.monotonic() - started + delay > policy.total:
+                    raise
+                self.say(f"  blob {short} failed ({exc}); checking the target and retrying from zero in {delay:.1f}s")
+                time.sleep(delay)
+                if self.dc.blob_exists(self.dst_repo, blob.digest):
+                    self.locations.add(self.dc.registry, blob.digest, self.dst_repo)
+                    return "copied", blob.size
+        raise AssertionError("unreachable")
+
+    def _stream(self, blob: Descriptor, location: str = "") -> tuple[str, int]:
+        sc, dc, short = self.sc, self.dc, blob.digest[:19]
+        with _slots(sc, dc), self.locations.uploading(dc.registry), \
+                sc.open_blob(self.src_repo, blob.digest, retry=False) as response:
+            started = time.monotonic()
+            chunks = self._verified(body_chunks(response), blob, started)
+            dc.upload_blob(self.dst_repo, blob.digest, blob.size, chunks, retry=False, location=location or None)
+        elapsed = max(time.monotonic() - started, 1e-6)
+        self.locations.add(dc.registry, blob.digest, self.dst_repo)
+        self.say(f"  blob {short} copied {mib(blob.size)} in {elapsed:.2f}s ({mib(blob.size / elapsed)}/s)")
+        return "copied", blob.size
+
+    def _verified(self, chunks: Iterable[bytes], blob: Descriptor, started: float) -> Iterator[bytes]:
+        """Pass chunks on while hashing; the last chunk is held back until size and digest check out,
+        so a corrupted blob never completes its upload."""
+        algorithm, _, expected = blob.digest.partition(":")
+        short = blob.digest[:19]
+        try:
+            hasher = hashlib.new(algorithm)
+        except ValueError:
+            raise RegistryError(f"blob {blob.digest}: unsupported digest algorithm {algorithm!r}") from None
+        seen, pending, last_report = 0, b"", started
+        for chunk in chunks:
+            if not chunk:
+                continue
+            hasher.update(chunk)
+            seen += len(chunk)
+            if seen > blob.size:
+                raise DigestMismatch(f"blob {blob.digest}: more than the {blob.size} bytes its descriptor says")
+            if pending:
+                yield pending
+            pending = chunk
+            now = time.monotonic()
+            if now - last_report >= PROGRESS_EVERY:
+                last_report = now
+                rate = seen / max(now - started, 1e-6)
+                self.say(f"  blob {short} {mib(seen)} of {mib(blob.size)} ({100 * seen // max(blob.size, 1)}%) "
+                         f"at {mib(rate)}/s")
+        if seen != blob.size or hasher.hexdigest() != expected:
+            raise DigestMismatch(f"blob {blob.digest}: received {seen} bytes hashing to {algorithm}:"
+                                 f"{hasher.hexdigest()}, expected {blob.size} bytes", size_ok=seen == blob.size)
+        if pending:
+            yield pending
+
+
+# Blobs being written right now, per target registry: (registry, digest) -> (done, repository written to).
+_WRITING: dict[tuple[str, str], tuple[threading.Event, str]] = {}
+_WRITING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _first_writer(registry: str, digest: str, repository: str) -> Iterator[str | None]:
+    """Copies running side by side (sections of `dmi sync`, images sharing a base) that need one blob at one
+    registry: the first writes it, the others wait and then mount it from there (or find it), instead of
+    reading it from the source again. Yields the repository another copy wrote it to, or None."""
+    key = (registry, digest)
+    with _WRITING_LOCK:
+        found = _WRITING.get(key)
+        if found is None:
+            done = threading.Event()
+            _WRITING[key] = (done, repository)
+    if found is not None:
+        found[0].wait()
+        yield found[1] if found[1] != repository else None
+        return
+    try:
+        yield None
+    finally:
+        with _WRITING_LOCK:
+            _WRITING.pop(key, None)
+        done.set()
+
+
+@contextlib.contextmanager
+def _slots(*clients: RegistryClient) -> Iterator[None]:
+    """Hold a transfer slot on each distinct host, taken in a fixed order so copies cannot deadlock."""
+    with contextlib.ExitStack() as stack:
+        for client in sorted({id(c): c for c in clients}.values(), key=lambda c: c.registry):
+            stack.enter_context(client.transfers)
+        yield
