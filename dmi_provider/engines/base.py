@@ -89,5 +89,5 @@ def open_copier(setup: EngineSetup) -> Copier:
     else:
         locations = BlobLocations(default_cache_path() if setup.blob_cache else None)
     return Copier(pool, workers=setup.workers, progress=setup.say, locations=locations, budget=setup.budget,
-                  known=setup.known_manifests, referrers=setup.referrers)
+                  known=setup.known_manifests or {}, referrers=setup.referrers)
 

@@ -82,7 +82,8 @@ class Authenticator:
             form = {**dict(params), "grant_type": "refresh_token", "client_id": "dmi",
                     "refresh_token": login.password, "scope": scope}
             return http.build_request("POST", challenge.realm, data=form)
-        query = params + [("scope", s) for s in scope.split(" ") if s]
+        query: list[tuple[str, str | int | float | bool | None]] = [*params, *(("scope", s) for s in scope.split(" ")
+                                                                                if s)]
         headers = {"Authorization": login.basic_header()} if login else {}
         return http.build_request("GET", challenge.realm, params=query, headers=headers)
 

@@ -186,7 +186,7 @@ class RegistryClient:
         404 there: a registry that has it never does). Follows `Link` pages. Not a pull."""
         if REFERRERS_API.get(self.base_url) is False:
             return None  # this registry said so once in this process: no need to ask for every digest
-        url, found = f"/v2/{repo}/referrers/{digest}", []
+        url, found = f"/v2/{repo}/referrers/{digest}", list[Descriptor]()
         for _ in range(MAX_TAG_PAGES):
             try:
                 r = self.send(Call("GET", url, pull_scope(repo), stream=True,

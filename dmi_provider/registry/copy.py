@@ -121,7 +121,8 @@ class ImageCopy:
             src_head = Descriptor(top.media_type, top.digest, len(top.raw))
         dst_head = dc.head_manifest(dst.repository, dst.ref)
         filtering = bool(platforms) and src_head.media_type in INDEX_TYPES
-        image_changed, kept, manifests, blobs = True, (), [], []
+        image_changed, manifests, blobs = True, [], []
+        kept: tuple[str, ...] = ()
         subjects: list[str] = []
         if not force and dst_head is not None and self._up_to_date(dst_head, src_head.digest, platforms, filtering):
             image_changed = False
@@ -138,7 +139,8 @@ class ImageCopy:
                                                                if c.platform != "unknown/unknown"]
         if not fetch and src_head.media_type not in INDEX_TYPES:
             subjects = subjects or [src_head.digest]  # a dry run knows a single image's digest from its HEAD
-        attached, found, warnings = [], 0, []
+        attached: list[Attached] = []
+        found, warnings = 0, list[str]()
         if self.copier.referrers.enabled and subjects:
             if filtering:
                 warnings.append("platform filter: the referrers of the kept platforms travel; those of the "

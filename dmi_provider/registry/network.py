@@ -114,7 +114,8 @@ def proxy_for(url: str, network: Network) -> str | None:
     if network.proxy:
         return network.proxy
     parts = urlsplit(url)
-    if parts.hostname and urllib.request.proxy_bypass_environment(parts.hostname):
+    bypass = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009 (not in typeshed's stubs)
+    if parts.hostname and bypass(parts.hostname):
         return None
     found = urllib.request.getproxies_environment()
     return found.get(parts.scheme) or found.get("all")

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -119,12 +120,12 @@ class Transport:
                     continue
                 raise RegistryError(f"{call.method} {url}: unauthorized mid-stream; retry", status=401, url=url,
                                     retryable=True)
-            error = self._error(call.method, url, response)
-            if error.retry_after is not None:
-                self._slow_down(error.retry_after)
-            if not error.retryable or not replayable:
-                raise error
-            attempt = self._backoff(attempt, started, error)
+            refused = self._error(call.method, url, response)
+            if refused.retry_after is not None:
+                self._slow_down(refused.retry_after)
+            if not refused.retryable or not replayable:
+                raise refused
+            attempt = self._backoff(attempt, started, refused)
 
     def _attempt(self, call: Call, url: str, own_host: bool) -> httpx.Response:
         """One try: the token first when none is cached (credentials stay with the registry's host), then
@@ -213,7 +214,7 @@ class Transport:
         if message:
             text += f": {message}"
         status = response.status_code
-        facts = {"status": status, "code": code, "url": url}
+        facts: dict[str, Any] = {"status": status, "code": code, "url": url}
         if status == 404:
             return NotFound(text, **facts)
         if status in (401, 403):
