@@ -11,7 +11,7 @@ DEMO_APT_PACKAGES := docker-registry apache2-utils
 DEMO_APT_COMMANDS := docker-registry htpasswd
 PYTEST_ARGS ?=
 
-.PHONY: test demo demo-ui lint venv venv-demo apt apt-demo clean
+.PHONY: test test-unit demo demo-ui lint venv venv-demo apt apt-demo clean
 
 apt:
 	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
@@ -53,6 +53,10 @@ lint: venv
 
 test: apt venv lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The fast lane: tests/unit only (no services, no Airflow database), in seconds.
+test-unit: venv
+	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
 
 demo: apt-demo venv-demo
 	@$(PY) demo/demo.py

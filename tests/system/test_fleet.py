@@ -16,7 +16,7 @@ import docker
 import pytest
 
 from dmi_provider.tracking.store import TrackingStore
-from tests.conftest import HUB_USER, rig_client
+from tests.rig.fixtures import HUB_USER, rig_client
 from tests.rig.fleet import Redis, Worker, celery_env
 from tests.rig.images import ImageFactory, push
 from tests.rig.stack import AirflowStack

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dmi_provider.config import default_pool
 from dmi_provider.tracking.store import TrackingStore
-from tests.conftest import rig_client
+from tests.rig.fixtures import rig_client
 from tests.rig.images import ImageFactory, push
 from tests.rig.stack import ROOT, AirflowStack
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from dmi_provider.tracking.store import TrackingStore
-from tests.conftest import HUB_USER, rig_client
 from tests.rig.browser import chromium, login, plugin_frame
+from tests.rig.fixtures import HUB_USER, rig_client
 from tests.rig.images import push
 from tests.rig.stack import AIRFLOW, AirflowStack
 
@@ -189,7 +189,7 @@ def test_history_page_in_a_browser(stack):
 def test_the_registry_connection_type_and_its_test_button(stack, basic_registry, hub_registry, tls_registry, test_ca):
     """DMI's `container_registry` connection: listed with its form, and Airflow's Test button (the api-server's
     connection-test endpoint) says in one line what works or what failed."""
-    from tests.conftest import BASIC_USER, TLS_USER
+    from tests.rig.fixtures import BASIC_USER, TLS_USER
     from tests.rig.process import free_port
 
     meta = {h["connection_type"]: h for h in stack.api("GET", "/ui/connections/hook_meta").json()}

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 from dmi_provider.tracking.store import MirrorOutcome, TrackingStore
-from tests.conftest import HUB_USER, rig_client
+from tests.rig.cli import DMI, dmi
+from tests.rig.fixtures import HUB_USER, rig_client
 from tests.rig.images import push
 from tests.rig.services import MOTO_REGION
-
-DMI = str(Path(sys.executable).with_name("dmi"))
-
-
-def dmi(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "AIRFLOW_HOME": "/tmp/dmi-cli-airflow-home"}
-    return subprocess.run([DMI, *args], capture_output=True, text=True, timeout=300, env=base | env)
 
 
 def test_plan_heads_only(hub, hub_registry, ecr, factory, tmp_path):

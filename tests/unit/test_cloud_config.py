@@ -11,7 +11,7 @@ import pytest
 from dmi_provider import config_rules
 from dmi_provider.config import ConfigError, load_config
 from dmi_provider.pipeline import MirrorRun
-from tests.test_config import errors, parse
+from tests.unit.test_config import errors, parse
 
 ORIGINAL = """\
 [DEFAULT]

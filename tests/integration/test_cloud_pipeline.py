@@ -8,8 +8,8 @@ import json
 import textwrap
 
 from dmi_provider.tracking.store import TrackingStore
-from tests.conftest import HUB_USER, azure_connection, gcp_connection, rig_client
 from tests.rig.client import RigClient
+from tests.rig.fixtures import HUB_USER, azure_connection, gcp_connection, rig_client
 from tests.rig.images import push
 from tests.rig.services import MOTO_REGION
 from tests.rig.skopeo import inspect_raw

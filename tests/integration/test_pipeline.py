@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 from dmi_provider.tracking.store import TrackingStore
-from tests.conftest import BASIC_USER, HUB_USER, rig_client
+from tests.rig.fixtures import BASIC_USER, HUB_USER, rig_client
 from tests.rig.images import push
 from tests.rig.skopeo import inspect_raw
 

@@ -15,8 +15,8 @@ from dmi_provider.pipeline import MirrorRun, Pushed, RunHooks
 from dmi_provider.registry.errors import RegistryError
 from dmi_provider.spec import AcrSettings, GarSettings, MirrorSpec, SelectionSpec, SourceSpec, TargetSpec, TransferSpec
 from dmi_provider.targets import make_target
-from tests.conftest import azure_connection, gcp_connection, rig_client
 from tests.rig.client import RigClient
+from tests.rig.fixtures import azure_connection, gcp_connection, rig_client
 from tests.rig.images import push
 from tests.rig.skopeo import inspect_raw
 

@@ -95,7 +95,6 @@ class FakeEngine:
     def close(self):
         CALLS.append("close")
 
-
 class FakeTI:
     def __init__(self):
         self.xcom: dict[tuple[str, str], object] = {}
@@ -107,7 +106,6 @@ class FakeTI:
     def xcom_pull(self, task_ids, key="return_value"):
         return self.xcom.get((task_ids, key))
 
-
 class Events:
     def __init__(self):
         self.added = []
@@ -115,11 +113,10 @@ class Events:
     def add(self, asset, extra):
         self.added.append((asset.uri, extra))
 
-
 @pytest.fixture
 def group(monkeypatch, tmp_path):
-    monkeypatch.setitem(ENGINES, "fake", "tests.test_operators:FakeEngine")
-    monkeypatch.setitem(TARGETS, "fake", "tests.test_operators:FakeTarget")
+    monkeypatch.setitem(ENGINES, "fake", "tests.unit.test_operators:FakeEngine")
+    monkeypatch.setitem(TARGETS, "fake", "tests.unit.test_operators:FakeTarget")
     CALLS.clear()
     FakeEngine.fail = FakeEngine.fail_on = None
     spec = MirrorSpec(section="aws/proxyv2", source=SourceSpec(repository="istio/proxyv2"),
@@ -133,7 +130,6 @@ def group(monkeypatch, tmp_path):
                "record": RecordMirrorOperator(task_id="record", **common)}
         ops["pull"] >> ops["tag"] >> ops["ensure"] >> ops["push"] >> ops["record"]
     return ops, TrackingStore(f"sqlite:///{tmp_path / 't.db'}")
-
 
 def run(ops, names, params=None, ti=None):
     ti = ti or FakeTI()
@@ -151,7 +147,6 @@ def run(ops, names, params=None, ti=None):
             ti.xcom[(ti.task_id, "return_value")] = value
         out[name] = value
     return out, ti, events
-
 
 def test_a_group_asks_the_engine_and_target_and_records(group):
     ops, store = group
@@ -176,7 +171,6 @@ def test_a_group_asks_the_engine_and_target_and_records(group):
                                    {"digest": SOURCE_DIGEST, "source": "docker.io/istio/proxyv2:1",
                                     "source_digest": SOURCE_DIGEST, "section": "aws/proxyv2"})]
 
-
 def test_dry_run_and_unselected_sections_skip(group):
     ops, store = group
     out, _ti, _events = run(ops, ["pull", "tag", "push", "record"], params={"dry_run": True})
@@ -185,7 +179,6 @@ def test_dry_run_and_unselected_sections_skip(group):
     assert {r["status"] for r in store.history()} == {"dry-run"}
     out, _ti, _events = run(ops, ["pull", "record"], params={"sections": ["other"]})
     assert all(isinstance(v, AirflowSkipException) for v in out.values())
-
 
 @pytest.mark.parametrize("retryable", [False, True])
 def test_a_failed_transfer_is_recorded_and_fails_the_run(group, retryable):
@@ -201,7 +194,6 @@ def test_a_failed_transfer_is_recorded_and_fails_the_run(group, retryable):
     assert statuses == {"1": "failed", "stable": "unchanged"}
     assert CALLS[-1] == "close"  # the engine is closed on failure too
 
-
 def test_a_tag_written_before_another_failed_is_recorded_as_copied(group):
     ops, store = group
     FakeEngine.fail, FakeEngine.fail_on = DmiError("tag 2 refused"), ":stable"
@@ -212,45 +204,8 @@ def test_a_tag_written_before_another_failed_is_recorded_as_copied(group):
     assert statuses == {"1": ("copied", None), "stable": ("failed", "DmiError: tag 2 refused")}
     assert isinstance(out["record"], AirflowFailException)  # the run still shows the failure
 
-
 def test_a_retried_record_task_writes_each_row_once(group):
     ops, store = group
     _out, ti, _events = run(ops, ["pull", "tag", "ensure", "push", "record"])
     run(ops, ["record"], ti=ti)  # Airflow runs record again (a retry, or "clear task")
     assert sorted(r["status"] for r in store.history()) == ["copied", "unchanged"]
-
-
-def test_the_ecr_target_renews_its_login_in_the_middle_of_a_copy(ecr, monkeypatch, factory, repo_name):
-    """The registry client asks the target for credentials at each request; the target logs in again
-    once its token is near expiry (moto's tokens claim an expiry in the past: the 5-minute floor)."""
-    import json
-
-    from dmi_provider.registry.client import HostSettings, RegistryClient
-    from dmi_provider.registry.network import Network
-    from dmi_provider.targets import ecr as ecr_module
-    from dmi_provider.targets import make_target
-    from tests.conftest import rig_client
-    from tests.rig.images import push
-    from tests.rig.services import MOTO_REGION
-
-    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
-            "extra": {"region_name": MOTO_REGION, "endpoint_url": ecr.moto.endpoint}}
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
-    repo = repo_name("renew")
-    push(rig_client(ecr.registry, ecr.registry.credentials), repo, "1", factory.image())
-    target = make_target(MirrorSpec(section="s", target=TargetSpec(kind="ecr", registry=ecr.registry.host,
-                                                                   repository=repo),
-                                    env=Environment(aws_account=ecr.account, aws_region=MOTO_REGION)))
-    logins = []
-    real = target.hook.get_temporary_credentials
-    monkeypatch.setattr(target.hook, "get_temporary_credentials", lambda **kw: logins.append(kw) or real(**kw))
-    now = [1000.0]
-    monkeypatch.setattr(ecr_module.time, "monotonic", lambda: now[0])
-    endpoint = target.endpoint()
-    client = RegistryClient(endpoint.host, HostSettings(endpoint.credentials, Network(insecure=True)))
-    assert client.head_manifest(repo, "1") is not None and len(logins) == 1
-    assert client.blob_exists(repo, "sha256:" + "0" * 64) is False and len(logins) == 1  # still fresh
-    now[0] += ecr_module.MIN_LIFETIME + 1
-    assert client.head_manifest(repo, "1") is not None and len(logins) == 2  # renewed, mid-"copy"
-    assert logins[0] == {"registry_ids": [ecr.account]}
-    client.close()

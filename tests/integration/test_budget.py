@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dmi_provider.registry.budget import PullBudget, PullsNeverFit, PullsShort, wait_for
-from dmi_provider.registry.client import RateLimit
 from dmi_provider.tracking.store import TrackingStore
-from tests.conftest import HUB_USER, rig_client
+from tests.rig.fixtures import HUB_USER, rig_client
 from tests.rig.images import ImageFactory, push
 from tests.rig.proxy import Fault, Proxy
 
@@ -126,21 +124,6 @@ def test_a_429_with_retry_after_defers_and_completes(airflow_env, hub_registry, 
     assert "HTTP 429 TOOMANYREQUESTS: slow down" in result["log"] and "deferred" in result["log"]
 
 
-def test_the_budget_arithmetic():
-    budget = PullBudget(10)
-    budget.check("r", None, 5)  # no headers: no limit
-    budget.check("r", RateLimit(100, 20, 21600), 10)  # 20 - 10 >= 10
-    with pytest.raises(PullsShort) as short:
-        budget.check("r", RateLimit(100, 15, 21600, "192.0.2.1"), 6)
-    assert str(short.value) == ("r: 6 pulls needed, 15 of 100 left in its 6h window (counted for 192.0.2.1) and 10 "
-                                "kept in reserve (pull-reserve)")
-    assert short.value.wait == 216.0  # 1 pull short; spread over the window, one comes back every 216 s
-    assert wait_for(50, RateLimit(100, 0, 3600), 10) == 2160.0
-    assert wait_for(200, RateLimit(100, 0, 3600), 0) == 3600.0  # never more than one window
-    with pytest.raises(PullsNeverFit, match="101 pulls needed, more than its limit of 100 minus the reserve of 0"):
-        PullBudget(0).check("r", RateLimit(100, 0, 60), 101)
-
-
 def test_dmi_plan_says_what_the_run_costs_and_whether_it_would_wait(hub_registry, open_registry, limited, tmp_path):
     import subprocess
     import sys
@@ -181,17 +164,3 @@ def test_dmi_copy_keeps_the_reserve_too(hub_registry, open_registry, limited, tm
     assert hub.count("GET", "manifest", 200) == 1 and hub.remaining == 0
 
 
-def test_the_ledger_claims_and_an_unreachable_ledger_falls_back_to_the_headers(tmp_path):
-    import time
-
-    from dmi_provider import pipeline
-    from tests.rig.process import free_port
-
-    ledger = pipeline.pull_ledger(f"sqlite:///{tmp_path / 't.db'}")
-    seen = RateLimit(10, 3, 60, "192.0.2.1", time.time())
-    assert ledger("r|192.0.2.1", 2, seen, 0) == 0.0  # claimed: 2 of the 3
-    assert ledger("r|192.0.2.1", 2, seen, 0) > 0  # the same reading cannot pay twice: wait
-    assert ledger("other|192.0.2.1", 2, seen, 0) == 0.0  # another registry's budget is its own
-    gone = pipeline.pull_ledger(f"postgresql+psycopg2://nobody@127.0.0.1:{free_port()}/none")
-    assert gone("r|x", 2, seen, 0) == 0.0  # no ledger: 3 - 2 >= 0 by the headers alone
-    assert gone("r|x", 3, seen, 1) == 6.0  # 1 short: one pull frees every 60 / 10 s

@@ -12,7 +12,7 @@ from dmi_provider.registry.auth import Credentials
 from dmi_provider.registry.copy import ClientPool, Copier
 from dmi_provider.registry.errors import AuthError, DigestMismatch, NotFound, RegistryError
 from dmi_provider.registry.reference import parse_reference
-from tests.conftest import BASIC_USER, HUB_USER, rig_client
+from tests.rig.fixtures import BASIC_USER, HUB_USER, rig_client
 from tests.rig.images import Index, push
 from tests.rig.proxy import Fault
 from tests.rig.skopeo import inspect_raw

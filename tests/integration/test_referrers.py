@@ -10,8 +10,6 @@ import itertools
 import json
 import textwrap
 
-import pytest
-
 from dmi_provider.registry.auth import Credentials
 from dmi_provider.registry.client import HostSettings
 from dmi_provider.registry.copy import ClientPool, Copier
@@ -19,7 +17,6 @@ from dmi_provider.registry.pool import plain_http
 from dmi_provider.registry.reference import parse_reference
 from dmi_provider.registry.referrers import ReferrerFilter
 from dmi_provider.tracking.store import TrackingStore
-from tests.conftest import HUB_USER, rig_client
 from tests.rig.attach import (
     OCI_INDEX,
     SIGNATURE_ANNOTATION,
@@ -32,6 +29,7 @@ from tests.rig.attach import (
     signature,
     tag_of,
 )
+from tests.rig.fixtures import HUB_USER, rig_client
 from tests.rig.images import ImageFactory
 
 _ns = itertools.count(1)
@@ -79,7 +77,7 @@ def verify_signature(client, repo: str, top: str, signer: Signer) -> None:  # ty
 
 
 def test_a_signed_image_brings_its_signature_attestation_and_sboms(proxy_factory, open_registry, basic_registry):
-    from tests.conftest import BASIC_USER
+    from tests.rig.fixtures import BASIC_USER
 
     ns, signer = f"ref{next(_ns)}", Signer()
     source = proxy_factory(open_registry)
@@ -238,14 +236,3 @@ def test_through_the_dag_with_history_and_plan(airflow_env, hub, hub_registry, o
     assert [(r["status"], r["referrers_copied"]) for r in rows] == [("unchanged", 1), ("copied", 4)]
 
 
-@pytest.mark.parametrize("text, error", [
-    ("referrers = maybe", "referrers = 'maybe': expected true or false"),
-    ("referrers-include = signatures", "referrers-include = 'signatures': 'signatures': signature, attestation, "
-     "sbom, or an artifact type such as application/spdx+json"),
-])
-def test_bad_referrer_keys(text, error):
-    from dmi_provider.config import ConfigError, parse_config
-
-    with pytest.raises(ConfigError) as exc:
-        parse_config(f"[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\ntag = 1\nproject = p\n{text}\n", "config.ini", {})
-    assert str(exc.value.issues[0]) == f"config.ini:7: section 'a': {error}"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dmi_provider
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DMI = Path(sys.executable).with_name("dmi")
 
 

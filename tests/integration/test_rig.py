@@ -10,10 +10,9 @@ import docker
 import httpx
 import pytest
 
-from tests.conftest import BASIC_USER, HUB_USER, rig_client
 from tests.rig.client import MANIFEST_TYPES
+from tests.rig.fixtures import BASIC_USER, HUB_USER, rig_client
 from tests.rig.images import Image, Index, push
-from tests.rig.process import port_open
 from tests.rig.proxy import Fault
 from tests.rig.registry import Registry
 from tests.rig.skopeo import inspect_raw
@@ -83,25 +82,6 @@ def test_token_registry_behaves_like_docker_hub(hub_registry, factory, repo_name
     realm = challenge.split('"')[1]
     bad = httpx.get(realm, params={"service": hub_registry.token_server.service}, auth=("hubuser", "wrong"))
     assert bad.status_code == 401
-
-
-def test_token_expiry_is_enforced(rig_root, factory, repo_name):
-    registry = Registry("short", rig_root / "short-token", auth="token", users=dict([HUB_USER]),
-                        token_expires_in=2).start()
-    try:
-        client = rig_client(registry, HUB_USER)
-        repo = repo_name()
-        push(client, repo, "v1", factory.image())
-        token = client._tokens[client.scope(repo, push=True)]
-        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
-        assert claims["exp"] - claims["iat"] == 2 - REGISTRY_LEEWAY
-        url = f"{registry.url}/v2/{repo}/manifests/v1"
-        headers = {"Authorization": f"Bearer {token}", "Accept": MANIFEST_TYPES}
-        assert httpx.get(url, headers=headers).status_code == 200
-        time.sleep(3.5)  # past expires_in: the registry must refuse the same token now
-        assert httpx.get(url, headers=headers).status_code == 401
-    finally:
-        registry.stop()
 
 
 def test_hub_proxy_sends_ratelimit_headers_and_counts(hub, hub_registry, factory, repo_name):
@@ -199,9 +179,20 @@ def test_dockerd_pulls_tags_and_pushes(dockerd, open_registry, factory, repo_nam
     api.close()
 
 
-def test_services_stop(rig_root):
-    registry = Registry("stopping", rig_root / "stopping").start()
-    port = registry.port
-    assert port_open(port)
-    registry.stop()
-    assert not port_open(port)
+def test_token_expiry_is_enforced(rig_root, factory, repo_name):
+    registry = Registry("short", rig_root / "short-token", auth="token", users=dict([HUB_USER]),
+                        token_expires_in=2).start()
+    try:
+        client = rig_client(registry, HUB_USER)
+        repo = repo_name()
+        push(client, repo, "v1", factory.image())
+        token = client._tokens[client.scope(repo, push=True)]
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+        assert claims["exp"] - claims["iat"] == 2 - REGISTRY_LEEWAY
+        url = f"{registry.url}/v2/{repo}/manifests/v1"
+        headers = {"Authorization": f"Bearer {token}", "Accept": MANIFEST_TYPES}
+        assert httpx.get(url, headers=headers).status_code == 200
+        time.sleep(3.5)  # past expires_in: the registry must refuse the same token now
+        assert httpx.get(url, headers=headers).status_code == 401
+    finally:
+        registry.stop()

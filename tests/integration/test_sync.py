@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 from dmi_provider.tracking.store import TrackingStore
-from tests.conftest import HUB_USER, rig_client
+from tests.rig.cli import dmi
+from tests.rig.fixtures import HUB_USER, rig_client
 from tests.rig.images import push
 from tests.rig.services import MOTO_REGION
 from tests.rig.skopeo import inspect_raw
-
-DMI = str(Path(sys.executable).with_name("dmi"))
-
-
-def dmi(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", "AIRFLOW_HOME": "/tmp/dmi-cli-airflow-home"}
-    return subprocess.run([DMI, *args], capture_output=True, text=True, timeout=300, env=base | env)
 
 
 def test_sync_mirrors_a_config_records_history_and_reruns_for_free(hub, hub_registry, ecr, open_registry, factory,
@@ -94,13 +84,3 @@ def test_sync_mirrors_a_config_records_history_and_reruns_for_free(hub, hub_regi
     assert len(TrackingStore(f"sqlite:///{db}").history()) == 5
 
 
-def test_sync_bad_input_exits_2(tmp_path):
-    bad = tmp_path / "bad.ini"
-    bad.write_text("[DEFAULT]\nrefresh = soon\n[a]\nimage = a\ntag = 1\nproject = p\n")
-    done = dmi("sync", str(bad), env={})
-    assert done.returncode == 2 and done.stdout == ""
-    assert "bad.ini:2: section 'DEFAULT': refresh = 'soon'" in done.stderr
-    good = tmp_path / "good.ini"
-    good.write_text("[DEFAULT]\nrefresh = 1d\n[a]\nimage = a\ntag = 1\nproject = p\n")
-    done = dmi("sync", "--section", "b", str(good), env={})
-    assert done.returncode == 2 and done.stderr.strip() == f"dmi sync: no section 'b' in {good}"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TLS_USER, rig_client
+from tests.rig.fixtures import TLS_USER, rig_client
 from tests.rig.forward_proxy import ForwardProxy
 from tests.rig.images import ImageFactory, push
 from tests.rig.process import free_port
@@ -158,7 +158,7 @@ def test_an_html_answer_is_called_what_it_is(html_server, open_registry):
 
 
 def test_docker_hubs_429_is_one_line_and_not_hammered(hub, hub_registry, open_registry, factory):
-    from tests.conftest import HUB_USER
+    from tests.rig.fixtures import HUB_USER
     from tests.rig.proxy import Fault
 
     push(rig_client(hub_registry, HUB_USER), "fc/limited", "1", factory.image())
@@ -317,23 +317,6 @@ def test_aws_unreachable_refused_and_denied(ecr_config, tmp_path):
                                    "(ecr:DescribeRepositories): " + expected), line
     finally:
         moto.stop()
-
-
-def test_expired_aws_credentials_say_renew():
-    # An expired session token cannot be produced here (moto does not expire them): the mapping of AWS's
-    # own error answer is checked on botocore's real ClientError.
-    from botocore.exceptions import ClientError
-
-    from dmi_provider.targets.aws import client_error
-
-    exc = ClientError({"Error": {"Code": "ExpiredTokenException", "Message": "The security token included in the "
-                                 "request is expired"}, "ResponseMetadata": {"HTTPStatusCode": 400}},
-                      "GetAuthorizationToken")
-    error = client_error("ECR (connection 'aws_default', region eu-west-1)", "log in to ECR", exc)
-    assert str(error) == ("ECR (connection 'aws_default', region eu-west-1): cannot log in to ECR: the AWS credentials "
-                          "expired (ExpiredTokenException: The security token included in the request is expired): "
-                          "renew them (a new session token, or a role the connection assumes)")
-    assert not error.retryable
 
 
 def test_a_dag_run_reaches_tls_registries_only_through_proxies(airflow_env, auth_proxy, proxy, tls_registry, seeded,

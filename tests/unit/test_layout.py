@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "dmi_provider"
 PLAIN = ("registry/", "tracking/", "config.py", "config_keys.py", "spec.py", "pipeline.py", "mirror.py", "errors.py",
          "tags.py", "plugins/charts.py", "plugins/pages.py", "plugins/render.py")
@@ -163,3 +163,14 @@ def test_every_key_is_one_field_of_the_spec_and_the_spec_nothing_else():
     assert derived == {"source.repository", "target.repository", "selection.tags", "budget.pool"}
     source = Path(config.__file__).read_text()
     assert all(f'"{path}"' in source for path in derived)
+
+
+def test_the_unit_lane_starts_no_service():
+    """tests/unit imports none of the rig's services (registries, proxies, Airflow, clouds): `make test-unit`
+    runs without them, in seconds."""
+    allowed = {"tests.rig.images", "tests.rig.cli", "tests.conftest"}
+    for path in sorted((ROOT / "tests" / "unit").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("tests.rig", "tests.integration",
+                                                                                    "tests.system")):
+                assert node.module in allowed, f"{path.name} imports {node.module}"

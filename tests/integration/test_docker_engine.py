@@ -10,7 +10,7 @@ import docker
 import pytest
 
 from dmi_provider.tracking.store import TrackingStore
-from tests.conftest import HUB_USER, rig_client
+from tests.rig.fixtures import HUB_USER, rig_client
 from tests.rig.images import push
 from tests.rig.skopeo import inspect_raw
 

@@ -1,0 +1,48 @@
+"""Hostile registries, lying manifests and misbehaving proxies (the security review's findings).
+
+The rig's proxy plays the hostile registry or CDN in front of a real registry; `Evil` is a server on
+another host name ("localhost" where the registries are "127.0.0.1") that records what reaches it and
+answers what an attacker would: a 401 with its own token realm, endless bodies, non-JSON tokens."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dmi_provider.registry.client import Call, HostSettings, RegistryClient, RetryPolicy, push_scope
+from dmi_provider.registry.errors import (
+    InsecureRedirect,
+    ManifestInvalid,
+)
+from dmi_provider.registry.manifest import OCI_MANIFEST, Manifest
+
+
+def test_the_registry_host_is_compared_by_origin():
+    from urllib.parse import urlsplit
+
+    from dmi_provider.registry.wire import origin as _origin
+
+    same = ["https://reg.example.io/v2/", "https://REG.example.io:443/upload", "https://reg.example.io:443"]
+    assert {_origin(urlsplit(u)) for u in same} == {("reg.example.io", 443)}
+    assert _origin(urlsplit("https://reg.example.io:5000/")) != _origin(urlsplit("https://reg.example.io/"))
+    assert _origin(urlsplit("https://reg.example.io.evil.net/")) != _origin(urlsplit("https://reg.example.io/"))
+
+def test_an_absolute_url_never_leaves_https_for_http():
+    client = RegistryClient("registry.example.invalid", HostSettings(retry=RetryPolicy(attempts=1)))
+    with pytest.raises(InsecureRedirect, match="refusing to leave https for http"):
+        client.send(Call("PUT", "http://registry.example.invalid/upload/abc?digest=x", push_scope("a"),
+                         content=b"data", ok=(201,)))
+    client.close()
+
+# -- Medium 3: descriptor digests are validated before they reach a URL ------------------------------------
+@pytest.mark.parametrize("digest", ["sha256:" + "a" * 64 + "&from=victim/private",
+                                    "sha256:../../../../victim/manifests/latest", "sha256:" + "A" * 64,
+                                    "md5:" + "a" * 32, "sha256:" + "a" * 63])
+def test_descriptor_digests_are_validated(digest):
+    raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2,
+                                 "digest": "sha256:" + "b" * 64},
+                      "layers": [{"mediaType": "x", "size": 1, "digest": digest}]}).encode()
+    with pytest.raises(ManifestInvalid, match="is not sha256:<64 hex> or sha512:<128 hex>"):
+        Manifest.parse(raw, OCI_MANIFEST)
