@@ -13,6 +13,7 @@ import pytest
 from tests.rig.client import MANIFEST_TYPES
 from tests.rig.fixtures import BASIC_USER, HUB_USER, rig_client
 from tests.rig.images import Image, Index, push
+from tests.rig.process import port_open
 from tests.rig.proxy import Fault
 from tests.rig.registry import Registry
 from tests.rig.skopeo import inspect_raw
@@ -196,3 +197,11 @@ def test_token_expiry_is_enforced(rig_root, factory, repo_name):
         assert httpx.get(url, headers=headers).status_code == 401
     finally:
         registry.stop()
+
+
+def test_services_stop(rig_root):
+    registry = Registry("stopping", rig_root / "stopping").start()
+    port = registry.port
+    assert port_open(port)
+    registry.stop()
+    assert not port_open(port)
