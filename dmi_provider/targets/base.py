@@ -71,10 +71,10 @@ class FixedTarget:
     cloud = "registry"
 
     def __init__(self, endpoint: Endpoint):
-        self._endpoint = endpoint
+        self._fixed = endpoint
 
     def endpoint(self) -> Endpoint:
-        return self._endpoint
+        return self._fixed
 
     def ensure_repository(self, repository: str) -> RepositoryOutcome:
         return RepositoryOutcome(repository, note="created on push by the registry")

@@ -10,14 +10,16 @@ from dmi_provider.hooks.connections import registry_login
 from dmi_provider.registry.client import Uploads
 from dmi_provider.registry.reference import check_host
 from dmi_provider.spec import MirrorSpec
-from dmi_provider.targets.base import Endpoint, RepositoryOutcome
+from dmi_provider.targets.base import Endpoint, FixedTarget
 
 
-class RegistryTarget:
+class RegistryTarget(FixedTarget):
+    """A FixedTarget whose login comes from the section's target-conn-id, read when first needed."""
+
     kind = "registry"
     cloud = CLOUD_NAMES["registry"]
 
-    def __init__(self, spec: MirrorSpec):
+    def __init__(self, spec: MirrorSpec):  # no super().__init__(): the endpoint is made when first asked for
         if not spec.target.registry:
             raise DmiError(f"section {spec.section!r}: target = registry needs target-registry (host[:port])")
         self.host = check_host(spec.target.registry)
@@ -26,18 +28,11 @@ class RegistryTarget:
         self.uploads = Uploads(chunk=spec.transfer.upload_chunk_size or 0)
 
     @cached_property
-    def _endpoint(self) -> Endpoint:
+    def _logged_in(self) -> Endpoint:
         login = registry_login(self.conn_id)
         return Endpoint(self.host, login.credentials, self.network.merge(login.network), self.uploads)
 
     def endpoint(self) -> Endpoint:
-        return self._endpoint
+        return self._logged_in
 
-    def ensure_repository(self, repository: str) -> RepositoryOutcome:
-        return RepositoryOutcome(repository, note="created on push by the registry")
 
-    def check_repository(self, repository: str) -> RepositoryOutcome:
-        return self.ensure_repository(repository)
-
-    def after_push(self, repository: str) -> None:
-        return None  # every setting was applied by ensure_repository
