@@ -57,10 +57,10 @@ pool.close()
 # dmi's docker engine without Airflow (dmi_provider.engines.docker): pull, tag, push, remove through the daemon.
 DOCKER_PATH = """
 import json, sys, docker
-from dmi_provider.engines.base import EngineSetup
+from dmi_provider.engines.base import EngineSetup, RunHooks
 from dmi_provider.engines.docker import DockerEngine, split
 api = docker.APIClient(base_url=sys.argv[1], timeout=600)
-engine = DockerEngine(EngineSetup(endpoint=None, source_registry="", say=lambda s: None), api=api)
+engine = DockerEngine(EngineSetup(endpoint=None, hooks=RunHooks(say=lambda s: None)), api=api)
 for src, dst in json.loads(sys.argv[2]):
     engine.pull(src, None)
     api.tag(src, *split(dst), force=True)

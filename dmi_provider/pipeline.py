@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from dmi_provider import mirror
-from dmi_provider.engines import Engine, EngineSetup, make_engine
-from dmi_provider.engines.base import History, Say
+from dmi_provider.engines import Engine, EngineSetup, RunHooks, Tuning, make_engine
+from dmi_provider.engines.base import Say
 from dmi_provider.hooks.connections import RegistryLogin, registry_login
 from dmi_provider.mirror import Pulled
-from dmi_provider.registry.budget import DEFAULT_WINDOW, Ledger, PullBudget, wait_for
+from dmi_provider.registry.budget import DEFAULT_WINDOW, Ledger, wait_for
 from dmi_provider.registry.client import HostSettings, RateLimit
 from dmi_provider.registry.copy import ClientPool, CopyResult
 from dmi_provider.registry.locations import BlobLocations
@@ -32,29 +32,7 @@ from dmi_provider.targets.base import RepositoryOutcome
 from dmi_provider.tracking.outcome import MirrorOutcome
 
 log = logging.getLogger(__name__)
-TASK_MAX_PAUSE = 5.0  # a task defers rather than sleeping through a longer Retry-After
 Pair = tuple[str, str]  # (source tag, target tag); either may be `@sha256:…`, a source tag may carry a pin
-
-
-@dataclass
-class RunHooks:
-    """What a caller lends a run: where progress goes, and what it shares with other runs."""
-
-    say: Say = log.info
-    history: History | None = None  # the latest good history row of a target (the docker engine asks)
-    ledger: Ledger | None = None  # where runs at once claim the source's pulls
-    locations: Callable[[], BlobLocations] | None = None  # blob locations a fleet shares
-    known: dict[str, tuple[str, bytes]] | None = None  # manifests an earlier, deferred try paid for
-    max_pause: float = TASK_MAX_PAUSE  # the longest Retry-After waited out in place
-
-
-@dataclass
-class Tuning:
-    """How the copier works where a caller knows better than the defaults (`dmi copy`'s flags)."""
-
-    workers: int = 4
-    blob_cache: bool = True
-    use_docker_config: bool = False  # ~/.docker/config.json for hosts without credentials (CLI only)
 
 
 @dataclass
@@ -104,17 +82,8 @@ class MirrorRun:
 
     @cached_property
     def engine(self) -> Engine:
-        spec, hooks, source = self.spec, self.hooks, self.source
-        return make_engine(spec.engine.name, EngineSetup(
-            endpoint=self.target.endpoint, source_registry=spec.source.registry, source_credentials=source.credentials,
-            source_network=source.network, insecure=spec.transfer.insecure_registries,
-            platforms=spec.selection.platforms, say=hooks.say, history=hooks.history,
-            docker_url=spec.engine.docker_url, docker_conn_id=spec.engine.docker_conn_id,
-            keep_local_images=spec.engine.keep_local_images, workers=self.tuning.workers,
-            blob_cache=self.tuning.blob_cache, locations=hooks.locations,
-            use_docker_config=self.tuning.use_docker_config,
-            budget=PullBudget(spec.budget.pull_reserve, hooks.ledger), known_manifests=hooks.known,
-            max_pause=hooks.max_pause, referrers=spec.selection.referrers))
+        setup = EngineSetup(self.target.endpoint, self.source, self.spec, self.hooks, self.tuning)
+        return make_engine(self.spec.engine.name, setup)
 
     def references(self, host: str, namespace: str = "", pairs: Sequence[Pair] | None = None
                    ) -> list[tuple[Reference, Reference]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from dmi_provider.engines.base import Engine, EngineSetup
+from dmi_provider.engines.base import Engine, EngineSetup, RunHooks, Tuning
 
 ENGINES = {
     "registry": "dmi_provider.engines.registry:RegistryEngine",
@@ -23,4 +23,4 @@ def make_engine(name: str, setup: EngineSetup) -> Engine:
     return getattr(import_module(module), cls)(setup)
 
 
-__all__ = ["ENGINES", "Engine", "EngineSetup", "make_engine"]
+__all__ = ["ENGINES", "Engine", "EngineSetup", "RunHooks", "Tuning", "make_engine"]

@@ -12,46 +12,59 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dmi_provider.registry.auth import Credentials, CredentialSource
-from dmi_provider.registry.budget import PullBudget
+from dmi_provider.hooks.connections import RegistryLogin
+from dmi_provider.registry.budget import Ledger, PullBudget
 from dmi_provider.registry.client import HostSettings, RetryPolicy
 from dmi_provider.registry.copy import ClientPool, Copier, CopyResult, Plan
 from dmi_provider.registry.locations import BlobLocations, default_cache_path
-from dmi_provider.registry.network import Network
 from dmi_provider.registry.pool import plain_http
 from dmi_provider.registry.reference import Reference
-from dmi_provider.registry.referrers import ReferrerFilter
+from dmi_provider.spec import MirrorSpec
 from dmi_provider.targets.base import Endpoint
 
 Say = Callable[[str], None]
 # The latest good history row of a target reference (tracking), for engines that cannot tell from digests.
 History = Callable[[str], "dict | None"]
+TASK_MAX_PAUSE = 5.0  # a task defers rather than sleeping through a longer Retry-After
+
+
+@dataclass
+class RunHooks:
+    """What a caller lends a run: where progress goes, and what it shares with other runs."""
+
+    say: Say = logging.getLogger("dmi_provider.engines").info
+    history: History | None = None  # the latest good history row of a target (the docker engine asks)
+    ledger: Ledger | None = None  # where runs at once claim the source's pulls
+    # Where blobs sit, shared by a fleet of workers (tracking/fleet.py); called when the copier opens.
+    locations: Callable[[], BlobLocations] | None = None
+    known: dict[str, tuple[str, bytes]] | None = None  # manifests an earlier, deferred try paid for
+    max_pause: float = TASK_MAX_PAUSE  # the longest Retry-After waited out in place; longer ones go to the caller
+
+
+@dataclass
+class Tuning:
+    """How the copier works where a caller knows better than the defaults (`dmi copy`'s flags)."""
+
+    workers: int = 4
+    blob_cache: bool = True  # remember where blobs sit (mount hints) across runs, per machine
+    use_docker_config: bool = False  # ~/.docker/config.json for hosts without credentials (CLI only)
 
 
 @dataclass
 class EngineSetup:
-    """What every engine is built from. `endpoint` is called only when the target is first needed."""
+    """What every engine is built from: the section's spec (platforms, referrers, plain-HTTP hosts, the
+    daemon's settings, the pull reserve), the source's login, the target's endpoint (called only when the
+    target is first needed), and what the caller lends."""
 
     endpoint: Callable[[], Endpoint]
-    source_registry: str
-    source_credentials: Credentials | CredentialSource | None = None  # a cloud source renews its token
-    source_network: Network = field(default_factory=Network)
-    insecure: Sequence[str] = ()
-    platforms: tuple[str, ...] = ()
-    say: Say = logging.getLogger("dmi_provider.engines").info
-    history: History | None = None
-    docker_url: str | None = None
-    docker_conn_id: str | None = None
-    keep_local_images: bool = False
-    workers: int = 4
-    blob_cache: bool = True  # remember where blobs sit (mount hints) across runs, per machine
-    # Where blobs sit, shared by a fleet of workers (tracking/fleet.py); called when the copier opens.
-    locations: Callable[[], BlobLocations] | None = None
-    use_docker_config: bool = False  # read ~/.docker/config.json for hosts without credentials (CLI only)
-    budget: PullBudget | None = None  # the source's pull limit (registry engine)
-    known_manifests: dict[str, tuple[str, bytes]] | None = None  # paid for by an earlier, deferred try
-    max_pause: float = 30.0  # the longest Retry-After waited out in place; longer ones go to the caller
-    referrers: ReferrerFilter = field(default_factory=ReferrerFilter)  # signatures, SBOMs … (registry engine)
+    source: RegistryLogin = field(default_factory=RegistryLogin)  # a cloud source renews its token
+    spec: MirrorSpec = field(default_factory=MirrorSpec)
+    hooks: RunHooks = field(default_factory=RunHooks)
+    tuning: Tuning = field(default_factory=Tuning)
+
+    @property
+    def budget(self) -> PullBudget:
+        return PullBudget(self.spec.budget.pull_reserve, self.hooks.ledger)
 
 
 class Engine(Protocol):
@@ -74,20 +87,21 @@ class Engine(Protocol):
 
 def open_copier(setup: EngineSetup) -> Copier:
     """A registry-protocol copier for the setup's source and target, with their credentials."""
-    endpoint = setup.endpoint()
-    retry = RetryPolicy(max_pause=setup.max_pause)
+    endpoint, hooks, tuning, source = setup.endpoint(), setup.hooks, setup.tuning, setup.source
+    registry = setup.spec.source.registry
+    retry = RetryPolicy(max_pause=hooks.max_pause)
     # Source and target on one host: the target's record, with the source's login when the target has none.
-    same = endpoint.host == setup.source_registry
-    target_login = endpoint.credentials or (setup.source_credentials if same else None) or None
-    hosts = {setup.source_registry: HostSettings(setup.source_credentials or None, setup.source_network, retry),
+    same = endpoint.host == registry
+    target_login = endpoint.credentials or (source.credentials if same else None) or None
+    hosts = {registry: HostSettings(source.credentials or None, source.network, retry),
              endpoint.host: HostSettings(target_login, endpoint.network, retry, endpoint.uploads)}
     default = HostSettings(retry=retry)
-    pool = ClientPool(plain_http(setup.insecure, hosts, default), default=default,
-                      use_docker_config=setup.use_docker_config)
-    if setup.locations is not None:
-        locations = setup.locations()
+    pool = ClientPool(plain_http(setup.spec.transfer.insecure_registries, hosts, default), default=default,
+                      use_docker_config=tuning.use_docker_config)
+    if hooks.locations is not None:
+        locations = hooks.locations()
     else:
-        locations = BlobLocations(default_cache_path() if setup.blob_cache else None)
-    return Copier(pool, workers=setup.workers, progress=setup.say, locations=locations, budget=setup.budget,
-                  known=setup.known_manifests or {}, referrers=setup.referrers)
+        locations = BlobLocations(default_cache_path() if tuning.blob_cache else None)
+    return Copier(pool, workers=tuning.workers, progress=hooks.say, locations=locations, budget=setup.budget,
+                  known=hooks.known or {}, referrers=setup.spec.selection.referrers)
 

@@ -85,7 +85,7 @@ class DockerEngine:
 
     def __init__(self, setup: EngineSetup, api: docker.APIClient | None = None):
         self.setup = setup
-        self.say = setup.say
+        self.say = setup.hooks.say
         if api is not None:
             self.__dict__["api"] = api
 
@@ -97,14 +97,15 @@ class DockerEngine:
     def api(self) -> docker.APIClient:
         from airflow.providers.docker.hooks.docker import DockerHook
 
-        url = self.setup.docker_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        return DockerHook(docker_conn_id=self.setup.docker_conn_id, base_url=url).get_conn()
+        daemon = self.setup.spec.engine
+        url = daemon.docker_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        return DockerHook(docker_conn_id=daemon.docker_conn_id, base_url=url).get_conn()
 
     # -- the steps ----------------------------------------------------------------------------------
     def plan(self, pairs: Sequence[tuple[Reference, Reference]], *, force: bool, dry_run: bool) -> list[Plan]:
         # The daemon fetches manifests itself: HEADs only here.
         plans = [self.copier.plan(src, dst, force=force, fetch=False) for src, dst in pairs]
-        if not force and self.setup.history is not None:
+        if not force and self.setup.hooks.history is not None:
             for plan in plans:
                 if plan.changed and plan.target_digest and self._mirrored_before(plan):
                     plan.changed = False
@@ -113,12 +114,13 @@ class DockerEngine:
         return plans
 
     def _mirrored_before(self, plan: Plan) -> bool:
-        last = self.setup.history(plan.target) if self.setup.history else None
+        history = self.setup.hooks.history
+        last = history(plan.target) if history else None
         return last is not None and (last["source_digest"], last["target_digest"]) == (plan.source_digest,
                                                                                        plan.target_digest)
 
     def stage(self, plans: Sequence[Plan]) -> None:
-        auth = _auth(self.setup.source_credentials)
+        auth = _auth(self.setup.source.credentials)
         for plan in plans:
             if plan.changed:
                 self.pull(plan.source, auth)
@@ -139,7 +141,7 @@ class DockerEngine:
             if plan.changed:
                 digest, pushed, existing = self.push(plan.target, auth)
                 result.target_digest, result.blobs_copied, result.blobs_skipped = digest, pushed, existing
-                if not self.setup.keep_local_images:
+                if not self.setup.spec.engine.keep_local_images:
                     self.remove([plan.target, plan.source])
             results.append(result)
         return results

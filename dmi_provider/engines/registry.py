@@ -22,8 +22,8 @@ class RegistryEngine:
         return open_copier(self.setup)
 
     def plan(self, pairs: Sequence[tuple[Reference, Reference]], *, force: bool, dry_run: bool) -> list[Plan]:
-        return [self.copier.plan(src, dst, platforms=self.setup.platforms, force=force, fetch=not dry_run)
-                for src, dst in pairs]
+        platforms = self.setup.spec.selection.platforms
+        return [self.copier.plan(src, dst, platforms=platforms, force=force, fetch=not dry_run) for src, dst in pairs]
 
     def stage(self, plans: Sequence[Plan]) -> None:
         pass  # blobs stream straight from the source into the target
@@ -42,7 +42,7 @@ class RegistryEngine:
             held = None if plan.filtered else self.copier.target_digest(plan.target)
             if held is None or held != plan.source_digest:
                 raise
-            self.setup.say(f"{plan.target} already holds {plan.source_digest} (immutable tag)")
+            self.setup.hooks.say(f"{plan.target} already holds {plan.source_digest} (immutable tag)")
             result = plan.result()
             result.target_digest = held
             return result
