@@ -528,3 +528,19 @@ def test_pull_reserve_and_source_pool():
     a, b = config.sections
     assert (a.budget.pull_reserve, a.budget.pool) == (12.5, "dmi_registry_local_5000")
     assert (b.budget.pull_reserve, b.budget.pool) == (0.0, "hub_pool")
+
+
+def test_section_spec_reads_keys_given_in_code_as_a_file_would():
+    from dmi_provider.config import section_spec
+
+    spec = section_spec({"image": "proxyv2", "source-repository": "istio", "tags": "1.7.0, 1.8.0", "project": "istio",
+                         "aws-conn-id": "aws_mirror"}, section="proxyv2", environ={})
+    assert (spec.section, spec.source.name, spec.target.repository) == ("proxyv2", "docker.io/istio/proxyv2",
+                                                                         "istio/proxyv2")
+    assert spec.pairs() == (("1.7.0", "1.7.0"), ("1.8.0", "1.8.0")) and spec.target.ecr.conn_id == "aws_mirror"
+    with pytest.raises(ConfigError) as exc:
+        section_spec({"image": "x", "tag": "1", "project": "p", "scan-on-push": "maybe", "sacn-on-push": "1"},
+                     environ={})
+    assert [str(i) for i in exc.value.issues] == [
+        "operator arguments: section 'mirror': sacn-on-push = '1': unknown key; did you mean 'scan-on-push'?",
+        "operator arguments: section 'mirror': scan-on-push = 'maybe': expected true or false"]
