@@ -215,7 +215,8 @@ def _read_section(file: _File, section: str, own: dict[str, str]) -> MirrorSpec 
     if not sec.given("target"):
         sec.values["target"] = file.env.default_target  # CLOUD picks the target of sections that name none
     refresh = sec.get("refresh")
-    if refresh is None and "refresh" not in own and "refresh" not in file.defaults:
+    said = any(i.key == "refresh" for i in reader.issues[sec.start:])  # a bad value of its own, already named
+    if refresh is None and not said and ("refresh" in own or "refresh" not in file.defaults):  # unset or empty
         reader.add(section, "refresh", None, f"missing: set refresh in [DEFAULT] or here ({REFRESH_HELP})")
     source_path = _source_path(sec)
     tags = tags_of(sec)

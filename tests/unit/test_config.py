@@ -544,3 +544,11 @@ def test_section_spec_reads_keys_given_in_code_as_a_file_would():
     assert [str(i) for i in exc.value.issues] == [
         "operator arguments: section 'mirror': sacn-on-push = '1': unknown key; did you mean 'scan-on-push'?",
         "operator arguments: section 'mirror': scan-on-push = 'maybe': expected true or false"]
+
+
+def test_an_empty_refresh_is_named_not_dropped():
+    assert errors("[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\ntag = 1\nproject = p\nrefresh =\n") == [
+        "config.ini:7: section 'a': refresh: missing: set refresh in [DEFAULT] or here (0 (once) or N followed by m, "
+        "h, d or w, e.g. 30m, 6h, 1d, 1w)"]
+    assert errors("[a]\nimage = a\ntag = 1\nproject = p\nrefresh = soon\n") == [
+        "config.ini:5: section 'a': refresh = 'soon': 0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"]
