@@ -182,7 +182,7 @@ def section_spec(keys: Mapping[str, str], section: str = "mirror", environ: Mapp
     spec = _read_section(_File(reader, {"refresh": "0"}, once, Path(base_dir).resolve(), env), section, own)
     if reader.issues or spec is None:
         raise ConfigError(reader.issues)
-    return spec
+    return _assign_docker_queues([spec])[0]  # docker-queue: the first of its queues
 
 
 @dataclass(frozen=True)

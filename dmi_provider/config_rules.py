@@ -11,7 +11,7 @@ from typing import Any
 from dmi_provider.config_issues import Reader
 from dmi_provider.config_keys import EXTRAS, TARGETS, Refresh
 from dmi_provider.registry.reference import InvalidReference, check_path
-from dmi_provider.spec import KEY_TABLE
+from dmi_provider.spec import FILTER_KEYS, KEY_TABLE
 
 
 class Section:
@@ -52,7 +52,6 @@ class Section:
         return self.values.get(key)
 
 
-FILTER_KEYS = ("tags-matching", "tags-excluding", "tags-semver", "tags-newest")  # what makes TagFilter.active
 
 
 def tags_of(sec: Section) -> tuple[str, ...]:

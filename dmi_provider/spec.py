@@ -454,6 +454,9 @@ def _keys(cls: type) -> Iterator[Key]:
 
 
 KEY_TABLE: tuple[Key, ...] = tuple(_keys(MirrorSpec))
+# The keys of the tag filter's fields that select tags (TagFilter.SELECTING): a section with one needs no tag.
+_FILTER = next(f for f in fields(SelectionSpec) if f.name == "filter").metadata[FIELDS]
+FILTER_KEYS: tuple[str, ...] = tuple(_FILTER[name].name for name in TagFilter.SELECTING)
 KEYS: dict[str, Key] = {k.name: k for k in KEY_TABLE}
 
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cmp_to_key
+from typing import ClassVar
 
 import nodesemver
 
@@ -39,10 +40,11 @@ class TagFilter:
     prerelease: bool = False
     newest: int | None = None
     max: int = DEFAULT_MAX
+    SELECTING: ClassVar[tuple[str, ...]] = ("matching", "excluding", "semver", "newest")  # what makes it active
 
     @property
     def active(self) -> bool:
-        return bool(self.matching or self.excluding or self.semver or self.newest)
+        return any(getattr(self, name) for name in self.SELECTING)
 
 
 @dataclass

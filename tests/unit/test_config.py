@@ -552,3 +552,11 @@ def test_an_empty_refresh_is_named_not_dropped():
         "h, d or w, e.g. 30m, 6h, 1d, 1w)"]
     assert errors("[a]\nimage = a\ntag = 1\nproject = p\nrefresh = soon\n") == [
         "config.ini:5: section 'a': refresh = 'soon': 0 (once) or N followed by m, h, d or w, e.g. 30m, 6h, 1d, 1w"]
+
+
+def test_section_spec_gives_a_docker_section_its_queue():
+    from dmi_provider.config import section_spec
+
+    spec = section_spec({"image": "x", "tag": "1", "project": "p", "engine": "docker", "docker-queue": "qa qb"},
+                        environ={})
+    assert (spec.engine.queues, spec.engine.queue) == (("qa", "qb"), "qa")
