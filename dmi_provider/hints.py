@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dmi_provider.registry.budget import PullsNeverFit
+from dmi_provider.registry.budget import PullsNeverFit, PullsShort
 from dmi_provider.registry.errors import (
     LoginNeeded,
     MaybePlainHTTP,
@@ -31,6 +31,8 @@ class Words:
     allow_plain_http: str
     forbid_plain_http: str
     pin: str
+    reserve: str  # the share of a pull limit never spent
+    fewer_platforms: str
 
 
 CONFIG_WORDS = Words(
@@ -40,6 +42,8 @@ CONFIG_WORDS = Words(
     allow_plain_http="list it in insecure-registries",
     forbid_plain_http="remove it from insecure-registries",
     pin="update the pin in config.ini",
+    reserve="pull-reserve",
+    fewer_platforms="mirror fewer platforms",
 )
 
 
@@ -52,7 +56,12 @@ def hint(exc: BaseException, words: Words) -> str:
     side = exc.side if isinstance(exc, RegistryError) else None
     if isinstance(exc, LoginNeeded):
         return f"; give a login ({_side(words.login, side)})"
-    if isinstance(exc, RateLimited | PullsNeverFit):
+    if isinstance(exc, PullsShort):
+        return f" ({words.reserve})"
+    if isinstance(exc, PullsNeverFit):
+        return (f"; lower {words.reserve} or {words.fewer_platforms}, or log in with {words.login[0]} for an "
+                "account's larger limit")
+    if isinstance(exc, RateLimited):
         return f"; log in with {words.login[0]} for an account's larger limit"
     if isinstance(exc, NeedsTLS):
         return f"; {words.forbid_plain_http}" if exc.certain else f"; if it does, {words.forbid_plain_http}"

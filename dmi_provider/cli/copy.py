@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # What `dmi copy`'s hints name: its flags (dmi sync and dmi plan speak config.ini's keys: hints.CONFIG_WORDS).
 COPY_WORDS = Words(login=("--src-creds", "--dst-creds"), ca_bundle=("--src-ca-bundle", "--dst-ca-bundle"),
                    ca_elsewhere=",", allow_plain_http="give it --insecure", forbid_plain_http="drop --insecure for it",
-                   pin="update the pin")
+                   pin="update the pin", reserve="--pull-reserve", fewer_platforms="copy fewer --platform")
 
 
 def _credentials(value: str | None, what: str) -> Credentials | None:
@@ -111,8 +111,8 @@ def cmd_copy(args: argparse.Namespace) -> int:
         with stdout_to_stderr():  # the docker engine imports Airflow, whose logs go to stdout
             pulled = run.run_all(force=args.force, dry_run=args.dry_run, pushed=pushed)
     except DmiError as exc:
-        later = f": try again in {exc.wait:.0f}s, or lower --pull-reserve" if isinstance(exc, PullsShort) else ""
-        print(f"dmi copy: failed: {exc}{later}{hint(exc, COPY_WORDS)}", file=sys.stderr)
+        later = f": try again in {exc.wait:.0f}s, or lower it" if isinstance(exc, PullsShort) else ""
+        print(f"dmi copy: failed: {exc}{hint(exc, COPY_WORDS)}{later}", file=sys.stderr)
         return 1
     finally:
         run.close()

@@ -173,7 +173,7 @@ class PullImageOperator(MirrorBaseOperator):
             try:
                 pulled = run.plan(force=force, dry_run=dry_run)
             except PullsShort as short:
-                self.wait_for_pulls(f"{short}", short.wait, short.fetched)
+                self.wait_for_pulls(f"{short}{config_hint(short)}", short.wait, short.fetched)
             except RegistryError as exc:
                 if exc.status != 429:
                     raise

@@ -41,7 +41,7 @@ class PullsShort(DmiError):
         others = ", some of them claimed by other tasks already" if claimed else ""
         super().__init__(f"{registry}: {needed} pull{'s' if needed != 1 else ''} needed, {limit.remaining} of "
                          f"{limit.limit} left in its {window_text(window)} window{source}{others} and {reserve} kept "
-                         "in reserve (pull-reserve)")
+                         "in reserve")
         self.registry, self.needed, self.limit, self.reserve, self.wait = registry, needed, limit, reserve, wait
         self.fetched: dict[str, tuple[str, bytes]] = {}
 
@@ -75,8 +75,7 @@ class PullBudget:
         reserve = self.reserve(limit.limit)
         if needed > limit.limit - reserve:
             raise PullsNeverFit(f"{registry}: {needed} pulls needed, more than its limit of {limit.limit} minus the "
-                                f"reserve of {reserve} (pull-reserve): lower pull-reserve or mirror fewer "
-                                "platforms")
+                                f"reserve of {reserve}")
         if self.ledger is not None:
             wait = self.ledger(f"{registry}|{limit.source or ''}", needed, limit, reserve)
             if wait > 0:

@@ -156,7 +156,7 @@ def test_dmi_copy_keeps_the_reserve_too(hub_registry, open_registry, limited, tm
     assert kept.returncode == 1
     assert kept.stderr.strip().splitlines()[-1] == (
         f"dmi copy: failed: {hub.host}: 1 pull needed, 1 of 10 left in its 8s window (counted for 127.0.0.1) and 1 "
-        "kept in reserve (pull-reserve): try again in 1s, or lower --pull-reserve")
+        "kept in reserve (--pull-reserve): try again in 1s, or lower it")
     assert hub.count("GET", "manifest") == 0
     spent = subprocess.run([*argv[:2], "--pull-reserve", "0", *argv[2:]], capture_output=True, text=True, timeout=300,
                            env=env)

@@ -169,7 +169,7 @@ def test_docker_hubs_429_is_one_line_and_not_hammered(hub, hub_registry, open_re
     done = dmi(*args)
     assert done.returncode == 1
     assert one_line(done).startswith(f"dmi copy: failed: {hub.host}: 1 pull needed, 0 of 5 left in its 6h window "
-                                     "(counted for 127.0.0.1) and 1 kept in reserve (pull-reserve): try again in ")
+                                     "(counted for 127.0.0.1) and 1 kept in reserve (--pull-reserve): try again in ")
     assert hub.count("GET", "manifest") == 0
     # The HEAD said there were pulls, but the GET meets a 429 (someone was faster): one line, asked once.
     hub.remaining = 5

@@ -22,7 +22,7 @@ def test_the_budget_arithmetic():
     with pytest.raises(PullsShort) as short:
         budget.check("r", RateLimit(100, 15, 21600, "192.0.2.1"), 6)
     assert str(short.value) == ("r: 6 pulls needed, 15 of 100 left in its 6h window (counted for 192.0.2.1) and 10 "
-                                "kept in reserve (pull-reserve)")
+                                "kept in reserve")
     assert short.value.wait == 216.0  # 1 pull short; spread over the window, one comes back every 216 s
     assert wait_for(50, RateLimit(100, 0, 3600), 10) == 2160.0
     assert wait_for(200, RateLimit(100, 0, 3600), 0) == 3600.0  # never more than one window
