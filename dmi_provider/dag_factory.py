@@ -1,4 +1,4 @@
-"""config.ini -> Airflow DAGs: one DAG per refresh value, one task group per section.
+"""config.ini -> Airflow DAGs: one DAG per refresh value; per source pool, a planning task and a task group.
 
 Parse time only reads the config file: no network, no database.
 """
@@ -6,21 +6,24 @@ Parse time only reads the config file: no network, no database.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, DeltaTriggerTimetable, Param, task_group
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, DeltaTriggerTimetable, Param, get_parsing_context, task_group
 
-from dmi_provider.config import MirrorConfig, Refresh, load_config
+from dmi_provider.config import DAG_PREFIX, MirrorConfig, Refresh, load_config
 from dmi_provider.operators.mirror import (
     EnsureRepositoryOperator,
+    PlanMirrorsOperator,
     PullImageOperator,
     PushImageOperator,
     RecordMirrorOperator,
-    ResolveTagsOperator,
     TagImageOperator,
 )
+from dmi_provider.planner import SpecBook, lane_of
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tags import describe_filter
 
@@ -36,7 +39,7 @@ class SharedChoices(list):
         return self
 
 
-MAP_INDEX = "{{ task.tags[0][0] }}"  # each mapped instance shows its source tag
+MAP_INDEX = "[{{ task.item[0] }}] {{ task.item[1] or '(tags)' }}"  # each instance: its section and source tag
 DEFAULT_ARGS = {
     "owner": "dmi",
     "retries": 3,
@@ -79,41 +82,87 @@ def _refresh(specs: tuple[MirrorSpec, ...]) -> Refresh:
     return refresh
 
 
-def build_group(spec: MirrorSpec) -> Any:
-    """One task group per section, mapped over its tags: each tag's pull, tag, ensure_repository, push and
-    record are task instances of their own (named by the tag in the UI). A section with tags-* filters
-    first lists the source's tags in a `tags_<group>` task; the others expand over their named tags."""
-    ids: dict[str, Any] = {"pull_task_id": f"{spec.group_id}.pull", "push_task_id": f"{spec.group_id}.push"}
-    pairs: Any = [list(p) for p in spec.pairs()]
-    pool = spec.budget.pool
-    if spec.selection.filter.active:
-        pairs = ResolveTagsOperator(task_id=f"tags_{spec.group_id}", spec=spec, tags=pairs, pool=pool, **ids).output
+STEPS = ("pull", "tag", "ensure_repository", "push", "record")
 
-    @task_group(group_id=spec.group_id, tooltip=f"[{spec.section}] {spec.source.name}")
-    def mirror(pair: Any) -> None:
-        each: dict[str, Any] = {"spec": spec, "tags": [pair], "map_index_template": MAP_INDEX, **ids}
-        # The tasks that talk to the source share its pool: concurrency per source host.
+
+def build_lane(book: SpecBook, lane: str, specs: Sequence[MirrorSpec]) -> Any:
+    """One planning task and one task group for the sections of a DAG that share a source pool (a lane).
+
+    `plan_<lane>` lists, HEADs and records every unchanged section at once; the group `<lane>` is mapped over
+    what changed, one set of pull -> tag -> ensure_repository -> push -> record per (section, tag), named
+    `[section] tag`. An unchanged lane expands to no instance: no worker process. (Airflow maps a group over
+    one upstream task's return value, so one group per lane, not per section: one planning process per source
+    instead of one per section.) `specs` is empty in a task process that builds only its own task's lane."""
+    first = specs[0] if specs else None
+    pool = first.budget.pool if first else None
+    docker = bool(first and first.engine.name == "docker")
+    ids: dict[str, Any] = {"pull_task_id": f"{lane}.pull", "push_task_id": f"{lane}.push"}
+    plan = PlanMirrorsOperator(task_id=f"plan_{lane}", book=book, lane=lane, pool=pool)
+
+    @task_group(group_id=lane, tooltip=", ".join(sorted({s.source.registry for s in specs})) or lane)
+    def copies(item: Any) -> None:
+        each: dict[str, Any] = {"book": book, "item": item, "map_index_template": MAP_INDEX, **ids}
         # engine = docker: the steps on the daemon run on the workers of one queue (docker-queue).
-        daemon: dict[str, Any] = {"queue": spec.engine.queue} if spec.engine.queue else {}
+        daemon: dict[str, Any] = {"queue": first.engine.queue} if first and first.engine.queue else {}
         pull = PullImageOperator(task_id="pull", pool=pool, **daemon, **each)
-        tag = TagImageOperator(task_id="tag", retries=0, **daemon, **each)
+        # The registry engine has nothing to do at `tag`: an EmptyOperator, which Airflow marks done without
+        # a worker process; the grid still shows the step.
+        tag = (TagImageOperator(task_id="tag", retries=0, **daemon, **each) if docker or not specs
+               else EmptyOperator(task_id="tag"))
         ensure = EnsureRepositoryOperator(task_id="ensure_repository", **each)
         push = PushImageOperator(task_id="push", pool=pool, **daemon, **each)
-        record = RecordMirrorOperator(task_id="record", retries=1, **each)
+        record = RecordMirrorOperator(task_id="record", retries=1, alias=f"dmi-mirror-{lane}", **each)
         pull >> tag >> ensure >> push >> record
 
-    return mirror.expand(pair=pairs)
+    return copies.expand(item=plan.output)
 
 
-def build_dags(path: str) -> dict[str, DAG]:
-    """The DAGs of one config file. A bad config raises ConfigError, which Airflow shows as the DAG
-    file's import error with every problem (file:line, section, key, value, what is allowed)."""
+def task_lane(task_id: str) -> str | None:
+    """The lane a task id belongs to: `plan_<lane>` or `<lane>.<step>`."""
+    if "." in task_id:
+        return task_id.partition(".")[0]
+    return task_id.removeprefix("plan_") if task_id.startswith("plan_") else None
+
+
+def _params(sections: Sequence[str] | None) -> dict[str, Param]:
+    items: dict[str, Any] = {"type": "string"}
+    if sections is not None:
+        items["enum"] = SharedChoices(sections)
+    return {
+        "force": Param(False, type="boolean", description="Copy even when the target holds the digest"),
+        "dry_run": Param(False, type="boolean", description="Plan only: write nothing at the target"),
+        "sections": Param([], type="array", items=items, description="Only these sections (empty: all)"),
+    }
+
+
+def task_dag(path: str, dag_id: str, task_id: str) -> dict[str, DAG]:
+    """What a task process needs: its DAG with its own task's lane, built without reading config.ini (the
+    task reads its sections when it runs). The DAG processor builds every DAG in full (`build_dags`)."""
+    lane = task_lane(task_id)
+    if lane is None or not dag_id.startswith(DAG_PREFIX):
+        return build_dags(path, only=dag_id)
+    with DAG(dag_id, schedule=None, start_date=START_DATE, catchup=False, max_active_runs=1,
+             default_args=DEFAULT_ARGS, params=_params(None)) as dag:
+        build_lane(SpecBook(path), lane, ())
+    return {dag_id: dag}
+
+
+def build_dags(path: str, only: str | None = None) -> dict[str, DAG]:
+    """The DAGs of one config file (`only`: just that one). A bad config raises ConfigError, which Airflow
+    shows as the DAG file's import error with every problem (file:line, section, key, value, what is
+    allowed). A task process (Airflow's parsing context names its DAG and task) builds only its task's lane."""
+    context = get_parsing_context()
+    if only is None and context.dag_id and context.task_id:
+        return task_dag(path, context.dag_id, context.task_id)
+    only = only or context.dag_id
     config = load_config(path)
+    book = SpecBook(path, config)
     dags = {}
     for dag_id, specs in config.dags().items():
+        if only and dag_id != only:
+            continue
         refresh = _refresh(specs)
         schedule = "@once" if refresh.interval is None else DeltaTriggerTimetable(refresh.interval)
-        sections = [s.section for s in specs]
         with DAG(
             dag_id,
             schedule=schedule,
@@ -123,14 +172,12 @@ def build_dags(path: str) -> dict[str, DAG]:
             tags=["dmi", "mirror", f"refresh:{refresh.text}"],
             doc_md=_doc(dag_id, specs, config),
             default_args=DEFAULT_ARGS,
-            params={
-                "force": Param(False, type="boolean", description="Copy even when the target holds the digest"),
-                "dry_run": Param(False, type="boolean", description="Plan only: write nothing at the target"),
-                "sections": Param([], type="array", items={"type": "string", "enum": SharedChoices(sections)},
-                                  description="Only these sections (empty: all)"),
-            },
+            params=_params([s.section for s in specs]),
         ) as dag:
+            lanes: dict[str, list[MirrorSpec]] = {}
             for spec in specs:
-                build_group(spec)
+                lanes.setdefault(lane_of(spec), []).append(spec)
+            for lane, members in lanes.items():
+                build_lane(book, lane, members)
         dags[dag_id] = dag
     return dags

@@ -8,6 +8,7 @@ user's DAG; see README, "Operators in your own DAGs".
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -24,12 +25,43 @@ from dmi_provider.hints import config_hint
 from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.mirror import Pulled
 from dmi_provider.pipeline import MirrorRun, Pushed, RunHooks, fleet_locations, pull_ledger
+from dmi_provider.planner import PLAN_PARALLEL, Item, SpecBook, all_items, plan_sections
 from dmi_provider.registry.budget import PullsShort
 from dmi_provider.registry.errors import RegistryError
 from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tags import split_pin
+from dmi_provider.tracking.outcome import MirrorOutcome
 from dmi_provider.tracking.store import TrackingStore
+
+
+class TrackingUrls:
+    """Each section's tracking database, its connection looked up once per task; one store per database."""
+
+    def __init__(self) -> None:
+        self._urls: dict[tuple[str | None, str | None], str] = {}
+        self._stores: dict[str, TrackingStore] = {}
+        self._lock = threading.Lock()  # sections are planned in threads
+
+    def url(self, spec: MirrorSpec) -> str:
+        key = (spec.tracking_conn_id, spec.env.db_path)
+        with self._lock:
+            if key not in self._urls:
+                self._urls[key] = tracking_url(*key)
+            return self._urls[key]
+
+    def store(self, url: str) -> TrackingStore:
+        with self._lock:
+            if url not in self._stores:
+                self._stores[url] = TrackingStore(url)
+            return self._stores[url]
+
+    def last_good(self, spec: MirrorSpec) -> Callable[[str], dict | None]:
+        return lambda target: self.store(self.url(spec)).last_good(target)
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
 
 TagPairs = Sequence[str | Sequence[str]]
 RETRY_429 = 60.0  # seconds to wait after a 429 that says nothing of when to come back
@@ -46,29 +78,49 @@ class MirrorBaseOperator(BaseOperator):
     :param push_task_id: the task id of the group's push task (results come from its XCom)
     """
 
-    # tags is templated so that a mapped task group can hand each instance its (source, target) pair.
-    template_fields: Sequence[str] = ("tags",)
+    # tags and item are templated so that a mapped task group can hand each instance its own.
+    template_fields: Sequence[str] = ("tags", "item")
     ui_color = "#e8f1fb"
 
-    def __init__(self, *, spec: MirrorSpec, tags: TagPairs | None = None, pull_task_id: str = "pull",
-                 push_task_id: str = "push", **kwargs: Any):
+    def __init__(self, *, spec: MirrorSpec | None = None, tags: TagPairs | None = None, book: SpecBook | None = None,
+                 item: Item | None = None, pull_task_id: str = "pull", push_task_id: str = "push", **kwargs: Any):
         super().__init__(**kwargs)
-        self.spec = spec
-        self.tags = [list(p) for p in spec.pairs()] if tags is None else tags
+        if spec is None and book is None:
+            raise TypeError(f"{type(self).__name__} needs spec= (or book= and item=, as DMI's DAGs pass)")
+        self._spec = spec
+        self.book = book
+        self.item = item
+        self.tags = tags
         self.pull_task_id = pull_task_id
         self.push_task_id = push_task_id
+        self.listed: tuple[tuple[str, str], ...] | None = None  # an item's tags, listed by its pull task
+
+    @property
+    def spec(self) -> MirrorSpec:
+        """The section's spec: given, or (in DMI's DAGs) read from config.ini by the section of the item."""
+        if self._spec is None:
+            assert self.book is not None and self.item
+            self._spec = self.book.spec(self.item[0])
+        return self._spec
 
     @property
     def section(self) -> str:
-        return self.spec.section
+        return self.item[0] if self.item else self.spec.section
+
+    def pairs(self) -> tuple[tuple[str, str], ...] | None:
+        """The (source tag, target tag) pairs of this task; None: the section's tags are still to be listed."""
+        if self.item:
+            return self.listed if self.item[1] is None else ((self.item[1], self.item[2] or self.item[1]),)
+        if self.tags is None:
+            return self.spec.pairs()
+        return tuple((t, split_pin(t)[0] or t) if isinstance(t, str) else (t[0], t[1]) for t in self.tags)
 
     # -- the section's pipeline (built at run time, after templates) ----------------------------------
     @cached_property
     def mirror_run(self) -> MirrorRun:
-        pairs = tuple((t, split_pin(t)[0] or t) if isinstance(t, str) else (t[0], t[1]) for t in self.tags)
         hooks = RunHooks(say=self.log.info, history=self.last_good, ledger=pull_ledger(self.tracking_url),
                          locations=self.blob_locations(), known=self.__dict__.get("known_manifests"))
-        return MirrorRun(self.spec, pairs, hooks)
+        return MirrorRun(self.spec, self.pairs(), hooks)
 
     def blob_locations(self) -> Callable[[], BlobLocations] | None:
         """Where blobs sit; the push task shares them with the fleet (the others write no blob)."""
@@ -97,6 +149,9 @@ class MirrorBaseOperator(BaseOperator):
         sections = self.run_params(context)[2]
         if sections and self.section not in sections:
             raise AirflowSkipException(f"section {self.section!r} is not in this run's sections: {sections}")
+        if self.item and self.item[1] is None and self.task_id != self.pull_task_id:
+            listed = self.sibling(context, self.pull_task_id, "pairs")
+            self.listed = tuple((p[0], p[1]) for p in listed) if listed else None
 
     def pulled(self, context: Any) -> Pulled | None:
         data = self.sibling(context, self.pull_task_id)
@@ -143,6 +198,50 @@ class MirrorBaseOperator(BaseOperator):
                 del self.__dict__["mirror_run"]
 
 
+class PlanMirrorsOperator(BaseOperator):
+    """The first step of a run for a lane of sections (a DAG's sections that share a source pool): lists tags,
+    HEADs source and target for every section at once, records what is unchanged (one transaction per
+    tracking database) and returns only the items `[section, source tag, target tag]` that need copying: the
+    lane's task group is mapped over them, so an unchanged image costs no task. No pull is spent.
+
+    :param book: the config file's sections (``dmi_provider.planner.SpecBook``)
+    :param lane: which of the DAG's sections: those of ``dmi_provider.planner.lane_of(spec) == lane``
+    :param parallel: sections planned at a time
+    """
+
+    ui_color = "#dbe9f6"
+
+    def __init__(self, *, book: SpecBook, lane: str, parallel: int = PLAN_PARALLEL, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.book = book
+        self.lane = lane
+        self.parallel = parallel
+
+    def execute(self, context: Any) -> list[Item]:
+        force, dry_run, sections = MirrorBaseOperator.run_params(context)
+        specs = [s for s in self.book.lane(self.dag_id, self.lane) if not sections or s.section in sections]
+        urls = TrackingUrls()
+        plans = plan_sections(specs, lambda spec: RunHooks(say=self.log.info, history=urls.last_good(spec),
+                                                           ledger=pull_ledger(lambda: urls.url(spec))),
+                              force=force, parallel=self.parallel, redact=lambda text: str(redact(text)))
+        info = RecordMirrorOperator.run_info(context)
+        settled: dict[str, list[MirrorOutcome]] = {}
+        for plan in plans:
+            for note in plan.notes:
+                self.log.info("[%s] %s", plan.spec.section, note)
+            if plan.error:
+                self.log.warning("[%s] planning failed, its copy steps try again: %s", plan.spec.section, plan.error)
+            settled.setdefault(urls.url(plan.spec), []).extend(plan.settled(info, force, dry_run))
+        for url, outcomes in settled.items():
+            urls.store(url).record_many(outcomes)
+        urls.close()
+        items = all_items(plans, force, dry_run)
+        unchanged = sum(len(v) for v in settled.values())
+        self.log.info("%d sections, %d images settled by HEADs (%s), %d to copy", len(specs), unchanged,
+                      "dry run" if dry_run else "unchanged", len(items))
+        return items
+
+
 class ResolveTagsOperator(MirrorBaseOperator):
     """The tags a section with ``tags-*`` filters mirrors in this run: one listing of the source's tags
     (not a pull), filtered; returns the (source tag, target tag) pairs the group is mapped over."""
@@ -170,6 +269,9 @@ class PullImageOperator(MirrorBaseOperator):
 
         def work() -> dict:
             run = self.mirror_run
+            if self.item and self.item[1] is None:  # planning could not list this section's tags: list them here
+                run.resolve_tags()
+                context["ti"].xcom_push(key="pairs", value=[list(p) for p in run.pairs])
             try:
                 pulled = run.plan(force=force, dry_run=dry_run)
             except PullsShort as short:
@@ -252,14 +354,12 @@ class PushImageOperator(MirrorBaseOperator):
 class RecordMirrorOperator(MirrorBaseOperator):
     """Always runs: one history row per image, the state rows, and an Asset event per new digest."""
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, *, alias: str | None = None, **kwargs: Any):
+        """:param alias: the AssetAlias the events go through (default: ``dmi-mirror-<target repository>``)"""
         kwargs.setdefault("trigger_rule", TriggerRule.ALL_DONE)
         super().__init__(**kwargs)
+        self.alias_name = alias or f"dmi-mirror-{self.spec.target.repository}"
         self.outlets = [AssetAlias(self.alias_name)]
-
-    @property
-    def alias_name(self) -> str:
-        return f"dmi-mirror-{self.spec.target.repository}"
 
     def execute(self, context: Any) -> list[dict]:
         self.skip_unless_selected(context)
@@ -296,8 +396,10 @@ class RecordMirrorOperator(MirrorBaseOperator):
                 return error
         return None
 
-    def run_info(self, context: Any) -> mirror.RunInfo:
+    @staticmethod
+    def run_info(context: Any) -> mirror.RunInfo:
         run = context.get("dag_run")
-        return mirror.RunInfo(self.dag_id, context.get("run_id") or "",
+        dag_id = context["dag"].dag_id if context.get("dag") else getattr(run, "dag_id", "")
+        return mirror.RunInfo(dag_id, context.get("run_id") or "",
                               context.get("logical_date") or (run.logical_date if run else None),
                               getattr(run, "start_date", None), datetime.now(UTC))

@@ -165,25 +165,33 @@ class TrackingStore:
     def record(self, outcome: MirrorOutcome) -> None:
         """The run's history row for the target (replaced if this run recorded it before: a retried record
         task writes no duplicate), and the target's state row, in one transaction."""
-        if outcome.status not in STATUSES:
-            raise ValueError(f"status {outcome.status!r} is not one of {STATUSES}")
+        self.record_many([outcome])
+
+    def record_many(self, outcomes: Sequence[MirrorOutcome]) -> None:
+        """Rows for many targets in one transaction (a run's planning settles hundreds at once)."""
+        for outcome in outcomes:
+            if outcome.status not in STATUSES:
+                raise ValueError(f"status {outcome.status!r} is not one of {STATUSES}")
         if self.read_only:
             raise RuntimeError("this tracking store is read-only")
+        if not outcomes:
+            return
         self.migrate()
         now = datetime.now(UTC)
-        values = asdict(outcome)
-        values["finished_at"] = _utc(outcome.finished_at) or now
-        values["started_at"] = _utc(outcome.started_at)
-        values["logical_date"] = _utc(outcome.logical_date)
         with Session(self.engine) as session, session.begin():
-            earlier = session.scalars(select(MirrorHistory).where(
-                MirrorHistory.dag_id == outcome.dag_id, MirrorHistory.run_id == outcome.run_id,
-                MirrorHistory.target == outcome.target)).all()
-            for row in earlier:
-                session.delete(row)
-            session.add(MirrorHistory(**values))
-            if outcome.status != "dry-run":
-                _update_state(session, outcome, now)
+            for outcome in outcomes:
+                values = asdict(outcome)
+                values["finished_at"] = _utc(outcome.finished_at) or now
+                values["started_at"] = _utc(outcome.started_at)
+                values["logical_date"] = _utc(outcome.logical_date)
+                earlier = session.scalars(select(MirrorHistory).where(
+                    MirrorHistory.dag_id == outcome.dag_id, MirrorHistory.run_id == outcome.run_id,
+                    MirrorHistory.target == outcome.target)).all()
+                for row in earlier:
+                    session.delete(row)
+                session.add(MirrorHistory(**values))
+                if outcome.status != "dry-run":
+                    _update_state(session, outcome, now)
 
     # -- queries ---------------------------------------------------------------------------------
     def history(self, limit: int = 500, **filters: Any) -> list[dict]:

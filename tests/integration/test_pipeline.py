@@ -37,9 +37,10 @@ def test_sample_config_makes_the_documented_dags(airflow_env):
     assert dags["dmi_mirror"]["params"] == ["dry_run", "force", "sections"]
     assert dags["dmi_mirror"]["tags"] == ["dmi", "mirror", "refresh:1w"]
     assert "| [aws/proxyv2] | `docker.io/istio/proxyv2` | 1.7.0 |" in dags["dmi_mirror"]["doc_md"]
-    assert "aws_proxyv2.pull" in dags["dmi_mirror"]["tasks"]
-    assert [t for t in dags["dmi_mirror"]["tasks"] if t.startswith("aws_pilot.")] == [
-        "aws_pilot.ensure_repository", "aws_pilot.pull", "aws_pilot.push", "aws_pilot.record", "aws_pilot.tag"]
+    # One planning task and one task group per source pool (every sample section pulls from docker.io).
+    assert dags["dmi_mirror"]["tasks"] == [
+        "docker_io.ensure_repository", "docker_io.pull", "docker_io.push", "docker_io.record", "docker_io.tag",
+        "plan_docker_io"]
 
 
 def test_once_refresh_and_broken_config(airflow_env, tmp_path):
@@ -145,7 +146,8 @@ def test_mirror_into_ecr_then_unchanged_force_and_sections(airflow_env, hub, hub
     hub.reset()
     again = airflow_env.run("dmi_mirror", config, env=ecr_env)
     assert again["state"] == "success"
-    assert again["tasks"]["alpine.push"] == "skipped" and again["tasks"]["alpine.record"] == "success"
+    # Planning settled all three: the group expanded to no instance (no task ran but the planning task).
+    assert again["steps"] == {} and [s for t, s in again["tasks"].items() if t.startswith("plan_")] == ["success"]
     assert hub.count("GET", "manifest") == 0 and hub.count("GET", "blob") == 0
     assert [r["status"] for r in store.history(limit=3)] == ["unchanged"] * 3
     assert again["asset_events"] == []  # no new image, no event
@@ -153,7 +155,7 @@ def test_mirror_into_ecr_then_unchanged_force_and_sections(airflow_env, hub, hub
     forced = airflow_env.run("dmi_mirror", config, {"force": True, "sections": ["aws/pilot"]},
                              env=ecr_env | {"DMI_TEST_LOGICAL_DATE": "2026-01-05T00:00:00+00:00"})
     assert forced["state"] == "success", forced["log"][-5000:]
-    assert forced["tasks"]["aws_proxyv2.pull"] == "skipped" and forced["tasks"]["aws_proxyv2.record"] == "skipped"
+    assert list(forced["steps"]) == ["[aws/pilot] 1.7.0"]  # only the chosen section, copied although unchanged
     latest = store.history(limit=1)[0]
     assert latest["section"] == "aws/pilot" and latest["status"] == "copied"  # an immutable tag, same digest: fine
     assert latest["target_digest"] == images["istio/pilot"].digest
@@ -187,7 +189,7 @@ def test_dry_run_writes_nothing_and_a_failing_section_fails_alone(airflow_env, h
                                                            "password": HUB_USER[1]})}
     dry = airflow_env.run("dmi_mirror", config, {"dry_run": True, "sections": ["good"]}, env=env)
     assert dry["state"] == "success"
-    assert dry["tasks"]["good.push"] == "skipped" and dry["tasks"]["good.ensure_repository"] == "skipped"
+    assert dry["steps"] == {}  # planned and recorded by the planning task alone
     client = ecr.boto3_client()
     assert client.describe_repositories()["repositories"] == [] or all(
         not r["repositoryName"].startswith(ns) for r in client.describe_repositories()["repositories"])
@@ -197,9 +199,10 @@ def test_dry_run_writes_nothing_and_a_failing_section_fails_alone(airflow_env, h
 
     run = airflow_env.run("dmi_mirror", config, env=env)
     assert run["state"] == "failed"
-    assert run["tasks"]["good.record"] == "success" and run["tasks"]["good.push"] == "success"
-    assert run["tasks"]["missing.pull"] == "failed" and run["tasks"]["missing.push"] == "upstream_failed"
-    assert run["tasks"]["missing.record"] == "failed"  # it recorded the failure, then failed the run
+    good, missing = run["steps"]["[good] 1"], run["steps"]["[missing] 1"]
+    assert good["record"] == "success" and good["push"] == "success" and good["tag"] == "success"
+    assert missing["pull"] == "failed" and missing["push"] == "upstream_failed"
+    assert missing["record"] == "failed"  # it recorded the failure, then failed the run
     failed = store.history(status="failed")[0]
     assert failed["section"] == "missing"
     assert "MANIFEST_UNKNOWN" in failed["error"] and HUB_USER[1] not in failed["error"]

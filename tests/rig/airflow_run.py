@@ -48,9 +48,16 @@ def main() -> int:
     tasks = {ti.task_id: ti.state for ti in instances}
     # Mapped task groups: one entry per tag, keyed by the rendered map index (the tag).
     mapped: dict[str, dict[str, str]] = {}
+    steps: dict[str, dict[str, str]] = {}  # "[section] tag" -> step -> state, across the lanes
+    # The registry engine's `tag` (an EmptyOperator) never runs, so it renders no name: its group's do.
+    # (rendered_map_index falls back to the number; _rendered_map_index is what was rendered, or None.)
+    names = {(ti.task_id.rpartition(".")[0], ti.map_index): ti._rendered_map_index for ti in instances
+             if ti._rendered_map_index}
     for ti in instances:
         if ti.map_index is not None and ti.map_index >= 0:
-            mapped.setdefault(ti.task_id, {})[ti.rendered_map_index or str(ti.map_index)] = str(ti.state)
+            name = names.get((ti.task_id.rpartition(".")[0], ti.map_index)) or str(ti.map_index)
+            mapped.setdefault(ti.task_id, {})[name] = str(ti.state)
+            steps.setdefault(name, {})[ti.task_id.rpartition(".")[2]] = str(ti.state)
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
@@ -59,6 +66,7 @@ def main() -> int:
                 .filter(AssetEvent.source_run_id == run.run_id).all())
         events = [{"uri": uri, "extra": event.extra, "task": event.source_task_id} for event, uri in rows]
     print("DMI-RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id, "tasks": tasks, "mapped": mapped,
+                                      "steps": steps,
                                       "asset_events": events}))
     return 0
 
