@@ -17,12 +17,12 @@ from airflow.sdk import DAG, DeltaTriggerTimetable, Param, get_parsing_context, 
 from dmi_provider.config import DAG_PREFIX, MirrorConfig, Refresh, load_config
 from dmi_provider.operators.mirror import (
     EnsureRepositoryOperator,
-    PlanMirrorsOperator,
     PullImageOperator,
     PushImageOperator,
     RecordMirrorOperator,
     TagImageOperator,
 )
+from dmi_provider.operators.plan import PlanMirrorsOperator
 from dmi_provider.planner import SpecBook, lane_of
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tags import describe_filter

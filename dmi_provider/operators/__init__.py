@@ -10,6 +10,7 @@ from dmi_provider.operators.mirror import (
     ResolveTagsOperator,
     TagImageOperator,
 )
+from dmi_provider.operators.plan import PlanMirrorsOperator
 
-__all__ = ["EnsureRepositoryOperator", "PullImageOperator", "PushImageOperator", "RecordMirrorOperator",
+__all__ = ["EnsureRepositoryOperator", "PlanMirrorsOperator", "PullImageOperator", "PushImageOperator", "RecordMirrorOperator",
            "ResolveTagsOperator", "TagImageOperator"]

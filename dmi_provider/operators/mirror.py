@@ -8,7 +8,6 @@ user's DAG; see README, "Operators in your own DAGs".
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -25,43 +24,13 @@ from dmi_provider.hints import config_hint
 from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.mirror import Pulled
 from dmi_provider.pipeline import MirrorRun, Pushed, RunHooks, fleet_locations, pull_ledger
-from dmi_provider.planner import PLAN_PARALLEL, Item, SpecBook, all_items, plan_sections
+from dmi_provider.planner import Item, SpecBook
 from dmi_provider.registry.budget import PullsShort
 from dmi_provider.registry.errors import RegistryError
 from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tags import split_pin
-from dmi_provider.tracking.outcome import MirrorOutcome
 from dmi_provider.tracking.store import TrackingStore
-
-
-class TrackingUrls:
-    """Each section's tracking database, its connection looked up once per task; one store per database."""
-
-    def __init__(self) -> None:
-        self._urls: dict[tuple[str | None, str | None], str] = {}
-        self._stores: dict[str, TrackingStore] = {}
-        self._lock = threading.Lock()  # sections are planned in threads
-
-    def url(self, spec: MirrorSpec) -> str:
-        key = (spec.tracking_conn_id, spec.env.db_path)
-        with self._lock:
-            if key not in self._urls:
-                self._urls[key] = tracking_url(*key)
-            return self._urls[key]
-
-    def store(self, url: str) -> TrackingStore:
-        with self._lock:
-            if url not in self._stores:
-                self._stores[url] = TrackingStore(url)
-            return self._stores[url]
-
-    def last_good(self, spec: MirrorSpec) -> Callable[[str], dict | None]:
-        return lambda target: self.store(self.url(spec)).last_good(target)
-
-    def close(self) -> None:
-        for store in self._stores.values():
-            store.close()
 
 TagPairs = Sequence[str | Sequence[str]]
 RETRY_429 = 60.0  # seconds to wait after a 429 that says nothing of when to come back
@@ -196,50 +165,6 @@ class MirrorBaseOperator(BaseOperator):
             if "mirror_run" in self.__dict__:
                 self.mirror_run.close()
                 del self.__dict__["mirror_run"]
-
-
-class PlanMirrorsOperator(BaseOperator):
-    """The first step of a run for a lane of sections (a DAG's sections that share a source pool): lists tags,
-    HEADs source and target for every section at once, records what is unchanged (one transaction per
-    tracking database) and returns only the items `[section, source tag, target tag]` that need copying: the
-    lane's task group is mapped over them, so an unchanged image costs no task. No pull is spent.
-
-    :param book: the config file's sections (``dmi_provider.planner.SpecBook``)
-    :param lane: which of the DAG's sections: those of ``dmi_provider.planner.lane_of(spec) == lane``
-    :param parallel: sections planned at a time
-    """
-
-    ui_color = "#dbe9f6"
-
-    def __init__(self, *, book: SpecBook, lane: str, parallel: int = PLAN_PARALLEL, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.book = book
-        self.lane = lane
-        self.parallel = parallel
-
-    def execute(self, context: Any) -> list[Item]:
-        force, dry_run, sections = MirrorBaseOperator.run_params(context)
-        specs = [s for s in self.book.lane(self.dag_id, self.lane) if not sections or s.section in sections]
-        urls = TrackingUrls()
-        plans = plan_sections(specs, lambda spec: RunHooks(say=self.log.info, history=urls.last_good(spec),
-                                                           ledger=pull_ledger(lambda: urls.url(spec))),
-                              force=force, parallel=self.parallel, redact=lambda text: str(redact(text)))
-        info = RecordMirrorOperator.run_info(context)
-        settled: dict[str, list[MirrorOutcome]] = {}
-        for plan in plans:
-            for note in plan.notes:
-                self.log.info("[%s] %s", plan.spec.section, note)
-            if plan.error:
-                self.log.warning("[%s] planning failed, its copy steps try again: %s", plan.spec.section, plan.error)
-            settled.setdefault(urls.url(plan.spec), []).extend(plan.settled(info, force, dry_run))
-        for url, outcomes in settled.items():
-            urls.store(url).record_many(outcomes)
-        urls.close()
-        items = all_items(plans, force, dry_run)
-        unchanged = sum(len(v) for v in settled.values())
-        self.log.info("%d sections, %d images settled by HEADs (%s), %d to copy", len(specs), unchanged,
-                      "dry run" if dry_run else "unchanged", len(items))
-        return items
 
 
 class ResolveTagsOperator(MirrorBaseOperator):

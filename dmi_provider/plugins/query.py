@@ -14,8 +14,9 @@ from urllib.parse import quote, urlencode
 from airflow.api_fastapi.core_api.security import BaseUser
 from fastapi import Query
 
-from dmi_provider.config import ConfigError, group_id_for, load_config, read_environment
+from dmi_provider.config import ConfigError, load_config, read_environment
 from dmi_provider.hooks.connections import DEFAULT_TRACKING_CONN_ID, tracking_url
+from dmi_provider.planner import lane_of
 from dmi_provider.plugins.charts import (
     blobs_geometry,
     budget_geometry,
@@ -103,7 +104,7 @@ def waiting_for_pulls(dag_ids: set[str]) -> dict[str, int]:
     from airflow.utils.state import TaskInstanceState
     from sqlalchemy import select
 
-    sources = {(s.dag_id, f"{s.group_id}.pull"): s.source.registry for s in config_sections()}
+    sources = {(s.dag_id, f"{lane_of(s)}.pull"): s.source.registry for s in config_sections()}
     with create_session() as session:
         found = session.execute(select(TaskInstance.dag_id, TaskInstance.task_id).where(
             TaskInstance.state == TaskInstanceState.DEFERRED, TaskInstance.task_id.like("%.pull"),
@@ -116,12 +117,13 @@ def waiting_for_pulls(dag_ids: set[str]) -> dict[str, int]:
     return counts
 
 
-_STEPS = {"pull": 1, "tag": 2, "ensure_repository": 3, "push": 4, "record": 5}  # tags_<group>: 0
+_STEPS = {"pull": 1, "tag": 2, "ensure_repository": 3, "push": 4, "record": 5}  # plan_<lane>: 0
 
 
 def failed_task_links(rows: list[dict]) -> dict[int, str]:
     """For failed history rows: the UI address of the task that failed (its log), from Airflow's own task
-    instances (the row's section names its task group; a mapped group's instance is named by the source tag)."""
+    instances (the section's source pool names its lane: `plan_<lane>` and the group `<lane>`, whose instances
+    are named `[section] tag`)."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from airflow.utils.state import TaskInstanceState
@@ -138,14 +140,19 @@ def failed_task_links(rows: list[dict]) -> dict[int, str]:
         found = session.execute(select(*columns).where(
             or_(*[(TaskInstance.dag_id == d) & (TaskInstance.run_id == r) for d, r in runs]),
             TaskInstance.state == TaskInstanceState.FAILED)).all()
+    lanes = {(s.dag_id, s.section): lane_of(s) for s in config_sections()}
     links: dict[int, str] = {}
     for row in failed:
-        group = group_id_for(row["section"])
+        group = lanes.get((row["dag_id"], row["section"]))
+        if group is None:
+            continue
         tag = row["source"].rsplit(":", 1)[-1] if ":" in row["source"].rsplit("/", 1)[-1] else ""
+        name, listing = f"[{row['section']}] {tag}", f"[{row['section']}] (tags)"
         mine = [f for f in found if f.dag_id == row["dag_id"] and f.run_id == row["run_id"]
-                and (f.task_id.startswith(f"{group}.") or f.task_id == f"tags_{group}")]
-        # The step that failed first (record fails too, to mark the run), of this tag where mapped.
-        mine.sort(key=lambda f: (f.rendered_map_index not in (tag, None), _STEPS.get(f.task_id.rsplit(".", 1)[-1], 0)))
+                and ((f.task_id.startswith(f"{group}.") and f.rendered_map_index in (name, listing))
+                     or f.task_id == f"plan_{group}")]
+        # The step that failed first (record fails too, to mark the run), of this tag.
+        mine.sort(key=lambda f: (f.rendered_map_index != name, _STEPS.get(f.task_id.rsplit(".", 1)[-1], 0)))
         best = mine[0] if mine else None
         if best is not None:
             where = f"../dags/{quote(best.dag_id)}/runs/{quote(best.run_id, safe='')}/tasks/{quote(best.task_id)}"

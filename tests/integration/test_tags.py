@@ -119,9 +119,10 @@ def test_a_section_with_filters_mirrors_the_newest_three_one_task_each(airflow_e
     env = {"DB_PATH": str(tmp_path / "t.db")}
     run = airflow_env.run("dmi_mirror", config, env=env)
     assert run["state"] == "success", run["log"][-5000:]
-    assert run["tasks"]["tags_redis"] == "success"
-    assert run["mapped"]["redis.record"] == {"7.4.1": "success", "7.4.0": "success", "7.2.9": "success"}
-    assert run["mapped"]["redis.push"] == {"7.4.1": "success", "7.4.0": "success", "7.2.9": "success"}
+    # The planning task listed the tags (no task of its own per section), the group copied three.
+    assert {name: step["record"] for name, step in run["steps"].items()} == {
+        "[redis] 7.4.1": "success", "[redis] 7.4.0": "success", "[redis] 7.2.9": "success"}
+    assert {step["push"] for step in run["steps"].values()} == {"success"}
     store = TrackingStore(f"sqlite:///{env['DB_PATH']}")
     assert sorted(r["target"].rsplit(":", 1)[1] for r in store.history()) == ["7.2.9", "7.4.0", "7.4.1"]
     assert sorted(json.loads(rig_client(open_registry).request(
@@ -130,7 +131,7 @@ def test_a_section_with_filters_mirrors_the_newest_three_one_task_each(airflow_e
     hub.reset()
     again = airflow_env.run("dmi_mirror", config, env=env)
     assert again["state"] == "success"
-    assert set(again["mapped"]["redis.push"].values()) == {"skipped"}
+    assert again["steps"] == {}  # settled by the planning task
     assert hub.count("GET", "manifest") == 0  # unchanged: HEADs and one tag listing
     assert [r["status"] for r in store.history(limit=3)] == ["unchanged"] * 3
 
@@ -141,12 +142,14 @@ def test_a_section_with_filters_mirrors_the_newest_three_one_task_each(airflow_e
     push(client, repo, "7.4.3", newer)
     hub.reset()
     third = airflow_env.run("dmi_mirror", config, env=env)
-    assert set(third["mapped"]["redis.record"]) == {"7.4.3", "7.4.1", "7.4.0"}
+    assert set(third["steps"]) == {"[redis] 7.4.3"}  # only the new tag needs a copy
+    assert {r["target"].rsplit(":", 1)[1] for r in store.history(limit=3)} == {"7.4.3", "7.4.1", "7.4.0"}
     assert hub.count("GET", "manifest") == 1  # only the new image's manifest
     # The publisher deletes the tag (distribution 2.8 has no tag DELETE: its storage, as the registry keeps it).
     shutil.rmtree(hub_registry.root / "data/docker/registry/v2/repositories" / repo / "_manifests/tags/7.4.3")
     fourth = airflow_env.run("dmi_mirror", config, env=env)
-    assert set(fourth["mapped"]["redis.record"]) == {"7.4.1", "7.4.0", "7.2.9"}
+    assert fourth["steps"] == {}  # 7.2.9 is selected again and the target still holds it
+    assert {r["target"].rsplit(":", 1)[1] for r in store.history(limit=3)} == {"7.4.1", "7.4.0", "7.2.9"}
     tags = json.loads(rig_client(open_registry).request("GET", f"/v2/{target}/redis/tags/list", "").content)["tags"]
     assert sorted(tags) == ["7.2.9", "7.4.0", "7.4.1", "7.4.3"]  # 7.4.3 stays at the target
     store.close()
@@ -165,7 +168,8 @@ def test_a_moved_pin_fails_its_tag_and_not_the_others(airflow_env, hub_registry,
     env = {"DB_PATH": str(tmp_path / "t.db")}
     run = airflow_env.run("dmi_mirror", config, env=env)
     assert run["state"] == "failed"
-    assert run["mapped"]["app.pull"] == {f"1.0@{digest}": "success", f"2.0@sha256:{'9' * 64}": "failed"}
+    assert {name: step["pull"] for name, step in run["steps"].items()} == {
+        f"[app] 1.0@{digest}": "success", f"[app] 2.0@sha256:{'9' * 64}": "failed"}
     rows = {r["target"].rsplit(":", 1)[1]: r for r in TrackingStore(f"sqlite:///{env['DB_PATH']}").history()}
     assert rows["1.0"]["status"] == "copied" and rows["2.0"]["status"] == "failed"
     assert "PinMoved" in rows["2.0"]["error"] and f"holds {digest}" in rows["2.0"]["error"]
