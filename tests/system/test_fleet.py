@@ -157,11 +157,11 @@ def test_the_docker_engine_keeps_a_sections_steps_on_one_daemon(fleet):
     run = start_dag(fleet, "dmi_mirror_51w")
     assert run["state"] == "success", fleet.logs()
     tis = task_instances(fleet, "dmi_mirror_51w", run["dag_run_id"])
-    where: dict[str, set[tuple[str, str]]] = {}
+    where: dict[str, set[tuple[str, str]]] = {}  # "[docker/dkN] 1.0" -> (worker, queue) of its steps
     for ti in tis:
-        group, step = ti["task_id"].rsplit(".", 1)
+        step = ti["task_id"].rsplit(".", 1)[-1]
         if step in ("pull", "tag", "push"):
-            where.setdefault(group, set()).add((ti["hostname"], ti["queue"]))
+            where.setdefault(ti["rendered_map_index"], set()).add((ti["hostname"], ti["queue"]))
     print(f"docker sections: { {g: sorted(w) for g, w in where.items()} }")
     assert all(len(w) == 1 for w in where.values()), where  # pull, tag and push: one worker, one queue
     assert {next(iter(w)) for w in where.values()} == {("worker-a", QUEUES["a"]), ("worker-b", QUEUES["b"])}
@@ -170,7 +170,7 @@ def test_the_docker_engine_keeps_a_sections_steps_on_one_daemon(fleet):
         api = docker.APIClient(base_url=daemon.base_url)
         held = {t.split("/")[-1].split(":")[0] for i in api.images() for t in (i.get("RepoTags") or [])
                 if "fleet" in t}
-        mine = {g.split("_", 1)[1] for g, w in where.items() if next(iter(w))[0] == f"worker-{name}"}
+        mine = {g.split("/", 1)[1].split("]")[0] for g, w in where.items() if next(iter(w))[0] == f"worker-{name}"}
         assert held == mine, (name, held, mine)
     rows = TrackingStore(fleet.tracking).history(dag_id="dmi_mirror_51w")
     assert sorted(r["status"] for r in rows) == ["copied"] * len(DOCKER)
@@ -181,19 +181,19 @@ def test_a_worker_killed_mid_push_is_replaced_and_the_image_lands_whole(fleet):
     big = image.layers[0]
     fleet.target.reset()
     fleet.target.bytes_per_second = 3 << 20  # 40 MiB take ~13 s: time to lose a worker in the middle
-    dag_id, task_id = "dmi_mirror_50w", "lost_big.push"
+    dag_id = "dmi_mirror_50w"
     stack = fleet
     stack.wait_for(f"DAG {dag_id} parsed", lambda: stack.api("GET", f"/api/v2/dags/{dag_id}").status_code == 200)
     assert stack.api("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False}).status_code == 200
     run = stack.wait_for("the run", lambda: (stack.runs(dag_id) or [None])[0], timeout=120)
     run_id = run["dag_run_id"]
-    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/0"
 
-    def pushing() -> dict | None:
-        ti = stack.api("GET", path).json()
+    def pushing() -> dict | None:  # the one push of the run's one changed image (after its planning task)
+        ti = next((t for t in task_instances(stack, dag_id, run_id) if t["task_id"].endswith(".push")), {})
         return ti if ti.get("state") == "running" and stack.target.bytes_in > 12 << 20 else None
 
     ti = stack.wait_for("the push in the middle of the big layer", pushing, timeout=300, every=0.5)
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/{ti['map_index']}"
     victim = stack.workers[ti["hostname"].removeprefix("worker-")]
     sent = stack.target.bytes_in
     killed_at = victim.kill()

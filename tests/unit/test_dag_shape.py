@@ -1,0 +1,84 @@
+"""The DAGs' shape: a planning task and one mapped group per source pool; a task process builds only its own
+lane, without reading config.ini; the registry engine's `tag` step costs no worker process."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from airflow.providers.standard.operators.empty import EmptyOperator
+
+from dmi_provider.dag_factory import build_dags, task_lane
+from dmi_provider.operators import PlanMirrorsOperator, TagImageOperator
+from dmi_provider.planner import lane_of
+
+CONFIG = """
+    [DEFAULT]
+    refresh = 1h
+    project = m
+    [a]
+    image = a
+    tag = 1
+    [b]
+    image = b
+    tag = 1
+    [q]
+    image = q
+    tag = 1
+    source-registry = quay.io
+    [d]
+    image = d
+    tag = 1
+    engine = docker
+    refresh = 6h
+"""
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "config.ini"
+    path.write_text(textwrap.dedent(CONFIG))
+    return path
+
+
+def test_one_planning_task_and_one_group_per_source_pool(config, monkeypatch):
+    monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", raising=False)
+    dags = build_dags(str(config))
+    assert sorted(dags) == ["dmi_mirror", "dmi_mirror_6h"]
+    steps = ["ensure_repository", "pull", "push", "record", "tag"]
+    assert sorted(dags["dmi_mirror"].task_ids) == sorted(
+        [f"{lane}.{s}" for lane in ("docker_io", "quay_io") for s in steps] + ["plan_docker_io", "plan_quay_io"])
+    dag = dags["dmi_mirror"]
+    assert isinstance(dag.get_task("plan_docker_io"), PlanMirrorsOperator)
+    assert isinstance(dag.get_task("docker_io.tag"), EmptyOperator)  # never a worker process
+    assert dag.get_task("docker_io.pull").pool == "dmi_docker_io"
+    docker = dags["dmi_mirror_6h"]  # the docker engine tags on its daemon: a task of its own
+    assert isinstance(docker.get_task("docker_io.tag"), TagImageOperator)
+    assert dag.params["sections"].schema["items"]["enum"] == ["a", "b", "q"]
+
+
+def test_a_task_process_builds_only_its_lane_without_reading_the_config(tmp_path, monkeypatch):
+    missing = tmp_path / "not-read.ini"  # the task reads its sections when it runs, not while parsing
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "dmi_mirror_1h")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "quay_io.push")
+    dags = build_dags(str(missing))
+    assert list(dags) == ["dmi_mirror_1h"]
+    assert sorted(dags["dmi_mirror_1h"].task_ids) == [
+        "plan_quay_io", "quay_io.ensure_repository", "quay_io.pull", "quay_io.push", "quay_io.record", "quay_io.tag"]
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "plan_quay_io")  # the planner needs its mapped group
+    assert "quay_io.record" in build_dags(str(missing))["dmi_mirror_1h"].task_ids
+
+
+def test_a_dag_id_alone_builds_that_dag_in_full(config, monkeypatch):
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "dmi_mirror_6h")
+    monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", raising=False)
+    assert list(build_dags(str(config))) == ["dmi_mirror_6h"]
+
+
+def test_lanes_and_task_ids():
+    from dmi_provider.config import section_spec
+
+    spec = section_spec({"image": "a", "tag": "1", "project": "m", "source-registry": "r.local:5000"})
+    assert lane_of(spec) == "r_local_5000"
+    assert [task_lane(t) for t in ("plan_r_local_5000", "r_local_5000.pull", "plan_x.pull", "other")] == [
+        "r_local_5000", "r_local_5000", "plan_x", None]
