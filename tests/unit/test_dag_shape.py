@@ -54,7 +54,7 @@ def test_one_planning_task_and_one_group_per_source_pool(config, monkeypatch):
     assert dag.get_task("docker_io.pull").pool == "dmi_docker_io"
     docker = dags["dmi_mirror_6h"]  # the docker engine tags on its daemon: a task of its own
     assert isinstance(docker.get_task("docker_io.tag"), TagImageOperator)
-    assert dag.params["sections"].schema["items"]["enum"] == ["a", "b", "q"]
+    assert dag.params.get_param("sections").schema["items"]["enum"] == ["a", "b", "q"]
 
 
 def test_a_task_process_builds_only_its_lane_without_reading_the_config(tmp_path, monkeypatch):
