@@ -82,8 +82,8 @@ class SectionPlan:
         name = self.spec.section
         if not self.resolved:
             return [[name, None, None]]
-        if self.error is not None or force:
-            return [] if dry_run and self.error is None else [[name, src, dst] for src, dst in self.pairs]
+        if self.error is not None or (force and not dry_run):
+            return [[name, src, dst] for src, dst in self.pairs]
         if dry_run or self.pulled is None:
             return []
         return [[name, src, dst] for (src, dst), plan in zip(self.pairs, self.pulled.plans, strict=True)
@@ -91,7 +91,7 @@ class SectionPlan:
 
     def settled(self, run: mirror.RunInfo, force: bool, dry_run: bool) -> list[MirrorOutcome]:
         """History rows for what planning settled: unchanged pairs, or every pair of a dry run."""
-        if self.pulled is None or self.error is not None or force:
+        if self.pulled is None or self.error is not None or (force and not dry_run):
             return []
         keep = [i for i, plan in enumerate(self.pulled.plans) if dry_run or not plan.changed]
         pairs = [self.pairs[i] for i in keep]
@@ -99,9 +99,10 @@ class SectionPlan:
         return mirror.outcomes(self.spec, pairs, run, pulled, [p.result() for p in pulled.plans], None)
 
 
-def plan_section(spec: MirrorSpec, hooks: RunHooks, *, force: bool, redact: Callable[[str], str] = str
-                 ) -> SectionPlan:
-    """Resolve a section's tags and HEAD each pair (nothing fetched); a failure is kept, not raised."""
+def plan_section(spec: MirrorSpec, hooks: RunHooks, *, force: bool, dry_run: bool = False,
+                 redact: Callable[[str], str] = str) -> SectionPlan:
+    """Resolve a section's tags and HEAD each pair (nothing fetched; a forced run needs no HEAD unless it is a
+    dry run, which says what it would do); a failure is kept, not raised."""
     run = MirrorRun(spec, hooks=hooks)
     out = SectionPlan(spec, run.pairs)
     try:
@@ -111,8 +112,8 @@ def plan_section(spec: MirrorSpec, hooks: RunHooks, *, force: bool, redact: Call
             out.pairs, out.resolved = run.pairs, True
             for name, gone in selection.removed.items():
                 out.notes.append(f"{name} left out {len(gone)} tags: {', '.join(gone[:50])}")
-        if not force:
-            out.pulled = run.plan(force=False, dry_run=True)
+        if dry_run or not force:
+            out.pulled = run.plan(force=force, dry_run=True)
     except Exception as exc:  # this section's copy steps try again, with retries, and record the failure
         out.error = redact(f"{type(exc).__name__}: {exc}{config_hint(exc)}")
     finally:
@@ -121,12 +122,14 @@ def plan_section(spec: MirrorSpec, hooks: RunHooks, *, force: bool, redact: Call
 
 
 def plan_sections(specs: Sequence[MirrorSpec], hooks_for: Callable[[MirrorSpec], RunHooks], *, force: bool,
-                  parallel: int = PLAN_PARALLEL, redact: Callable[[str], str] = str) -> list[SectionPlan]:
+                  dry_run: bool, parallel: int = PLAN_PARALLEL, redact: Callable[[str], str] = str
+                  ) -> list[SectionPlan]:
     """Every section's plan, `parallel` sections at a time, in the order given."""
     if not specs:
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(specs))), thread_name_prefix="dmi-plan") as pool:
-        return list(pool.map(lambda s: plan_section(s, hooks_for(s), force=force, redact=redact), specs))
+        return list(pool.map(lambda s: plan_section(s, hooks_for(s), force=force, dry_run=dry_run, redact=redact),
+                             specs))
 
 
 def all_items(plans: Iterable[SectionPlan], force: bool, dry_run: bool) -> list[Item]:

@@ -1,21 +1,25 @@
 """`dmi sync CONFIG`: a whole config.ini mirrored in one process, without a scheduler (CI jobs, trying a config
 before deploying it). Each section goes through the steps of its task group, in the same order and through the
-same pipeline (dmi_provider/pipeline.py): plan and stage (pull), tag, ensure_repository, transfer (push),
+same pipeline (dmi_provider/pipeline.py): all sections planned first from HEADs (dmi_provider/planner.py, as a
+DAG's planning task), then for what changed: plan and stage (pull), tag, ensure_repository, transfer (push),
 record; it leaves the same history rows under the run id `cli__<time>`. Sections run side by side;
 connections are read as tasks read them (AIRFLOW_CONN_*, secrets backends)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from dmi_provider import mirror
 from dmi_provider.config import MirrorConfig
 from dmi_provider.hints import config_hint
 from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.pipeline import MirrorRun, Pushed, RunHooks
+from dmi_provider.planner import PLAN_PARALLEL, SectionPlan, plan_sections
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tracking.outcome import MirrorOutcome
 
@@ -53,43 +57,112 @@ class SyncOptions:
 
 
 def sync(config: MirrorConfig, options: SyncOptions | None = None) -> list[SectionResult]:
-    """Mirror the chosen sections, `parallel` sections at a time; one result per section."""
+    """Mirror the chosen sections: every section planned first from HEADs (many at a time, the unchanged ones
+    recorded in one transaction per database), then only what changed copied, `parallel` sections at a time;
+    one result per section."""
     options = options or SyncOptions()
     specs = [s for s in config.sections if not options.sections or s.section in options.sections]
     started = datetime.now(UTC)
-    run = run_id(started)
-    with ThreadPoolExecutor(max_workers=max(1, options.parallel), thread_name_prefix="dmi-sync") as pool:
-        futures = [pool.submit(_section, spec, run, started, options) for spec in specs]
-        return [f.result() for f in futures]
+    info = mirror.RunInfo("", run_id(started), logical_date=started, started_at=started)
+    stores = Stores(options)
+    tag_lists: dict[tuple[str, str], frozenset[str] | None] = {}  # one listing per source repository
+
+    def hooks(spec: MirrorSpec, say: Callable[[str], None] | None = None) -> RunHooks:
+        store = stores.of(spec)
+        return RunHooks(say=say or (lambda text: options.say(f"[{spec.section}] {text}")),
+                        history=store.last_good if store else None, tag_lists=tag_lists)
+
+    try:
+        plans = plan_sections(specs, hooks, force=options.force, dry_run=options.dry_run,
+                              parallel=max(options.parallel, PLAN_PARALLEL),
+                              redact=options.redact)
+        results = {p.spec.section: _settled(p, info, options) for p in plans}
+        stores.record([o for r in results.values() for o in r.outcomes])
+        todo = [p for p in plans if p.items(options.force, options.dry_run)]
+        with ThreadPoolExecutor(max_workers=max(1, options.parallel), thread_name_prefix="dmi-sync") as pool:
+            copied = list(pool.map(lambda p: _copy(p, hooks(p.spec), info, options), todo))
+        stores.record([o for r in copied for o in r.outcomes])
+        for result in copied:
+            done = results[result.section]
+            done.outcomes += result.outcomes
+            done.results, done.error = result.results, result.error
+    finally:
+        stores.close()
+    return [results[s.section] for s in specs]
 
 
-def _section(spec: MirrorSpec, run: str, started: datetime, options: SyncOptions) -> SectionResult:
+def _settled(plan: SectionPlan, info: mirror.RunInfo, options: SyncOptions) -> SectionResult:
+    """What planning settled for a section (unchanged images, a dry run), said as the copy would say it."""
+    spec = plan.spec
     out = SectionResult(spec.section, spec.dag_id)
-    store = None
-    if options.record:  # imported here: a sync without history opens no database (and starts faster)
-        from dmi_provider.tracking.store import TrackingStore
+    run = replace(info, dag_id=spec.dag_id, finished_at=datetime.now(UTC))
+    out.outcomes = plan.settled(run, options.force, options.dry_run)
+    if plan.pulled is not None:
+        for p in plan.pulled.plans:
+            if options.dry_run or not p.changed:
+                options.say(f"[{spec.section}] {mirror.describe(p)}")
+                out.results.append(p.result(dry_run=options.dry_run).to_dict())
+    return out
 
-        store = TrackingStore(options.db or tracking_url(spec.tracking_conn_id, spec.env.db_path))
 
-    def lines(text: str) -> None:
-        options.say(f"[{spec.section}] {text}")
-
-    mirror_run = MirrorRun(spec, hooks=RunHooks(say=lines, history=store.last_good if store else None))
+def _copy(plan: SectionPlan, hooks: RunHooks, info: mirror.RunInfo, options: SyncOptions) -> SectionResult:
+    """The steps after planning for the pairs that need them (all of a section whose planning failed)."""
+    spec = plan.spec
+    out = SectionResult(spec.section, spec.dag_id)
+    items = plan.items(options.force, options.dry_run)
+    pairs = None if items[0][1] is None else [(src, dst) for _name, src, dst in items]
+    mirror_run = MirrorRun(spec, pairs, hooks)
     pulled, pushed = None, Pushed()
     try:
         pulled = mirror_run.run_all(force=options.force, dry_run=options.dry_run, pushed=pushed)
     except Exception as exc:  # the section's failure is its row; the other sections go on
         out.error = options.redact(f"{type(exc).__name__}: {exc}{config_hint(exc)}")
-        lines(f"failed: {out.error}")
+        hooks.say(f"failed: {out.error}")
     finally:
         mirror_run.close()
-    info = mirror.RunInfo(spec.dag_id, run, logical_date=started, started_at=started, finished_at=datetime.now(UTC))
-    out.outcomes = mirror_run.outcomes(info, pulled, pushed, out.error)
+    run = replace(info, dag_id=spec.dag_id, finished_at=datetime.now(UTC))
+    out.outcomes = mirror_run.outcomes(run, pulled, pushed, out.error)
     out.results = pushed.to_xcom()
-    if store is not None:
-        try:
-            for outcome in out.outcomes:
-                store.record(outcome)
-        finally:
-            store.close()
     return out
+
+
+class Stores:
+    """History stores by database: each section's tracking connection looked up once per connection id."""
+
+    def __init__(self, options: SyncOptions):
+        self.options = options
+        self._urls: dict[tuple[str | None, str | None], str] = {}
+        self._stores: dict[str, Any] = {}
+        self._of: dict[str, str] = {}  # section -> url
+        self._lock = threading.Lock()
+
+    def of(self, spec: MirrorSpec) -> Any:
+        if not self.options.record:
+            return None
+        from dmi_provider.tracking.store import TrackingStore  # a sync without history opens no database
+
+        with self._lock:
+            url = self.options.db or self._url(spec)
+            self._of[spec.section] = url
+            if url not in self._stores:
+                self._stores[url] = TrackingStore(url)
+            return self._stores[url]
+
+    def _url(self, spec: MirrorSpec) -> str:
+        key = (spec.tracking_conn_id, spec.env.db_path)
+        if key not in self._urls:
+            self._urls[key] = tracking_url(*key)
+        return self._urls[key]
+
+    def record(self, outcomes: list[MirrorOutcome]) -> None:
+        if not self.options.record:
+            return
+        by_url: dict[str, list[MirrorOutcome]] = {}
+        for outcome in outcomes:
+            by_url.setdefault(self._of[outcome.section], []).append(outcome)
+        for url, rows in by_url.items():
+            self._stores[url].record_many(rows)
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.close()

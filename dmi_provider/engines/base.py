@@ -39,6 +39,8 @@ class RunHooks:
     locations: Callable[[], BlobLocations] | None = None
     known: dict[str, tuple[str, bytes]] | None = None  # manifests an earlier, deferred try paid for
     max_pause: float = TASK_MAX_PAUSE  # the longest Retry-After waited out in place; longer ones go to the caller
+    # Source tag listings (registry, repository) -> tags, shared by the sections of one run (referrer lookups).
+    tag_lists: dict[tuple[str, str], frozenset[str] | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,5 +105,5 @@ def open_copier(setup: EngineSetup) -> Copier:
     else:
         locations = BlobLocations(default_cache_path() if tuning.blob_cache else None)
     return Copier(pool, workers=tuning.workers, progress=hooks.say, locations=locations, budget=setup.budget,
-                  known=hooks.known or {}, referrers=setup.spec.selection.referrers)
+                  known=hooks.known or {}, referrers=setup.spec.selection.referrers, tag_lists=hooks.tag_lists)
 

@@ -12,5 +12,5 @@ from dmi_provider.operators.mirror import (
 )
 from dmi_provider.operators.plan import PlanMirrorsOperator
 
-__all__ = ["EnsureRepositoryOperator", "PlanMirrorsOperator", "PullImageOperator", "PushImageOperator", "RecordMirrorOperator",
-           "ResolveTagsOperator", "TagImageOperator"]
+__all__ = ["EnsureRepositoryOperator", "PlanMirrorsOperator", "PullImageOperator", "PushImageOperator",
+           "RecordMirrorOperator", "ResolveTagsOperator", "TagImageOperator"]

@@ -72,9 +72,14 @@ class PlanMirrorsOperator(BaseOperator):
         force, dry_run, sections = MirrorBaseOperator.run_params(context)
         specs = [s for s in self.book.lane(self.dag_id, self.lane) if not sections or s.section in sections]
         urls = TrackingUrls()
+        tag_lists: dict[tuple[str, str], frozenset[str] | None] = {}  # one listing per source repository
+        for spec in specs:  # connections looked up once, before the threads
+            urls.url(spec)
         plans = plan_sections(specs, lambda spec: RunHooks(say=self.log.info, history=urls.last_good(spec),
-                                                           ledger=pull_ledger(lambda: urls.url(spec))),
-                              force=force, parallel=self.parallel, redact=lambda text: str(redact(text)))
+                                                           ledger=pull_ledger(lambda: urls.url(spec)),
+                                                           tag_lists=tag_lists),
+                              force=force, dry_run=dry_run, parallel=self.parallel,
+                              redact=lambda text: str(redact(text)))
         info = RecordMirrorOperator.run_info(context)
         settled: dict[str, list[MirrorOutcome]] = {}
         for plan in plans:

@@ -32,6 +32,7 @@ MAX_TAGS_BODY = 4 * 1024 * 1024  # one page of a tag list
 MAX_TAG_PAGES = 200
 VERIFIABLE = ("sha256", "sha512")  # digest algorithms whose bytes this client can check
 REFERRERS_API: dict[str, bool] = {}  # per registry URL: whether it has the referrers API (learnt once)
+TAG_LIST_PAGE = 1000  # known_tags: one page or none
 
 
 def pull_scope(repo: str) -> str:
@@ -168,6 +169,19 @@ class RegistryClient:
                 return list(dict.fromkeys(tags))
             url = urljoin(self.base_url + "/", following)
         raise RegistryError(f"{self.registry}/{repo}: more than {MAX_TAG_PAGES} pages of tags")
+
+    def known_tags(self, repo: str) -> frozenset[str] | None:
+        """A repository's tags from one listing; None where that takes more than one page or the registry
+        refuses it (then ask by HEAD). Not a pull."""
+        try:
+            r = self.send(Call("GET", f"/v2/{repo}/tags/list?n={TAG_LIST_PAGE}", pull_scope(repo), stream=True))
+            body = read_capped(r, MAX_TAGS_BODY + 1)
+            tags = (json.loads(body).get("tags") or []) if len(body) <= MAX_TAGS_BODY else None
+        except (RegistryError, ValueError, AttributeError):
+            return None
+        if not isinstance(tags, list) or r.links.get("next"):
+            return None
+        return frozenset(t for t in tags if isinstance(t, str))
 
     def put_manifest(self, repo: str, ref: str, manifest: Manifest) -> str:
         return self.put_manifest_answer(repo, ref, manifest)[0]

@@ -55,6 +55,7 @@ class Copier:
     budget: PullBudget | None = None
     known: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     referrers: ReferrerFilter = field(default_factory=lambda: ReferrerFilter(enabled=False))
+    tag_lists: dict[tuple[str, str], frozenset[str] | None] = field(default_factory=dict)  # source listings
 
     def __post_init__(self) -> None:
         self.say = self.progress or log.info
@@ -190,7 +191,7 @@ class ImageCopy:
         """(referrers the target lacks, referrers found); what is skipped is added to `warnings` and said."""
         say = self.copier.say
         finder = Finder(self.sc, self.dc, self.src.repository, self.dst.repository, self._fetch if fetch else None,
-                        self.copier.referrers, warnings.append)
+                        self.copier.referrers, warnings.append, listings=self.copier.tag_lists)
         attached = finder.attached(subjects)
         for warning in warnings:
             say(f"{self.src}: warning: {warning}")

@@ -102,9 +102,18 @@ class Finder:
     only: ReferrerFilter
     warn: Callable[[str], None]
     found: int = 0  # referrers seen at the source (for plans and messages)
+    listed: frozenset[str] | None = None  # the source repository's tags, when one listing holds them
+    # Listings by (registry, repository), shared by the images of a run (a dict is safe across threads here:
+    # at worst two threads list one repository).
+    listings: dict[tuple[str, str], frozenset[str] | None] = field(default_factory=dict)
 
     def attached(self, subjects: list[str]) -> list[Attached]:
         out: list[Attached] = []
+        # The source's tags, listed once per repository and run: a tag it does not have needs no HEAD.
+        key = (self.sc.registry, self.src_repo)
+        if subjects and key not in self.listings:
+            self.listings[key] = self.sc.known_tags(self.src_repo)
+        self.listed = self.listings.get(key)
         for subject in subjects:
             listed = self.sc.referrers(self.src_repo, subject)
             out += self._from_api(subject, listed) if listed is not None else self._from_fallback(subject)
@@ -119,8 +128,13 @@ class Finder:
             return [Attached(subject, f"referrer {d.artifact_type or d.media_type}", None) for d in missing]
         return [a for a in (self._referrer(subject, d.digest) for d in missing) if a is not None]
 
+    def _absent(self, tag: str) -> bool:
+        return self.listed is not None and tag not in self.listed
+
     def _from_fallback(self, subject: str) -> list[Attached]:
         tag = fallback_tag(subject)
+        if self._absent(tag):
+            return []
         head = self.sc.head_manifest(self.src_repo, tag)
         if head is None:
             return []
@@ -166,6 +180,8 @@ class Finder:
             if not self.only.allows(None, kind):
                 continue
             tag = fallback_tag(subject) + suffix
+            if self._absent(tag):
+                continue
             head = self.sc.head_manifest(self.src_repo, tag)
             if head is None:
                 continue
