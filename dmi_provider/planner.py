@@ -125,11 +125,16 @@ def plan_sections(specs: Sequence[MirrorSpec], hooks_for: Callable[[MirrorSpec],
                   dry_run: bool, parallel: int = PLAN_PARALLEL, redact: Callable[[str], str] = str
                   ) -> list[SectionPlan]:
     """Every section's plan, `parallel` sections at a time, in the order given."""
+    def one(spec: MirrorSpec) -> SectionPlan:
+        return plan_section(spec, hooks_for(spec), force=force, dry_run=dry_run, redact=redact)
+
     if not specs:
         return []
+    # The first alone: it learns the source's login challenge and whether it has the referrers API, so
+    # that the others do not all ask (and meet a 401) at once.
+    first = one(specs[0])
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(specs))), thread_name_prefix="dmi-plan") as pool:
-        return list(pool.map(lambda s: plan_section(s, hooks_for(s), force=force, dry_run=dry_run, redact=redact),
-                             specs))
+        return [first, *pool.map(one, specs[1:])]
 
 
 def all_items(plans: Iterable[SectionPlan], force: bool, dry_run: bool) -> list[Item]:

@@ -20,6 +20,7 @@ from dmi_provider.hints import config_hint
 from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.pipeline import MirrorRun, Pushed, RunHooks
 from dmi_provider.planner import PLAN_PARALLEL, SectionPlan, plan_sections
+from dmi_provider.registry.referrers import TagListings
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tracking.outcome import MirrorOutcome
 
@@ -65,7 +66,7 @@ def sync(config: MirrorConfig, options: SyncOptions | None = None) -> list[Secti
     started = datetime.now(UTC)
     info = mirror.RunInfo("", run_id(started), logical_date=started, started_at=started)
     stores = Stores(options)
-    tag_lists: dict[tuple[str, str], frozenset[str] | None] = {}  # one listing per source repository
+    tag_lists = TagListings()  # one listing per source repository
 
     def hooks(spec: MirrorSpec, say: Callable[[str], None] | None = None) -> RunHooks:
         store = stores.of(spec)
@@ -151,7 +152,7 @@ class Stores:
     def _url(self, spec: MirrorSpec) -> str:
         key = (spec.tracking_conn_id, spec.env.db_path)
         if key not in self._urls:
-            self._urls[key] = tracking_url(*key)
+            self._urls[key] = tracking_url(*key, cli=True)
         return self._urls[key]
 
     def record(self, outcomes: list[MirrorOutcome]) -> None:

@@ -79,7 +79,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         from dmi_provider.config import current_environment
         from dmi_provider.hooks.connections import tracking_url
 
-        url = tracking_url(args.conn_id, current_environment().db_path)
+        url = tracking_url(args.conn_id, current_environment().db_path, cli=True)
     store = TrackingStore(url)
     try:
         rows = store.state() if args.state else store.history(image=args.image, status=args.status,

@@ -19,6 +19,7 @@ from dmi_provider.registry.copy import ClientPool, Copier, CopyResult, Plan
 from dmi_provider.registry.locations import BlobLocations, default_cache_path
 from dmi_provider.registry.pool import plain_http
 from dmi_provider.registry.reference import Reference
+from dmi_provider.registry.referrers import TagListings
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.targets.base import Endpoint
 
@@ -40,7 +41,7 @@ class RunHooks:
     known: dict[str, tuple[str, bytes]] | None = None  # manifests an earlier, deferred try paid for
     max_pause: float = TASK_MAX_PAUSE  # the longest Retry-After waited out in place; longer ones go to the caller
     # Source tag listings (registry, repository) -> tags, shared by the sections of one run (referrer lookups).
-    tag_lists: dict[tuple[str, str], frozenset[str] | None] = field(default_factory=dict)
+    tag_lists: TagListings = field(default_factory=TagListings)
 
 
 @dataclass

@@ -5,7 +5,10 @@ fraction of the time."""
 
 from __future__ import annotations
 
+import configparser
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -109,11 +112,15 @@ def network_from_extras(extras: dict, where: str) -> Network:
     return Network(proxy or None, ca_bundle or None, bool(insecure))
 
 
-def tracking_url(conn_id: str | None, db_path: str | None, *, server: bool = False) -> str:
+def tracking_url(conn_id: str | None, db_path: str | None, *, server: bool = False, cli: bool = False) -> str:
     """The tracking database: the connection when it exists, else SQLite at DB_PATH or under AIRFLOW_HOME.
 
     Tasks and the CLI see connections through the task SDK (environment, secrets backends); the
-    api-server (`server=True`, the UI plugin) also sees those stored in the metadata database."""
+    api-server (`server=True`, the UI plugin) also sees those stored in the metadata database. Outside a
+    task (`cli=True`) only the environment and a configured secrets backend can hold one: when neither
+    can, Airflow (a second to import) is not loaded at all."""
+    if cli and not may_hold_connection(conn_id or DEFAULT_TRACKING_CONN_ID):
+        return default_url(db_path)
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
@@ -129,6 +136,24 @@ def tracking_url(conn_id: str | None, db_path: str | None, *, server: bool = Fal
     except AirflowNotFoundException:  # the same class on both sides
         return default_url(db_path)
     return sqlalchemy_url(conn)
+
+
+def may_hold_connection(conn_id: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a process outside a task could find the connection: the task SDK's chain there is the
+    environment (AIRFLOW_CONN_*) and the secrets backend of Airflow's configuration (no metadata database)."""
+    environ = os.environ if environ is None else environ
+    if f"AIRFLOW_CONN_{conn_id.upper()}" in environ:
+        return True
+    if any(k.startswith("AIRFLOW__SECRETS__BACKEND") and v.strip() for k, v in environ.items()):
+        return True
+    home = environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    path = environ.get("AIRFLOW_CONFIG") or os.path.join(home, "airflow.cfg")
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return True  # a file we cannot judge: ask Airflow
+    return any(parser.get("secrets", k, fallback="").strip() for k in ("backend", "backend_cmd", "backend_secret"))
 
 
 def sqlalchemy_url(conn: Any) -> str:

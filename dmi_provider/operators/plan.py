@@ -15,6 +15,7 @@ from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.operators.mirror import MirrorBaseOperator, RecordMirrorOperator
 from dmi_provider.pipeline import pull_ledger
 from dmi_provider.planner import PLAN_PARALLEL, Item, SpecBook, all_items, plan_sections
+from dmi_provider.registry.referrers import TagListings
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tracking.outcome import MirrorOutcome
 from dmi_provider.tracking.store import TrackingStore
@@ -72,7 +73,7 @@ class PlanMirrorsOperator(BaseOperator):
         force, dry_run, sections = MirrorBaseOperator.run_params(context)
         specs = [s for s in self.book.lane(self.dag_id, self.lane) if not sections or s.section in sections]
         urls = TrackingUrls()
-        tag_lists: dict[tuple[str, str], frozenset[str] | None] = {}  # one listing per source repository
+        tag_lists = TagListings()  # one listing per source repository
         for spec in specs:  # connections looked up once, before the threads
             urls.url(spec)
         plans = plan_sections(specs, lambda spec: RunHooks(say=self.log.info, history=urls.last_good(spec),

@@ -15,6 +15,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from dmi_provider.registry import hostmemo
 from dmi_provider.registry.auth import Credentials
 from dmi_provider.registry.errors import DigestMismatch, ManifestInvalid, ManifestTooLarge, NotFound, RegistryError
 from dmi_provider.registry.manifest import MANIFEST_TYPES, Descriptor, Manifest
@@ -198,6 +199,8 @@ class RegistryClient:
     def referrers(self, repo: str, digest: str) -> list[Descriptor] | None:
         """The OCI 1.1 referrers of a digest, or None where the registry has no referrers API (it answers
         404 there: a registry that has it never does). Follows `Link` pages. Not a pull."""
+        if self.base_url not in REFERRERS_API and hostmemo.recall(self.base_url, "referrers_api") is False:
+            REFERRERS_API[self.base_url] = False  # learnt by an earlier process on this machine today
         if REFERRERS_API.get(self.base_url) is False:
             return None  # this registry said so once in this process: no need to ask for every digest
         url, found = f"/v2/{repo}/referrers/{digest}", list[Descriptor]()
@@ -207,6 +210,7 @@ class RegistryClient:
                                    headers={"Accept": "application/vnd.oci.image.index.v1+json"}))
             except NotFound:
                 REFERRERS_API[self.base_url] = False
+                hostmemo.remember(self.base_url, "referrers_api", False)
                 return None
             REFERRERS_API[self.base_url] = True
             body = read_capped(r, MAX_MANIFEST_BYTES + 1)

@@ -33,7 +33,7 @@ from dmi_provider.registry.manifest import (
 from dmi_provider.registry.plan import CopyResult, Plan
 from dmi_provider.registry.pool import ClientPool
 from dmi_provider.registry.reference import Reference, parse_reference
-from dmi_provider.registry.referrers import Attached, Finder, ReferrerFilter, add_to_fallback
+from dmi_provider.registry.referrers import Attached, Finder, ReferrerFilter, TagListings, add_to_fallback
 
 # Names other modules import from here.
 __all__ = ["ClientPool", "Copier", "CopyResult", "ImageCopy", "Plan"]
@@ -55,7 +55,7 @@ class Copier:
     budget: PullBudget | None = None
     known: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     referrers: ReferrerFilter = field(default_factory=lambda: ReferrerFilter(enabled=False))
-    tag_lists: dict[tuple[str, str], frozenset[str] | None] = field(default_factory=dict)  # source listings
+    tag_lists: TagListings = field(default_factory=TagListings)  # source listings
 
     def __post_init__(self) -> None:
         self.say = self.progress or log.info

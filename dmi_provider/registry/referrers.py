@@ -11,6 +11,7 @@ warning: it never fails the image it refers to.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -86,6 +87,25 @@ class Attached:
                    bool(data.get("indexed")))
 
 
+class TagListings:
+    """Source tag listings by (registry, repository), shared by the images of one run: each repository is
+    listed once, however many threads ask at the same time."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, str], frozenset[str] | None] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, client: RegistryClient, repo: str) -> frozenset[str] | None:
+        key = (client.registry, repo)
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._held:
+                self._held[key] = client.known_tags(repo)
+            return self._held[key]
+
+
 Fetch = Callable[[list[str]], list[Manifest]]  # GET manifests by digest from the source, paid from the budget
 # (None: a dry run, which says what it would copy from HEADs and listings alone)
 
@@ -103,17 +123,12 @@ class Finder:
     warn: Callable[[str], None]
     found: int = 0  # referrers seen at the source (for plans and messages)
     listed: frozenset[str] | None = None  # the source repository's tags, when one listing holds them
-    # Listings by (registry, repository), shared by the images of a run (a dict is safe across threads here:
-    # at worst two threads list one repository).
-    listings: dict[tuple[str, str], frozenset[str] | None] = field(default_factory=dict)
+    listings: TagListings = field(default_factory=lambda: TagListings())
 
     def attached(self, subjects: list[str]) -> list[Attached]:
         out: list[Attached] = []
         # The source's tags, listed once per repository and run: a tag it does not have needs no HEAD.
-        key = (self.sc.registry, self.src_repo)
-        if subjects and key not in self.listings:
-            self.listings[key] = self.sc.known_tags(self.src_repo)
-        self.listed = self.listings.get(key)
+        self.listed = self.listings.get(self.sc, self.src_repo) if subjects else None
         for subject in subjects:
             listed = self.sc.referrers(self.src_repo, subject)
             out += self._from_api(subject, listed) if listed is not None else self._from_fallback(subject)

@@ -67,6 +67,11 @@ def main() -> int:
         events = [{"uri": uri, "extra": event.extra, "task": event.source_task_id} for event, uri in rows]
     print("DMI-RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id, "tasks": tasks, "mapped": mapped,
                                       "steps": steps,
+                                      # task instances that ran (a worker process in a deployment): a
+                                      # hostname; what Airflow settled without running (EmptyOperator, a
+                                      # group mapped over nothing) has none
+                                      "ran": sorted(f"{ti.task_id}[{ti.map_index}]" for ti in instances
+                                                    if ti.hostname),
                                       "asset_events": events}))
     return 0
 

@@ -50,7 +50,14 @@ def test_one_planning_task_and_one_group_per_source_pool(config, monkeypatch):
         [f"{lane}.{s}" for lane in ("docker_io", "quay_io") for s in steps] + ["plan_docker_io", "plan_quay_io"])
     dag = dags["dmi_mirror"]
     assert isinstance(dag.get_task("plan_docker_io"), PlanMirrorsOperator)
-    assert isinstance(dag.get_task("docker_io.tag"), EmptyOperator)  # never a worker process
+    assert isinstance(dag.get_task("docker_io.tag"), EmptyOperator)
+    # What the scheduler decides from the serialized DAG: the registry engine's tag never gets a process.
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.serialization.serialized_objects import create_scheduler_operator
+
+    schedulable = {t: TaskInstance.is_task_schedulable(create_scheduler_operator(dag.get_task(t)))
+                   for t in ("docker_io.tag", "docker_io.pull", "plan_docker_io")}
+    assert schedulable == {"docker_io.tag": False, "docker_io.pull": True, "plan_docker_io": True}
     assert dag.get_task("docker_io.pull").pool == "dmi_docker_io"
     docker = dags["dmi_mirror_6h"]  # the docker engine tags on its daemon: a task of its own
     assert isinstance(docker.get_task("docker_io.tag"), TagImageOperator)
