@@ -122,7 +122,7 @@ def main() -> None:
     config = work / "config.ini"
     dmi_target = targets["dmi"].host
     config.write_text(f"[DEFAULT]\nrefresh = 1d\nsource-registry = {source.host}\ntag = 1.0\nproject = mirror\n"
-                      f"target = registry\ntarget-registry = {dmi_target}\nreferrers = false\n"
+                      f"target = registry\ntarget-registry = {dmi_target}\n"
                       f"insecure-registries = {source.host}, {dmi_target}\n\n"
                       + "".join(f"[app{i}]\nimage = {name}\n\n" for i, name in enumerate(names)))
     dags = work / "dags"

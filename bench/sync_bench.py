@@ -75,18 +75,21 @@ def main() -> None:
     del base
 
     rows: list[Row] = []
-    for tool in ("skopeo", "dmi"):
-        registry = Registry(f"target-{tool}", work / f"target-{tool}").start()
+    # The headline is what a user gets by default (history and referrers on); the other dmi row is labelled.
+    for n, tool in enumerate(("skopeo", "dmi", "dmi, referrers = false, --no-history")):
+        registry = Registry(f"target-{n}", work / f"target-{n}").start()
         target = shaped(Proxy(registry.url).start(), args)
         services += [registry, target]
-        if tool == "dmi":
-            config = work / "config.ini"
+        if tool.startswith("dmi"):
+            config = work / f"config{n}.ini"
             sections = "".join(f"[app{i}]\nimage = {name}\n" for i, name in enumerate(names))
+            lean = tool != "dmi"
             config.write_text(f"[DEFAULT]\nrefresh = 1d\nsource-registry = {source.host}\ntag = 1.0\n"
                               f"project = mirror\ntarget = registry\ntarget-registry = {target.host}\n"
-                              f"insecure-registries = {source.host}, {target.host}\nreferrers = false\n\n"
-                              + sections)
-            argv = [DMI, "sync", "-q", "--no-history", "--parallel", str(args.parallel), str(config)]
+                              f"insecure-registries = {source.host}, {target.host}\n"
+                              f"{'referrers = false' if lean else ''}\n\n" + sections)
+            argv = [DMI, "sync", "-q", *(["--no-history"] if lean else []), "--parallel", str(args.parallel),
+                    str(config)]
         else:
             spec = work / "sync.yaml"
             spec.write_text(f"{source.host}:\n  tls-verify: false\n  images:\n"
@@ -97,7 +100,8 @@ def main() -> None:
             source.reset()
             target.reset()
             print(f"{tool} ({run})...", file=sys.stderr)
-            env = os.environ | {"DMI_CACHE_DIR": str(work / "dmi-cache"), "AIRFLOW_HOME": str(work / "airflow")}
+            env = os.environ | {"DMI_CACHE_DIR": str(work / f"dmi-cache{n}"), "AIRFLOW_HOME": str(work / "airflow"),
+                                "DB_PATH": str(work / f"history{n}.db")}
             seconds, peak = measure([argv], env=env)
             rows.append(Row(tool, run, seconds, source.count(), source.count("GET", "manifest"), target.count(),
                             source.bytes_out / 1048576, peak))

@@ -121,10 +121,15 @@ def run_twice(work: Path, config: Path, env: dict[str, str], hub: Proxy, ecr: Ec
         hub.reset()
         say(f"airflow dags test dmi_mirror ({attempt})")
         run = airflow.run("dmi_mirror", config, env=env)
-        states = run["tasks"]
         print(f"DAG run {run['run_id']}: {run['state']}")
-        for task in sorted(states):
-            print(f"  {task:32} {states[task]}")
+        for task, state in sorted(run["tasks"].items()):
+            if task.startswith("plan_"):  # the planning task: HEADs for every image, rows for the unchanged
+                print(f"  {task:32} {state}")
+        for image, steps in sorted(run["steps"].items()):  # what changed: its own task instances
+            print(f"  {image:32} " + " -> ".join(f"{step} {steps[step]}" for step in
+                                                 ("pull", "tag", "ensure_repository", "push", "record")))
+        if not run["steps"]:
+            print("  (nothing changed: no copy task ran)")
         print(f"source requests: {hub.count()} ({hub.count('GET', 'manifest')} manifest GETs = pulls counted "
               f"by Docker Hub, {hub.count('GET', 'blob')} blob GETs, {hub.count('HEAD', 'manifest')} HEADs)")
         if run["state"] != "success":

@@ -72,8 +72,11 @@ class MirrorConfig:
         raise KeyError(name)
 
 
-def group_id_for(section: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", section).strip("_") or "section"
+def lane_of(spec: MirrorSpec) -> str:
+    """The task group a section's copies run in: one per source pool (and docker queue) of a DAG, so that every
+    instance of a group shares one pool and one queue. docker.io -> docker_io."""
+    name = spec.budget.pool.removeprefix("dmi_") + (f"__{spec.engine.queue}" if spec.engine.queue else "")
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "source"
 
 
 def _parser() -> configparser.ConfigParser:
@@ -225,7 +228,7 @@ def _read_section(file: _File, section: str, own: dict[str, str]) -> MirrorSpec 
         return None
     # The fields no single key sets (spec.py marks them `derived` or leaves them plain).
     worked_out = {
-        "section": section, "group_id": group_id_for(section), "dag_id": dag_id_for(refresh, file.default_refresh),
+        "section": section, "dag_id": dag_id_for(refresh, file.default_refresh),
         "env": file.env, "source.repository": source_path, "target.repository": target_repository,
         "selection.tags": tags, "budget.pool": sec.get("source-pool") or default_pool(sec.get("source-registry")),
     }
@@ -262,7 +265,6 @@ def _assign_docker_queues(specs: list[MirrorSpec]) -> list[MirrorSpec]:
 
 def _check_collisions(reader: Reader, specs: list[MirrorSpec]) -> None:
     targets: dict[str, str] = {}
-    groups: dict[tuple[str, str], str] = {}
     for spec in specs:
         for tag in spec.target_tags():
             key = f"{spec.target.kind} {spec.target_name()}:{tag}"
@@ -273,12 +275,3 @@ def _check_collisions(reader: Reader, specs: list[MirrorSpec]) -> None:
                 )
             else:
                 targets[key] = spec.section
-        gkey = (spec.dag_id, spec.group_id)
-        if gkey in groups:
-            reader.add(
-                spec.section, None, None,
-                f"section name becomes task group id {spec.group_id!r} in DAG {spec.dag_id}, "
-                f"as section {groups[gkey]!r} does: rename one of them",
-            )
-        else:
-            groups[gkey] = spec.section

@@ -10,14 +10,13 @@ retries, if the source still refuses). No pull is spent: planning fetches no man
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from threading import Lock
 
 from dmi_provider import mirror
-from dmi_provider.config import MirrorConfig, load_config
+from dmi_provider.config import MirrorConfig, lane_of, load_config
 from dmi_provider.engines import RunHooks
 from dmi_provider.hints import config_hint
 from dmi_provider.mirror import Pulled
@@ -27,13 +26,6 @@ from dmi_provider.tracking.outcome import MirrorOutcome
 
 Item = list  # [section, source tag | None, target tag | None]
 PLAN_PARALLEL = 16  # sections planned at a time: HEADs are small, so more than blob copies
-
-
-def lane_of(spec: MirrorSpec) -> str:
-    """The task group a section's copies run in: one per source pool (and docker queue) of a DAG, so that every
-    instance of a group shares one pool and one queue. docker.io -> docker_io."""
-    name = spec.budget.pool.removeprefix("dmi_") + (f"__{spec.engine.queue}" if spec.engine.queue else "")
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "source"
 
 
 class SpecBook:

@@ -403,7 +403,6 @@ class MirrorSpec:
     """One config section: one source repository and its tags, and where they go."""
 
     section: str = "mirror"
-    group_id: str = "mirror"
     dag_id: str = "dmi_mirror"
     refresh: Refresh | None = key(
         "refresh", "required (in `[DEFAULT]` or the section)", "`0` (mirror once, never refresh) or `N` followed by "

@@ -14,7 +14,7 @@ from dmi_provider import __version__
 from dmi_provider.cli.common import EXIT_BAD_INPUT, Flags, load, log_to_stderr, peak_rss_mib, redact, stdout_to_stderr
 from dmi_provider.cli.copy import copy_parser
 from dmi_provider.cli.plan import cmd_plan
-from dmi_provider.config import MirrorConfig
+from dmi_provider.config import MirrorConfig, lane_of
 from dmi_provider.errors import DmiError
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tags import describe_filter
@@ -43,7 +43,7 @@ def _describe(config: MirrorConfig) -> str:
             if spec.selection.filter.active:
                 lines.append(f"  [{spec.section}] {source}:<{describe_filter(spec.selection.filter)}> -> "
                              f"{target}:<the same tags>")
-            extras = [f"task group {spec.group_id}", f"target {spec.target.kind}", f"engine {spec.engine.name}",
+            extras = [f"task group {lane_of(spec)}", f"target {spec.target.kind}", f"engine {spec.engine.name}",
                       f"platforms {', '.join(spec.selection.platforms) or 'all'}"]
             lines.append(f"      {'; '.join(extras)}")
     return "\n".join(lines)

@@ -30,7 +30,7 @@ from dmi_provider.registry.errors import (
     registry_error_text,
 )
 from dmi_provider.registry.network import http_client, transport_error
-from dmi_provider.registry.ratelimit import RateLimit, limit_text, retry_after
+from dmi_provider.registry.ratelimit import RateLimit, head_pacer, limit_text, retry_after
 from dmi_provider.registry.reference import DOCKER_HUB, DOCKER_HUB_API
 from dmi_provider.registry.settings import HostSettings
 from dmi_provider.registry.wire import MAX_ERROR_BODY, Body, buffered, is_html, kind, origin, read_capped, send
@@ -74,6 +74,7 @@ class Transport:
         self._not_before = 0.0  # monotonic time before which no request goes to this host (Retry-After)
         # Bounds the blob transfers running against this host at once, whatever copies share the transport.
         self.transfers = threading.BoundedSemaphore(settings.max_transfers)
+        self.head_pacer = head_pacer(registry)  # Docker Hub: HEADs kept under the pace it tolerates
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
@@ -138,6 +139,8 @@ class Transport:
             if authorization:
                 headers["Authorization"] = authorization
         self._wait_turn()
+        if call.method == "HEAD" and self.head_pacer is not None:
+            self.head_pacer.wait()
         try:
             response = send(self.http, call.method, url, headers, call.content, call.stream)
         except httpx.TransportError as exc:

@@ -39,7 +39,9 @@ class AirflowEnv:
             argv.append(json.dumps(conf))
         done = subprocess.run(argv, env=self.env | {"DMI_CONFIG": str(config)} | (env or {}), capture_output=True,
                               text=True, timeout=900, cwd=ROOT)
-        lines = [ln for ln in done.stdout.splitlines() if ln.startswith(("DMI-RESULT ", "{"))]
+        # A run's result is its DMI-RESULT line (a log line may also start with "{"); a listing prints JSON.
+        lines = ([ln for ln in done.stdout.splitlines() if ln.startswith("DMI-RESULT ")]
+                 or [ln for ln in done.stdout.splitlines() if ln.startswith("{")])
         if not lines:
             raise AssertionError(f"airflow run failed ({done.returncode}):\n{done.stdout[-4000:]}\n"
                                  f"{done.stderr[-4000:]}")

@@ -43,3 +43,24 @@ def test_the_ledger_claims_and_an_unreachable_ledger_falls_back_to_the_headers(t
     gone = pipeline.pull_ledger(f"postgresql+psycopg2://nobody@127.0.0.1:{free_port()}/none")
     assert gone("r|x", 2, seen, 0) == 0.0  # no ledger: 3 - 2 >= 0 by the headers alone
     assert gone("r|x", 3, seen, 1) == 6.0  # 1 short: one pull frees every 60 / 10 s
+
+
+def test_heads_to_a_host_that_throttles_them_are_paced_under_its_limit():
+    from dmi_provider.registry.ratelimit import HEAD_LIMITS, HeadPacer, head_pacer
+
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacer = HeadPacer(3, 60.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):
+        pacer.wait()  # within the limit: no wait
+    assert slept == []
+    now[0] = 10.0
+    pacer.wait()  # the fourth waits until the first leaves the window
+    assert slept == [50.0] and pacer.waited == 50.0
+    assert head_pacer("docker.io") is head_pacer("docker.io") and HEAD_LIMITS["docker.io"][0] < 300
+    assert head_pacer("registry.local:5000") is None  # no known limit: HEADs as fast as they go

@@ -47,13 +47,13 @@ def test_original_seed_format():
     assert config.default_refresh == Refresh("1w", timedelta(weeks=1))
     assert config.sections == (
         MirrorSpec(
-            section="aws/proxyv2", group_id="aws_proxyv2", dag_id="dmi_mirror", refresh=WEEKLY,
+            section="aws/proxyv2", dag_id="dmi_mirror", refresh=WEEKLY,
             source=SourceSpec(registry="docker.io", repository="istio/proxyv2"),
             target=TargetSpec(kind="ecr", repository="istio/proxyv2"), selection=SelectionSpec(tags=("1.7.0",)),
             budget=BudgetSpec(pool="dmi_docker_io"),
         ),
         MirrorSpec(
-            section="aws/pilot", group_id="aws_pilot", dag_id="dmi_mirror", refresh=WEEKLY,
+            section="aws/pilot", dag_id="dmi_mirror", refresh=WEEKLY,
             source=SourceSpec(registry="docker.io", repository="istio/pilot"),
             target=TargetSpec(kind="ecr", repository="istio/pilot"), selection=SelectionSpec(tags=("1.7.0",)),
             budget=BudgetSpec(pool="dmi_docker_io"),
@@ -324,10 +324,10 @@ def test_retagging_onto_the_same_target_is_a_duplicate():
     assert found == ["config.ini:9: section 'two': duplicate target <ecr>/p/a:stable: section 'one' writes it too"]
 
 
-def test_group_id_collision():
-    found = errors("[DEFAULT]\nrefresh = 1w\nproject = p\ntag = 1\n[a/b]\nimage = x\n[a_b]\nimage = y\n")
-    assert found == ["config.ini:7: section 'a_b': section name becomes task group id 'a_b' in DAG dmi_mirror, as section 'a/b' "
-                     "does: rename one of them"]
+def test_section_names_need_not_make_distinct_task_ids():
+    # Sections are named by their map index ([a/b] 1), not by task ids: a/b and a_b may live side by side.
+    config = parse("[DEFAULT]\nrefresh = 1w\nproject = p\ntag = 1\n[a/b]\nimage = x\n[a_b]\nimage = y\n")
+    assert [s.section for s in config.sections] == ["a/b", "a_b"]
 
 
 def test_target_key_rules():

@@ -156,7 +156,7 @@ def test_every_key_is_one_field_of_the_spec_and_the_spec_nothing_else():
 
     names = [k.name for k in KEY_TABLE]
     assert len(names) == len(set(names)), "a key is declared twice"
-    assert set(plain_fields()) == {"section", "group_id", "dag_id", "env", "engine.queue"}
+    assert set(plain_fields()) == {"section", "dag_id", "env", "engine.queue"}
     # The reader works out exactly the derived fields, and nothing the table already sets.
     derived = {f"{part.name}.{f.name}" for part in fields(MirrorSpec) if "dmi.node" in part.metadata
                for f in fields(part.metadata["dmi.node"]) if "dmi.keys" in f.metadata}
