@@ -7,6 +7,7 @@ connections are read as tasks read them (AIRFLOW_CONN_*, secrets backends)."""
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from dmi_provider.hints import config_hint
 from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.pipeline import MirrorRun, Pushed, RunHooks
 from dmi_provider.planner import PLAN_PARALLEL, SectionPlan, plan_sections
+from dmi_provider.registry.pool import SharedClients
 from dmi_provider.registry.referrers import TagListings
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tracking.outcome import MirrorOutcome
@@ -66,17 +68,24 @@ def sync(config: MirrorConfig, options: SyncOptions | None = None) -> list[Secti
     started = datetime.now(UTC)
     info = mirror.RunInfo("", run_id(started), logical_date=started, started_at=started)
     stores = Stores(options)
+    if options.record:  # SQLAlchemy loads (a quarter second) while the first HEADs are on the wire
+        threading.Thread(target=importlib.import_module, args=("dmi_provider.tracking.store",), daemon=True).start()
     tag_lists = TagListings()  # one listing per source repository
 
-    def hooks(spec: MirrorSpec, say: Callable[[str], None] | None = None) -> RunHooks:
+    clients = SharedClients()  # planning: one client and token per host and login for every section
+
+    def hooks(spec: MirrorSpec, shared: SharedClients | None = None) -> RunHooks:
         store = stores.of(spec)
-        return RunHooks(say=say or (lambda text: options.say(f"[{spec.section}] {text}")),
-                        history=store.last_good if store else None, tag_lists=tag_lists)
+        return RunHooks(say=lambda text: options.say(f"[{spec.section}] {text}"),
+                        history=store.last_good if store else None, tag_lists=tag_lists, clients=shared)
 
     try:
-        plans = plan_sections(specs, hooks, force=options.force, dry_run=options.dry_run,
-                              parallel=max(options.parallel, PLAN_PARALLEL),
-                              redact=options.redact)
+        try:
+            plans = plan_sections(specs, lambda spec: hooks(spec, clients), force=options.force,
+                                  dry_run=options.dry_run, parallel=max(options.parallel, PLAN_PARALLEL),
+                                  redact=options.redact)
+        finally:
+            clients.close()
         results = {p.spec.section: _settled(p, info, options) for p in plans}
         stores.record([o for r in results.values() for o in r.outcomes])
         todo = [p for p in plans if p.items(options.force, options.dry_run)]

@@ -17,7 +17,7 @@ from dmi_provider.registry.budget import Ledger, PullBudget
 from dmi_provider.registry.client import HostSettings, RetryPolicy
 from dmi_provider.registry.copy import ClientPool, Copier, CopyResult, Plan
 from dmi_provider.registry.locations import BlobLocations, default_cache_path
-from dmi_provider.registry.pool import plain_http
+from dmi_provider.registry.pool import SharedClients, plain_http
 from dmi_provider.registry.reference import Reference
 from dmi_provider.registry.referrers import TagListings
 from dmi_provider.spec import MirrorSpec
@@ -42,6 +42,7 @@ class RunHooks:
     max_pause: float = TASK_MAX_PAUSE  # the longest Retry-After waited out in place; longer ones go to the caller
     # Source tag listings (registry, repository) -> tags, shared by the sections of one run (referrer lookups).
     tag_lists: TagListings = field(default_factory=TagListings)
+    clients: SharedClients | None = None  # registry clients shared by the sections of a run (planning)
 
 
 @dataclass
@@ -100,7 +101,7 @@ def open_copier(setup: EngineSetup) -> Copier:
              endpoint.host: HostSettings(target_login, endpoint.network, retry, endpoint.uploads)}
     default = HostSettings(retry=retry)
     pool = ClientPool(plain_http(setup.spec.transfer.insecure_registries, hosts, default), default=default,
-                      use_docker_config=tuning.use_docker_config)
+                      use_docker_config=tuning.use_docker_config, shared=hooks.clients)
     if hooks.locations is not None:
         locations = hooks.locations()
     else:

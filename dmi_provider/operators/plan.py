@@ -15,6 +15,7 @@ from dmi_provider.hooks.connections import tracking_url
 from dmi_provider.operators.mirror import MirrorBaseOperator, RecordMirrorOperator
 from dmi_provider.pipeline import pull_ledger
 from dmi_provider.planner import PLAN_PARALLEL, Item, SpecBook, all_items, plan_sections
+from dmi_provider.registry.pool import SharedClients
 from dmi_provider.registry.referrers import TagListings
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tracking.outcome import MirrorOutcome
@@ -76,11 +77,15 @@ class PlanMirrorsOperator(BaseOperator):
         tag_lists = TagListings()  # one listing per source repository
         for spec in specs:  # connections looked up once, before the threads
             urls.url(spec)
-        plans = plan_sections(specs, lambda spec: RunHooks(say=self.log.info, history=urls.last_good(spec),
-                                                           ledger=pull_ledger(lambda: urls.url(spec)),
-                                                           tag_lists=tag_lists),
-                              force=force, dry_run=dry_run, parallel=self.parallel,
-                              redact=lambda text: str(redact(text)))
+        clients = SharedClients()  # one client and token per host and login for the lane
+        try:
+            plans = plan_sections(specs, lambda spec: RunHooks(say=self.log.info, history=urls.last_good(spec),
+                                                               ledger=pull_ledger(lambda: urls.url(spec)),
+                                                               tag_lists=tag_lists, clients=clients),
+                                  force=force, dry_run=dry_run, parallel=self.parallel,
+                                  redact=lambda text: str(redact(text)))
+        finally:
+            clients.close()
         info = RecordMirrorOperator.run_info(context)
         settled: dict[str, list[MirrorOutcome]] = {}
         for plan in plans:

@@ -12,13 +12,39 @@ from dmi_provider.registry.network import Network
 from dmi_provider.registry.settings import HostSettings
 
 
+class SharedClients:
+    """Clients shared by many copies of one run (the sections a planning task HEADs at once): one client, one
+    connection pool and one token cache per host and login, instead of one per section."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, HostSettings], RegistryClient] = {}
+        self._lock = threading.Lock()
+
+    def get(self, registry: str, settings: HostSettings) -> RegistryClient | None:
+        """The shared client, or None when the settings cannot be compared (then the copy makes its own)."""
+        try:
+            key = (registry, settings)
+            hash(key)
+        except TypeError:
+            return None
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = RegistryClient(registry, settings)
+            return self._clients[key]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+
 class ClientPool:
     """Clients by host. A host without settings gets `default`'s; a host without credentials gets those of
     the docker config.json when `use_docker_config` (the CLI's habit, as docker's and skopeo's)."""
 
     def __init__(self, hosts: Mapping[str, HostSettings] | None = None, *, default: HostSettings | None = None,
-                 use_docker_config: bool = True):
+                 use_docker_config: bool = True, shared: SharedClients | None = None):
         self.hosts = dict(hosts or {})
+        self.shared = shared  # its clients are the run's: this pool does not close them
         self.default = default or HostSettings()
         self.use_docker_config = use_docker_config
         self._clients: dict[str, RegistryClient] = {}
@@ -33,12 +59,16 @@ class ClientPool:
     def get(self, registry: str) -> RegistryClient:
         with self._lock:
             if registry not in self._clients:
-                self._clients[registry] = RegistryClient(registry, self.settings(registry))
+                settings = self.settings(registry)
+                client = self.shared.get(registry, settings) if self.shared is not None else None
+                self._clients[registry] = client or RegistryClient(registry, settings)
             return self._clients[registry]
 
     def close(self) -> None:
+        owned = set(self.shared._clients.values()) if self.shared is not None else set()
         for client in self._clients.values():
-            client.close()
+            if client not in owned:
+                client.close()
 
 
 def plain_http(hosts: Iterable[str], settings: Mapping[str, HostSettings] | None = None,

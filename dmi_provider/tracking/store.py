@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 
-from sqlalchemy import create_engine, delete, event, func, insert, inspect, select, text, true, update
+from sqlalchemy import create_engine, delete, event, func, insert, inspect, or_, select, text, true, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
@@ -48,8 +48,8 @@ def _lost_race(exc: Exception) -> bool:
     return any(word in message for word in ("already exists", "unique", "duplicate", "locked"))
 
 
-def _update_state(session: Session, outcome: MirrorOutcome, now: datetime) -> None:
-    state = session.get(MirrorState, outcome.target, with_for_update=True)
+def _update_state(session: Session, outcome: MirrorOutcome, now: datetime, state: MirrorState | None
+                  ) -> MirrorState:
     if state is None:
         state = MirrorState(target=outcome.target, first_mirrored=None, last_changed=None, last_digest=None)
         session.add(state)
@@ -62,6 +62,7 @@ def _update_state(session: Session, outcome: MirrorOutcome, now: datetime) -> No
             state.first_mirrored = now
         if digest != state.last_digest:
             state.last_digest, state.last_changed = digest, now
+    return state
 
 
 @overload
@@ -178,20 +179,27 @@ class TrackingStore:
             return
         self.migrate()
         now = datetime.now(UTC)
+        targets = sorted({o.target for o in outcomes})
         with Session(self.engine) as session, session.begin():
+            # One query each for the rows this run wrote before (a retried task) and for the state rows.
+            runs = {(o.dag_id, o.run_id) for o in outcomes}
+            earlier = session.scalars(select(MirrorHistory).where(
+                or_(*[(MirrorHistory.dag_id == d) & (MirrorHistory.run_id == r) for d, r in runs]),
+                MirrorHistory.target.in_(targets))).all()
+            mine = {(o.dag_id, o.run_id, o.target) for o in outcomes}
+            for row in earlier:
+                if (row.dag_id, row.run_id, row.target) in mine:
+                    session.delete(row)
+            states = {s.target: s for s in session.scalars(
+                select(MirrorState).where(MirrorState.target.in_(targets)).with_for_update())}
             for outcome in outcomes:
                 values = asdict(outcome)
                 values["finished_at"] = _utc(outcome.finished_at) or now
                 values["started_at"] = _utc(outcome.started_at)
                 values["logical_date"] = _utc(outcome.logical_date)
-                earlier = session.scalars(select(MirrorHistory).where(
-                    MirrorHistory.dag_id == outcome.dag_id, MirrorHistory.run_id == outcome.run_id,
-                    MirrorHistory.target == outcome.target)).all()
-                for row in earlier:
-                    session.delete(row)
                 session.add(MirrorHistory(**values))
                 if outcome.status != "dry-run":
-                    _update_state(session, outcome, now)
+                    states[outcome.target] = _update_state(session, outcome, now, states.get(outcome.target))
 
     # -- queries ---------------------------------------------------------------------------------
     def history(self, limit: int = 500, **filters: Any) -> list[dict]:
