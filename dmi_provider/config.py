@@ -74,9 +74,10 @@ class MirrorConfig:
 
 def lane_of(spec: MirrorSpec) -> str:
     """The task group a section's copies run in: one per source pool (and docker queue) of a DAG, so that every
-    instance of a group shares one pool and one queue. docker.io -> docker_io."""
-    name = spec.budget.pool.removeprefix("dmi_") + (f"__{spec.engine.queue}" if spec.engine.queue else "")
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "source"
+    instance of a group shares one pool, one engine and one queue. docker.io -> docker_io; engine = docker
+    sections -> docker_io__docker (and _<queue> with docker-queue)."""
+    docker = "__docker" + (f"_{spec.engine.queue}" if spec.engine.queue else "") if spec.engine.name == "docker" else ""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", spec.budget.pool.removeprefix("dmi_") + docker).strip("_") or "source"
 
 
 def _parser() -> configparser.ConfigParser:
@@ -167,8 +168,8 @@ def parse_config(text: str, path: str = "config.ini", environ: Mapping[str, str]
     if not names:
         reader.add(None, None, None, "no image sections: nothing to mirror (see README, 'config.ini')")
     specs = [spec for name in names if (spec := _read_section(file, name, dict(parser[name]))) is not None]
-    _check_collisions(reader, specs)
     specs = _assign_docker_queues(specs)
+    _check_collisions(reader, specs)
     if reader.issues:  # in the order of the file, the environment first
         raise ConfigError(sorted(reader.issues, key=lambda i: (i.file != "environment", i.line or 0)))
     return MirrorConfig(path, default_refresh, tuple(specs), env)
@@ -265,6 +266,7 @@ def _assign_docker_queues(specs: list[MirrorSpec]) -> list[MirrorSpec]:
 
 def _check_collisions(reader: Reader, specs: list[MirrorSpec]) -> None:
     targets: dict[str, str] = {}
+    lanes: dict[tuple[str, str], MirrorSpec] = {}
     for spec in specs:
         for tag in spec.target_tags():
             key = f"{spec.target.kind} {spec.target_name()}:{tag}"
@@ -275,3 +277,10 @@ def _check_collisions(reader: Reader, specs: list[MirrorSpec]) -> None:
                 )
             else:
                 targets[key] = spec.section
+        lane = lanes.setdefault((spec.dag_id, lane_of(spec)), spec)
+        apart = (lane.budget.pool, lane.engine.name, lane.engine.queue) != (
+            spec.budget.pool, spec.engine.name, spec.engine.queue)
+        if apart:
+            reader.add(spec.section, "source-pool", spec.budget.pool,
+                       f"its task group would be {lane_of(spec)!r} in DAG {spec.dag_id}, as that of section "
+                       f"{lane.section!r}, which uses another pool, engine or queue: rename one pool")

@@ -58,6 +58,7 @@ class MirrorRun:
                  target: Target | None = None, source: RegistryLogin | None = None, tuning: Tuning | None = None):
         self.spec = spec
         self.pairs: tuple[Pair, ...] = tuple(pairs) if pairs is not None else spec.pairs()
+        self.listed = pairs is not None  # given pairs are the run's: no tag listing for them
         self.hooks = hooks or RunHooks()
         self.tuning = tuning or Tuning()
         if target is not None:
@@ -149,7 +150,7 @@ class MirrorRun:
     def run_all(self, *, force: bool = False, dry_run: bool = False, pushed: Pushed | None = None) -> Pulled:
         """Every step in one process, in the task group's order; what was written lands in `pushed`."""
         pushed = pushed if pushed is not None else Pushed()
-        if self.spec.selection.filter.active:
+        if self.spec.selection.filter.active and not self.listed:
             self.resolve_tags()
         pulled = self.plan(force=force, dry_run=dry_run)
         for plan in pulled.plans:

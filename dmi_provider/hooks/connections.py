@@ -144,7 +144,10 @@ def may_hold_connection(conn_id: str, environ: Mapping[str, str] | None = None) 
     environ = os.environ if environ is None else environ
     if f"AIRFLOW_CONN_{conn_id.upper()}" in environ:
         return True
-    if any(k.startswith("AIRFLOW__SECRETS__BACKEND") and v.strip() for k, v in environ.items()):
+    if environ.get("_AIRFLOW_PROCESS_CONTEXT") == "server":  # the metadata database is in the chain there
+        return True
+    if any(k.startswith(("AIRFLOW__SECRETS__BACKEND", "AIRFLOW__WORKERS__SECRETS_BACKEND")) and v.strip()
+           for k, v in environ.items()):
         return True
     home = environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
     path = environ.get("AIRFLOW_CONFIG") or os.path.join(home, "airflow.cfg")
@@ -153,7 +156,9 @@ def may_hold_connection(conn_id: str, environ: Mapping[str, str] | None = None) 
         parser.read(path, encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError):
         return True  # a file we cannot judge: ask Airflow
-    return any(parser.get("secrets", k, fallback="").strip() for k in ("backend", "backend_cmd", "backend_secret"))
+    return any(parser.get(section, k, fallback="").strip() for section, names in (
+        ("secrets", ("backend", "backend_cmd", "backend_secret")),
+        ("workers", ("secrets_backend", "secrets_backend_cmd", "secrets_backend_secret"))) for k in names)
 
 
 def sqlalchemy_url(conn: Any) -> str:

@@ -288,6 +288,9 @@ class RecordMirrorOperator(MirrorBaseOperator):
 
     def execute(self, context: Any) -> list[dict]:
         self.skip_unless_selected(context)
+        if self.item and self.item[1] is None and self.listed is None:  # its tags could not even be listed
+            raise AirflowFailException(f"section {self.section!r}: "
+                                       f"{self.first_error(context) or 'its tags could not be listed'}")
         pushed = self.sibling(context, self.push_task_id) or self.sibling(context, self.push_task_id, "partial")
         pulled, run = self.pulled(context), self.run_info(context)
         pushed = Pushed.from_xcom(pushed)

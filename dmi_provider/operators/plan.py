@@ -51,6 +51,12 @@ class TrackingUrls:
             store.close()
 
 
+def max_map_length() -> int:
+    from airflow.sdk.configuration import conf
+
+    return conf.getint("core", "max_map_length", fallback=1024)
+
+
 class PlanMirrorsOperator(BaseOperator):
     """The first step of a run for a lane of sections (a DAG's sections that share a source pool): lists tags,
     HEADs source and target for every section at once, records what is unchanged (one transaction per
@@ -98,6 +104,12 @@ class PlanMirrorsOperator(BaseOperator):
             urls.store(url).record_many(outcomes)
         urls.close()
         items = all_items(plans, force, dry_run)
+        most = max_map_length()
+        if len(items) > most:  # Airflow refuses to map over more: copy these now, the rest next run
+            self.log.warning("%d images to copy, more than Airflow maps at once ([core] max_map_length = %d): "
+                             "%d are left for the next run (raise max_map_length to copy all in one)",
+                             len(items), most, len(items) - most)
+            items = items[:most]
         unchanged = sum(len(v) for v in settled.values())
         self.log.info("%d sections, %d images settled by HEADs (%s), %d to copy", len(specs), unchanged,
                       "dry run" if dry_run else "unchanged", len(items))

@@ -180,7 +180,8 @@ class RegistryClient:
             tags = (json.loads(body).get("tags") or []) if len(body) <= MAX_TAGS_BODY else None
         except (RegistryError, ValueError, AttributeError):
             return None
-        if not isinstance(tags, list) or r.links.get("next"):
+        # More pages, or a page of a size a registry caps at (some drop the Link header): ask by HEAD instead.
+        if not isinstance(tags, list) or r.links.get("next") or len(tags) in (50, 100, 250, 500, TAG_LIST_PAGE):
             return None
         return frozenset(t for t in tags if isinstance(t, str))
 

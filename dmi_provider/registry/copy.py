@@ -110,7 +110,7 @@ class ImageCopy:
     def plan(self, platforms: tuple[str, ...], force: bool, fetch: bool) -> Plan:
         started = time.monotonic()
         src, dst, sc, dc, say = self.src, self.dst, self.sc, self.dc, self.copier.say
-        before, pulls = (Counter(sc.counts), Counter(dc.counts)), sc.pulls
+        before, pulls = (sc.transport.snapshot(), dc.transport.snapshot()), sc.pulls
         if src.tag and src.digest:
             self._check_pin()
         src_head = sc.head_manifest(src.repository, src.ref)
@@ -130,7 +130,7 @@ class ImageCopy:
             say(f"{src} -> {dst}: unchanged ({src_head.digest})")
             subjects = self._subjects_at_target(dst_head, src_head.digest, filtering)
         elif not fetch:
-            say(f"{src} -> {dst}: would copy {src_head.digest} (dry run: nothing written)")
+            say(f"{src} -> {dst}: to copy {src_head.digest} (planned from HEADs: nothing fetched or written yet)")
         else:
             top = top or self._fetch([src_head.digest])[0]
             images, children, to_put, kept = self._collect(top, platforms)
@@ -257,7 +257,7 @@ class ImageCopy:
     def execute(self, plan: Plan) -> CopyResult:
         started = time.monotonic()
         src, dst, sc, dc, say = self.src, self.dst, self.sc, self.dc, self.copier.say
-        before = (Counter(sc.counts), Counter(dc.counts))
+        before = (sc.transport.snapshot(), dc.transport.snapshot())
         result = plan.result()
         if plan.image_changed:
             say(f"{src} -> {dst}: copying {plan.source_digest} ({plan.media_type}): {len(plan.blobs)} blobs, "
@@ -340,8 +340,8 @@ def _check_child(src: Reference, child: Descriptor, manifest: Manifest) -> None:
 
 
 def _requests(sc: RegistryClient, dc: RegistryClient, before: tuple[Counter, Counter]) -> dict[str, dict[str, int]]:
-    source = sc.counts - before[0]
-    target = dc.counts - before[1] if dc is not sc else Counter()
+    source = sc.transport.snapshot() - before[0]
+    target = dc.transport.snapshot() - before[1] if dc is not sc else Counter()
     return {"source": dict(sorted(source.items())), "target": dict(sorted(target.items()))}
 
 

@@ -21,7 +21,10 @@ class SharedClients:
         self._lock = threading.Lock()
 
     def get(self, registry: str, settings: HostSettings) -> RegistryClient | None:
-        """The shared client, or None when the settings cannot be compared (then the copy makes its own)."""
+        """The shared client, or None (then the copy makes and closes its own): a login that renews itself (a
+        cloud's, one per section) or settings that cannot be compared are not shared."""
+        if callable(settings.credentials):
+            return None
         try:
             key = (registry, settings)
             hash(key)
@@ -32,8 +35,14 @@ class SharedClients:
                 self._clients[key] = RegistryClient(registry, settings)
             return self._clients[key]
 
+    def owns(self, client: RegistryClient) -> bool:
+        with self._lock:
+            return any(c is client for c in self._clients.values())
+
     def close(self) -> None:
-        for client in self._clients.values():
+        with self._lock:
+            clients = list(self._clients.values())
+        for client in clients:
             client.close()
 
 
@@ -65,9 +74,8 @@ class ClientPool:
             return self._clients[registry]
 
     def close(self) -> None:
-        owned = set(self.shared._clients.values()) if self.shared is not None else set()
         for client in self._clients.values():
-            if client not in owned:
+            if self.shared is None or not self.shared.owns(client):
                 client.close()
 
 

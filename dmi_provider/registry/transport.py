@@ -132,6 +132,8 @@ class Transport:
         """One try: the token first when none is cached (credentials stay with the registry's host), then
         the request. No HTTP answer at all is a RegistryError saying why."""
         headers = dict(call.headers or {})
+        if call.method == "HEAD" and self.head_pacer is not None:
+            self.head_pacer.wait()  # before the token: a long wait must not outlive it
         if own_host:
             needed, authorization = self.auth.cached(call.scope)
             if needed:
@@ -139,8 +141,6 @@ class Transport:
             if authorization:
                 headers["Authorization"] = authorization
         self._wait_turn()
-        if call.method == "HEAD" and self.head_pacer is not None:
-            self.head_pacer.wait()
         try:
             response = send(self.http, call.method, url, headers, call.content, call.stream)
         except httpx.TransportError as exc:
@@ -182,6 +182,11 @@ class Transport:
 
     def _from_own_host(self, response: httpx.Response) -> bool:
         return origin(urlsplit(str(response.url))) == origin(urlsplit(self.base_url))
+
+    def snapshot(self) -> Counter[str]:
+        """The request counts so far (copies sharing this transport count at the same time)."""
+        with self._lock:
+            return Counter(self.counts)
 
     def _count(self, key: str, response: httpx.Response) -> None:
         with self._lock:

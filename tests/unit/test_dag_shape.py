@@ -31,6 +31,10 @@ CONFIG = """
     tag = 1
     engine = docker
     refresh = 6h
+    [e]
+    image = e
+    tag = 1
+    engine = docker
 """
 
 
@@ -47,7 +51,8 @@ def test_one_planning_task_and_one_group_per_source_pool(config, monkeypatch):
     assert sorted(dags) == ["dmi_mirror", "dmi_mirror_6h"]
     steps = ["ensure_repository", "pull", "push", "record", "tag"]
     assert sorted(dags["dmi_mirror"].task_ids) == sorted(
-        [f"{lane}.{s}" for lane in ("docker_io", "quay_io") for s in steps] + ["plan_docker_io", "plan_quay_io"])
+        [f"{lane}.{s}" for lane in ("docker_io", "quay_io", "docker_io__docker") for s in steps]
+        + ["plan_docker_io", "plan_quay_io", "plan_docker_io__docker"])
     dag = dags["dmi_mirror"]
     assert isinstance(dag.get_task("plan_docker_io"), PlanMirrorsOperator)
     assert isinstance(dag.get_task("docker_io.tag"), EmptyOperator)
@@ -59,9 +64,11 @@ def test_one_planning_task_and_one_group_per_source_pool(config, monkeypatch):
                    for t in ("docker_io.tag", "docker_io.pull", "plan_docker_io")}
     assert schedulable == {"docker_io.tag": False, "docker_io.pull": True, "plan_docker_io": True}
     assert dag.get_task("docker_io.pull").pool == "dmi_docker_io"
-    docker = dags["dmi_mirror_6h"]  # the docker engine tags on its daemon: a task of its own
-    assert isinstance(docker.get_task("docker_io.tag"), TagImageOperator)
-    assert dag.params.get_param("sections").schema["items"]["enum"] == ["a", "b", "q"]
+    docker = dags["dmi_mirror_6h"]  # the docker engine tags on its daemon: a task of its own, in a lane of its own
+    assert isinstance(docker.get_task("docker_io__docker.tag"), TagImageOperator)
+    assert dag.params.get_param("sections").schema["items"]["enum"] == ["a", "b", "q", "e"]
+    # A docker section beside registry ones of the same source: a lane of its own, whose tag really runs.
+    assert isinstance(dag.get_task("docker_io__docker.tag"), TagImageOperator)
 
 
 def test_a_task_process_builds_only_its_lane_without_reading_the_config(tmp_path, monkeypatch):
@@ -89,3 +96,15 @@ def test_lanes_and_task_ids():
     assert lane_of(spec) == "r_local_5000"
     assert [task_lane(t) for t in ("plan_r_local_5000", "r_local_5000.pull", "plan_x.pull", "other")] == [
         "r_local_5000", "r_local_5000", "plan_x", None]
+
+
+def test_two_pools_that_would_share_a_task_group_are_named():
+    from dmi_provider.config import ConfigError, parse_config
+
+    text = ("[DEFAULT]\nrefresh = 1w\nproject = m\ntag = 1\n[a]\nimage = a\nsource-pool = dmi_a.b\n"
+            "[b]\nimage = b\nsource-pool = a_b\n")
+    with pytest.raises(ConfigError) as found:
+        parse_config(text, environ={})
+    assert [str(i) for i in found.value.issues] == [
+        "config.ini:10: section 'b': source-pool = 'a_b': its task group would be 'a_b' in DAG dmi_mirror, as that "
+        "of section 'a', which uses another pool, engine or queue: rename one pool"]

@@ -28,3 +28,8 @@ def test_outside_a_task_airflow_is_loaded_only_where_a_connection_could_be(tmp_p
     assert not may_hold_connection("dmi_tracking", home)
     (tmp_path / "airflow.cfg").write_text("[secrets]\nbackend = airflow.providers.hashicorp.secrets.vault.Vault\n")
     assert may_hold_connection("dmi_tracking", home)
+    (tmp_path / "airflow.cfg").write_text("[workers]\nsecrets_backend = some.WorkerBackend\n")
+    assert may_hold_connection("dmi_tracking", home)
+    (tmp_path / "airflow.cfg").unlink()
+    assert may_hold_connection("dmi_tracking", home | {"_AIRFLOW_PROCESS_CONTEXT": "server"})  # the metadata DB
+    assert may_hold_connection("dmi_tracking", home | {"AIRFLOW__WORKERS__SECRETS_BACKEND": "x.Y"})
