@@ -30,8 +30,9 @@ class ConfigIssue:
 
 
 def _hide_password(value: str) -> str:
-    """A URL's password never reaches an error message (a proxy URL written into config.ini)."""
-    return re.sub(r"(://[^/:@\s]*:)[^@/\s]*@", r"\1***@", value)
+    """A URL's userinfo never reaches an error message (a proxy URL written into config.ini): the password, or
+    a token written as the user (`http://TOKEN@host`)."""
+    return re.sub(r"://[^/@\s]*@", "://***@", value)
 
 
 class ConfigError(ValueError):

@@ -100,11 +100,11 @@ def http_client(network: Network, *, timeout: float, connect: float = 15.0, **kw
 
 
 def redact_url(url: str) -> str:
-    """A URL without its password (proxy URLs carry one)."""
+    """A URL without its userinfo (proxy URLs carry a login, or a token as the user: `http://TOKEN@host`)."""
     parts = urlsplit(url)
-    if not parts.password:
+    if "@" not in parts.netloc:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    netloc = f"***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
 
 

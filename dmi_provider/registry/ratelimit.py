@@ -16,6 +16,9 @@ if TYPE_CHECKING:  # config.ini's checks and the CLI's start import this module,
     import httpx
 
 
+MAX_WINDOW = 31 * 24 * 3600  # seconds: longer is not a pull window (and would overflow a timedelta)
+
+
 @dataclass(frozen=True)
 class RateLimit:
     """Docker Hub's pull budget as its headers say: `ratelimit-limit: 100;w=21600`, `ratelimit-remaining`,
@@ -35,8 +38,8 @@ class RateLimit:
                 return None, None
             head, _, rest = value.partition(";")
             found = re.search(r"\bw=(\d+)", rest)
-            if found:
-                window = int(found.group(1))
+            if found:  # a window a registry may announce as anything: kept between a second and a month
+                window = min(max(int(found.group(1)), 1), MAX_WINDOW)
             try:
                 return int(head.strip()), window
             except ValueError:

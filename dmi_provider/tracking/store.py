@@ -365,12 +365,14 @@ def claim_pulls(store: TrackingStore, key: str, needed: int, seen: SeenLimit, re
     off. One claimer at a time: PostgreSQL serialises on an advisory lock, SQLite on the write lock the
     claim's own insert takes (then it looks at the claims committed before it)."""
     store.migrate()
-    now, remaining, window = datetime.now(UTC), seen.remaining, seen.window
+    now, remaining, window = datetime.now(UTC), seen.remaining, min(max(seen.window, 1), 31 * 24 * 3600)
     since = datetime.fromtimestamp(seen.seen_at - min(CLAIM_SLACK, window / 10), UTC)
     with Session(store.engine) as session, session.begin():
         if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
             session.execute(text("SELECT pg_advisory_xact_lock(7417002)"))
-        session.execute(delete(PullClaim).where(PullClaim.claimed_at < now - timedelta(seconds=window)))
+        # Only this source's old claims: another source's window says nothing of this one's.
+        session.execute(delete(PullClaim).where(PullClaim.key == key,
+                                                PullClaim.claimed_at < now - timedelta(seconds=window)))
         mine = PullClaim(key=key, claimed_at=now, pulls=needed)
         session.add(mine)
         session.flush()

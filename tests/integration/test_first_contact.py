@@ -223,7 +223,7 @@ def test_a_proxy_asking_for_a_login(auth_proxy, tls_registry, seeded, test_ca, o
     wrong = dmi(*args, env=env | {"HTTPS_PROXY": f"http://{PROXY_USER[0]}:wrong-proxy-pass@127.0.0.1:{auth_proxy.port}"})
     assert wrong.returncode == 1
     assert one_line(wrong, "wrong-proxy-pass") == (
-        f"dmi copy: failed: {tls_registry.host}: proxy http://{PROXY_USER[0]}:***@127.0.0.1:{auth_proxy.port} requires "
+        f"dmi copy: failed: {tls_registry.host}: proxy http://***@127.0.0.1:{auth_proxy.port} requires "
         "authentication (401); it refused the user and password in the proxy URL")
     right = dmi(*args, env=env | {"HTTPS_PROXY": auth_proxy.url})
     assert right.returncode == 0, right.stderr

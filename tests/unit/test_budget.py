@@ -64,3 +64,29 @@ def test_heads_to_a_host_that_throttles_them_are_paced_under_its_limit():
     assert slept == [50.0] and pacer.waited == 50.0
     assert head_pacer("docker.io") is head_pacer("docker.io") and HEAD_LIMITS["docker.io"][0] < 300
     assert head_pacer("registry.local:5000") is None  # no known limit: HEADs as fast as they go
+
+
+def test_one_sources_short_window_prunes_only_its_own_claims(tmp_path):
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    import httpx
+    from sqlalchemy.orm import Session
+
+    from dmi_provider.tracking.models import PullClaim
+    from dmi_provider.tracking.store import SeenLimit, TrackingStore, claim_pulls
+
+    store = TrackingStore(f"sqlite:///{tmp_path / 't.db'}")
+    store.migrate()
+    with Session(store.engine) as session, session.begin():  # Docker Hub's claims of ten seconds ago
+        session.add(PullClaim(key="docker.io|ip", claimed_at=datetime.now(UTC) - timedelta(seconds=10), pulls=90))
+    # A registry announcing a one-second window claims: Docker Hub's claims stay (its window is 6 hours).
+    assert claim_pulls(store, "tiny|ip", 1, SeenLimit(5, time.time(), 5, 1), 0) == 0.0
+    seen = SeenLimit(100, time.time() - 60, 100, 21600)  # headers read before those 90 were claimed
+    assert claim_pulls(store, "docker.io|ip", 20, seen, 0) > 0  # 100 - 90 < 20: wait, not 120 granted
+    # A window of 10**12 seconds is clamped (it used to raise OverflowError).
+    limit = RateLimit.from_headers(httpx.Headers({"ratelimit-limit": "5;w=1000000000000",
+                                                  "ratelimit-remaining": "5;w=1000000000000"}))
+    assert limit is not None and limit.window == 31 * 24 * 3600
+    assert claim_pulls(store, "huge|ip", 1, SeenLimit(5, time.time(), 5, 10**12), 0) == 0.0
+    store.close()

@@ -500,7 +500,7 @@ def test_proxy_and_ca_bundle_keys(tmp_path):
     found = [str(i).removeprefix(f"{tmp_path}/") for i in exc.value.issues]
     assert "secret" not in str(exc.value)
     assert found == [
-        "config.ini:14: section 'bad': target-proxy = 'http://user:***@proxy.corp:3128': no credentials in config.ini: put the proxy URL with its user and password in the registry connection's `proxy` extra, or in HTTPS_PROXY",
+        "config.ini:14: section 'bad': target-proxy = 'http://***@proxy.corp:3128': no credentials in config.ini: put the proxy URL with its user and password in the registry connection's `proxy` extra, or in HTTPS_PROXY",
         f"config.ini:15: section 'bad': source-ca-bundle = 'missing.pem': CA bundle '{tmp_path}/missing.pem' cannot be read (No such file or directory): give a PEM file with the CA's certificate",
         f"config.ini:16: section 'bad': target-ca-bundle = 'empty.pem': CA bundle '{tmp_path}/empty.pem' holds no PEM certificate (-----BEGIN CERTIFICATE----- ...)",
         "config.ini:19: section 'worse': source-proxy = 'proxy.corp:3128': proxy 'proxy.corp:3128' is not a proxy URL: write http://host:port (or http://user:password@host:port)",

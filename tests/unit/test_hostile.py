@@ -46,3 +46,15 @@ def test_descriptor_digests_are_validated(digest):
                       "layers": [{"mediaType": "x", "size": 1, "digest": digest}]}).encode()
     with pytest.raises(ManifestInvalid, match="is not sha256:<64 hex> or sha512:<128 hex>"):
         Manifest.parse(raw, OCI_MANIFEST)
+
+
+def test_a_token_in_a_proxy_urls_user_part_is_never_shown():
+    from dmi_provider.config_issues import ConfigIssue
+    from dmi_provider.registry.network import redact_url
+
+    token = "ghp_0123456789abcdefTOKEN"
+    assert redact_url(f"http://{token}@proxy.corp:3128") == "http://***@proxy.corp:3128"
+    assert redact_url("http://user:secret@proxy.corp:3128") == "http://***@proxy.corp:3128"
+    assert redact_url("http://proxy.corp:3128") == "http://proxy.corp:3128"
+    issue = ConfigIssue("config.ini", "bad", "s", "target-proxy", f"http://{token}@proxy.corp:3128")
+    assert token not in str(issue) and "http://***@proxy.corp:3128" in str(issue)
