@@ -43,6 +43,10 @@ class MirrorBaseOperator(BaseOperator):
         ``dmi_provider.config.section_spec({"image": …, "tag": …, "project": …})``
     :param tags: tags to mirror (``1.7.0``, a pin ``1.7.0@sha256:…``), or ``(source tag, target tag)`` pairs
         (templated: a mapped task group passes each instance its pair); default: the spec's named tags
+    :param book: instead of ``spec``: a config file's sections (``dmi_provider.planner.SpecBook``), read when the
+        task runs; DMI's own DAGs pass it with ``item``
+    :param item: ``[section, source tag, target tag]`` from the planning task (templated, mapped); ``[section,
+        None, None]``: the pull task lists the section's tags itself
     :param pull_task_id: the task id of the group's pull task (plans come from its XCom)
     :param push_task_id: the task id of the group's push task (results come from its XCom)
     """
