@@ -92,8 +92,10 @@ class BlobCopy:
         if mounted:
             return "mounted", 0
         with self.locations.writing(dc.registry, blob.digest, dst_repo) as waited:
-            if waited:  # another worker wrote it while this one waited: find it or mount it from there
-                now = self.locations.holders(dc.registry, blob.digest)
+            # Look again once the lease is ours: another worker may have written the blob while this one
+            # waited, or finished and let go of its lease between the look above and this one's take.
+            now = self.locations.holders(dc.registry, blob.digest)
+            if waited or now - holders:  # find it or mount it from there
                 if dst_repo in now and dc.blob_exists(dst_repo, blob.digest):
                     if opened:
                         dc.cancel_upload(dst_repo, opened)

@@ -454,3 +454,29 @@ def test_a_refused_mount_s_upload_is_used_not_cancelled(proxy_factory, open_regi
     assert target.count("DELETE", "upload") == 0
     assert all(locations.holders(target.host, b.digest) == {result.target.split("/", 1)[1].split(":")[0]}
                for b in artifact.blobs)
+
+
+def test_a_blob_written_just_before_the_lease_is_taken_is_mounted_not_read_again(
+        proxy_factory, open_registry, factory, repo_name):
+    # Two workers of a fleet: the other one finished the blob and let go of its lease between this copy's
+    # look at the hints and its take of the lease. Looking again once the lease is held finds it.
+    import contextlib
+
+    from dmi_provider.registry.locations import BlobLocations
+
+    artifact = factory.image(layers=[factory.layer(), factory.layer(96 * 1024)])
+    src_repo, other_repo = repo_name("src"), repo_name("other")
+    push(rig_client(open_registry), src_repo, "v1", artifact)
+    push(rig_client(open_registry), other_repo, "v1", artifact)  # what the other worker wrote
+    source, target = proxy_factory(open_registry), proxy_factory(open_registry)
+
+    class LateHints(BlobLocations):
+        @contextlib.contextmanager
+        def writing(self, registry, digest, repository):
+            self.add(registry, digest, other_repo)  # recorded by the other worker as it let go
+            yield False
+
+    copier = Copier(make_pool(source, target), locations=LateHints())
+    result = copier.copy(ref(source, src_repo), ref(target, repo_name("dst")))
+    assert result.blobs_mounted == len(artifact.blobs) and result.blobs_copied == 0
+    assert source.count("GET", "blob") == 0  # no blob read from the source a second time
