@@ -5,7 +5,6 @@ transport sends it through its one retry loop, as the registry's own requests.""
 from __future__ import annotations
 
 import base64
-import json
 import time
 
 import httpx
@@ -21,6 +20,7 @@ from dmi_provider.registry.errors import (
 )
 from dmi_provider.registry.ratelimit import retry_after
 from dmi_provider.registry.reference import DOCKER_HUB
+from dmi_provider.registry.wire import loads
 
 MAX_TOKEN_BODY = 1024 * 1024
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
@@ -119,7 +119,7 @@ class Authenticator:
 def token_of(body: bytes, registry: str) -> tuple[str, float]:
     """(token, lifetime in seconds) from a token service's JSON answer."""
     try:
-        data = json.loads(body)
+        data = loads(body)
     except (ValueError, UnicodeDecodeError):
         what = html_summary(body) if looks_like_html(body) else f"something that is not JSON ({len(body)} bytes)"
         raise AuthError(f"{registry}: token service answered with {what}: a captive portal or a proxy's page?"
@@ -140,7 +140,7 @@ def jwt_lifetime(token: str) -> float | None:
     if len(parts) != 3:
         return None
     try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        claims = loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
         left = float(claims["exp"]) - time.time()
     except (ValueError, KeyError, TypeError):
         return None

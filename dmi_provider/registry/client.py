@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -22,7 +21,7 @@ from dmi_provider.registry.manifest import MANIFEST_TYPES, Descriptor, Manifest
 from dmi_provider.registry.ratelimit import RateLimit
 from dmi_provider.registry.settings import HostSettings, RetryPolicy, Uploads
 from dmi_provider.registry.transport import Call, Transport
-from dmi_provider.registry.wire import body_chunks, read_capped
+from dmi_provider.registry.wire import body_chunks, loads, read_capped
 
 # Names other modules import from here.
 __all__ = ["Call", "HostSettings", "RateLimit", "RegistryClient", "RetryPolicy", "Uploads", "body_chunks",
@@ -161,7 +160,7 @@ class RegistryClient:
             if len(body) > MAX_TAGS_BODY:
                 raise RegistryError(f"{self.url(url)}: a tag list page over {MAX_TAGS_BODY} bytes")
             try:
-                found = json.loads(body).get("tags") or []
+                found = loads(body).get("tags") or []
             except (ValueError, AttributeError):
                 raise RegistryError(f"{self.url(url)}: the tag list is not JSON") from None
             tags += [t for t in found if isinstance(t, str)]
@@ -177,7 +176,7 @@ class RegistryClient:
         try:
             r = self.send(Call("GET", f"/v2/{repo}/tags/list?n={TAG_LIST_PAGE}", pull_scope(repo), stream=True))
             body = read_capped(r, MAX_TAGS_BODY + 1)
-            tags = (json.loads(body).get("tags") or []) if len(body) <= MAX_TAGS_BODY else None
+            tags = (loads(body).get("tags") or []) if len(body) <= MAX_TAGS_BODY else None
         except (RegistryError, ValueError, AttributeError):
             return None
         # More pages, or a page of a size a registry caps at (some drop the Link header): ask by HEAD instead.

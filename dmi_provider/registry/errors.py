@@ -110,7 +110,7 @@ def registry_error_text(body: bytes) -> tuple[str | None, str]:
         return None, html_summary(body)
     try:
         data = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         text = body[:200].decode(errors="replace").strip()
         return None, text
     errors = data.get("errors") if isinstance(data, dict) else None

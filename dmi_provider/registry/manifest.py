@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from dmi_provider.registry.errors import DigestMismatch, ManifestInvalid
+from dmi_provider.registry.wire import loads
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -99,7 +100,7 @@ class Manifest:
         digest = digest or "sha256:" + hashlib.sha256(raw).hexdigest()
         where = f"manifest {digest}"
         try:
-            data = json.loads(raw)
+            data = loads(raw)
         except ValueError as exc:
             raise ManifestInvalid(f"{where} is not JSON: {exc}") from None
         if not isinstance(data, dict):

@@ -3,7 +3,9 @@ Authorization never goes to another host and https never downgrades; bodies read
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
+from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
@@ -15,6 +17,15 @@ CHUNK = 1024 * 1024
 MAX_REDIRECTS = 5
 REDIRECTS = (301, 302, 303, 307, 308)
 Body = bytes | Iterable[bytes] | None
+
+
+def loads(raw: bytes | str) -> Any:
+    """json.loads, with JSON nested too deeply for Python reported as the ValueError it is: a RecursionError
+    would be taken for a crash and retried (each retry of a manifest another pull)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def read_capped(response: httpx.Response, limit: int) -> bytes:

@@ -58,3 +58,22 @@ def test_a_token_in_a_proxy_urls_user_part_is_never_shown():
     assert redact_url("http://proxy.corp:3128") == "http://proxy.corp:3128"
     issue = ConfigIssue("config.ini", "bad", "s", "target-proxy", f"http://{token}@proxy.corp:3128")
     assert token not in str(issue) and "http://***@proxy.corp:3128" in str(issue)
+
+
+def test_json_nested_too_deeply_is_invalid_not_a_crash_airflow_retries():
+    # A RecursionError would be retried by Airflow (each retry of a manifest another Docker Hub pull).
+    import base64
+
+    from dmi_provider.errors import is_retryable
+    from dmi_provider.registry.bearer import jwt_lifetime, token_of
+    from dmi_provider.registry.errors import AuthError, registry_error_text
+
+    deep = b"[" * 200_000 + b"]" * 200_000
+    with pytest.raises(ManifestInvalid, match="nested too deeply") as invalid:
+        Manifest.parse(deep, OCI_MANIFEST)
+    with pytest.raises(AuthError, match="not JSON") as auth:
+        token_of(b'{"token": ' + deep + b"}", "hub.example")
+    assert not is_retryable(invalid.value) and not is_retryable(auth.value)
+    payload = base64.urlsafe_b64encode(b'{"exp": ' + deep + b"}").decode().rstrip("=")
+    assert jwt_lifetime(f"e30.{payload}.sig") is None  # not a JWT DMI can read: the default lifetime
+    assert registry_error_text(deep)[0] is None
