@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import socket
 import ssl
+import stat
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,9 @@ def check_ca_bundle(value: str) -> str:
         return text
     path = Path(text).expanduser()
     try:
+        # Opening a FIFO or a device would block (dmi validate, and so DAG parsing, would hang): stat first.
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise ValueError(f"CA bundle {text!r} is not a regular file: give a PEM file with the CA's certificate")
         with open(path, "rb") as handle:
             head = handle.read(MAX_CA_BYTES + 1)
     except OSError as exc:

@@ -465,6 +465,24 @@ def test_connection_ids_are_plain():
         "config.ini:7: section 'a': source-conn-id = '\"x\"': expected an Airflow connection id (letters, digits, _ . -)"]
 
 
+def test_a_ca_bundle_that_is_a_fifo_is_refused_without_opening_it(tmp_path):
+    # Opening a FIFO blocks until a writer comes: dmi validate, and so DAG parsing, would hang.
+    import os
+
+    from dmi_provider.registry.network import check_ca_bundle
+
+    os.mkfifo(tmp_path / "ca.pem")
+    (tmp_path / "config.ini").write_text("[DEFAULT]\nrefresh = 1w\nproject = p\ntag = 1\n"
+                                         "[a]\nimage = a\nsource-ca-bundle = ca.pem\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path / "config.ini", {})
+    assert [str(i).removeprefix(f"{tmp_path}/") for i in exc.value.issues] == [
+        f"config.ini:7: section 'a': source-ca-bundle = 'ca.pem': CA bundle '{tmp_path}/ca.pem' is not a regular "
+        "file: give a PEM file with the CA's certificate"]
+    with pytest.raises(ValueError, match="not a regular file"):  # a connection's ca_bundle extra
+        check_ca_bundle(str(tmp_path / "ca.pem"))
+
+
 def test_proxy_and_ca_bundle_keys(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
