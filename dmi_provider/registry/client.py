@@ -10,7 +10,7 @@ import hashlib
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -19,9 +19,10 @@ from dmi_provider.registry.auth import Credentials
 from dmi_provider.registry.errors import DigestMismatch, ManifestInvalid, ManifestTooLarge, NotFound, RegistryError
 from dmi_provider.registry.manifest import MANIFEST_TYPES, Descriptor, Manifest
 from dmi_provider.registry.ratelimit import RateLimit
+from dmi_provider.registry.reference import TAG_RE
 from dmi_provider.registry.settings import HostSettings, RetryPolicy, Uploads
 from dmi_provider.registry.transport import Call, Transport
-from dmi_provider.registry.wire import body_chunks, loads, read_capped
+from dmi_provider.registry.wire import body_chunks, loads, origin, read_capped, shown_url
 
 # Names other modules import from here.
 __all__ = ["Call", "HostSettings", "RateLimit", "RegistryClient", "RetryPolicy", "Uploads", "body_chunks",
@@ -30,6 +31,7 @@ __all__ = ["Call", "HostSettings", "RateLimit", "RegistryClient", "RetryPolicy",
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution's own limit
 MAX_TAGS_BODY = 4 * 1024 * 1024  # one page of a tag list
 MAX_TAG_PAGES = 200
+MAX_LISTED_TAGS = 100_000  # distinct tags of one repository DMI will hold (filters read whole listings)
 VERIFIABLE = ("sha256", "sha512")  # digest algorithms whose bytes this client can check
 REFERRERS_API: dict[str, bool] = {}  # per registry URL: whether it has the referrers API (learnt once)
 TAG_LIST_PAGE = 1000  # known_tags: one page or none
@@ -151,9 +153,10 @@ class RegistryClient:
         return Manifest.parse(raw, media_type, "sha256:" + hashlib.sha256(raw).hexdigest())
 
     def list_tags(self, repo: str, page: int = 500) -> list[str]:
-        """Every tag of a repository, following the registry's `Link: <…>; rel="next"` pages (`n`/`last`).
-        Not a pull in Docker Hub's accounting."""
-        url, tags = f"/v2/{repo}/tags/list?n={page}", []
+        """Every tag of a repository, following the registry's `Link: <…>; rel="next"` pages (`n`/`last`) on
+        its own origin. Kept while reading: names a tag can have, each once, at most MAX_LISTED_TAGS (a
+        hostile listing must not fill a worker's memory). Not a pull in Docker Hub's accounting."""
+        url, tags = f"/v2/{repo}/tags/list?n={page}", dict[str, None]()
         for _ in range(MAX_TAG_PAGES):
             r = self.send(Call("GET", url, pull_scope(repo), stream=True))
             body = read_capped(r, MAX_TAGS_BODY + 1)
@@ -163,12 +166,30 @@ class RegistryClient:
                 found = loads(body).get("tags") or []
             except (ValueError, AttributeError):
                 raise RegistryError(f"{self.url(url)}: the tag list is not JSON") from None
-            tags += [t for t in found if isinstance(t, str)]
-            following = r.links.get("next", {}).get("url")
+            if not isinstance(found, list):
+                raise RegistryError(f"{self.url(url)}: the tag list's `tags` is not a list")
+            tags.update((t, None) for t in found if isinstance(t, str) and TAG_RE.fullmatch(t))
+            del body, found
+            if len(tags) > MAX_LISTED_TAGS:
+                raise RegistryError(f"{self.registry}/{repo}: more than {MAX_LISTED_TAGS} tags; mirror it by tag "
+                                    "(`tag = a b c`) rather than by a filter over its whole listing")
+            following = self._next_page(r, url)
             if not following:
-                return list(dict.fromkeys(tags))
-            url = urljoin(self.base_url + "/", following)
+                return list(tags)
+            url = following
         raise RegistryError(f"{self.registry}/{repo}: more than {MAX_TAG_PAGES} pages of tags")
+
+    def _next_page(self, r: httpx.Response, url: str) -> str | None:
+        """The `Link: rel="next"` page, which must be on the registry's own origin (scheme, host, port)."""
+        following = r.links.get("next", {}).get("url")
+        if not following:
+            return None
+        page = urljoin(self.base_url + "/", following)
+        if origin(urlsplit(page)) != origin(urlsplit(self.base_url)) or \
+                urlsplit(page).scheme != urlsplit(self.base_url).scheme:
+            raise RegistryError(f"{self.url(url)}: the next page is on {shown_url(page)}, not on {self.registry}: "
+                                "refused (pages stay on the registry's origin)")
+        return page
 
     def known_tags(self, repo: str) -> frozenset[str] | None:
         """A repository's tags from one listing; None where that takes more than one page or the registry
@@ -217,10 +238,10 @@ class RegistryClient:
             if len(body) > MAX_MANIFEST_BYTES:
                 raise ManifestTooLarge(f"{self.url(url)}: a referrers page over {MAX_MANIFEST_BYTES} bytes")
             found += Manifest.parse(body, "application/vnd.oci.image.index.v1+json").children
-            following = r.links.get("next", {}).get("url")
+            following = self._next_page(r, url)
             if not following:
                 return found
-            url = urljoin(self.base_url + "/", following)
+            url = following
         raise RegistryError(f"{self.registry}/{repo}: more than {MAX_TAG_PAGES} pages of referrers of {digest}")
 
     def blob_exists(self, repo: str, digest: str) -> bool:

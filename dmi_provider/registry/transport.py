@@ -33,7 +33,17 @@ from dmi_provider.registry.network import http_client, transport_error
 from dmi_provider.registry.ratelimit import RateLimit, head_pacer, limit_text, retry_after
 from dmi_provider.registry.reference import DOCKER_HUB, DOCKER_HUB_API
 from dmi_provider.registry.settings import HostSettings
-from dmi_provider.registry.wire import MAX_ERROR_BODY, Body, buffered, is_html, kind, origin, read_capped, send
+from dmi_provider.registry.wire import (
+    MAX_ERROR_BODY,
+    Body,
+    buffered,
+    is_html,
+    kind,
+    origin,
+    read_capped,
+    send,
+    shown_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +104,7 @@ class Transport:
 
     def _send(self, call: Call) -> httpx.Response:
         url = self.url(call.path)
+        shown = shown_url(url)  # for messages: no upload state or signature
         own_host = self._check_url(call.method, url)
         replayable = call.retry and (call.content is None or isinstance(call.content, bytes))
         started, attempt, reauthed = time.monotonic(), 0, False
@@ -107,21 +118,21 @@ class Transport:
                 continue
             if response.status_code in call.ok:
                 if own_host and kind(urlsplit(url).path) != "blob" and is_html(response):
-                    raise self._html_error(call.method, url, response)
+                    raise self._html_error(call.method, shown, response)
                 return response
             if call.stream:
                 response = buffered(response)
             if response.status_code == 401 and not self._from_own_host(response):
-                raise AuthError(f"{call.method} {url}: {response.url.netloc.decode()} (not the registry) answered "
-                                f"401; credentials are sent to {self.registry} only", status=401, url=url)
+                raise AuthError(f"{call.method} {shown}: {response.url.netloc.decode()} (not the registry) answered "
+                                f"401; credentials are sent to {self.registry} only", status=401, url=shown)
             if response.status_code == 401 and "www-authenticate" in response.headers and not reauthed:
                 reauthed = True
                 self.auth.unauthorized(response, call.scope)
                 if call.content is None or isinstance(call.content, bytes):
                     continue
-                raise RegistryError(f"{call.method} {url}: unauthorized mid-stream; retry", status=401, url=url,
+                raise RegistryError(f"{call.method} {shown}: unauthorized mid-stream; retry", status=401, url=shown,
                                     retryable=True)
-            refused = self._error(call.method, url, response)
+            refused = self._error(call.method, shown, response)
             if refused.retry_after is not None:
                 self._slow_down(refused.retry_after)
             if not refused.retryable or not replayable:
@@ -144,7 +155,7 @@ class Transport:
         try:
             response = send(self.http, call.method, url, headers, call.content, call.stream)
         except httpx.TransportError as exc:
-            raise transport_error(exc, url, self.network, self.registry) from None
+            raise transport_error(exc, shown_url(url), self.network, self.registry) from None
         self._count(f"{call.method} {kind(urlsplit(url).path)}", response)
         return response
 
@@ -177,7 +188,8 @@ class Transport:
         one, may name any host: credentials go only to the registry's own)."""
         own, target = urlsplit(self.base_url), urlsplit(url)
         if own.scheme == "https" and target.scheme != "https":
-            raise InsecureRedirect(f"{method} {url}: refusing to leave https for {target.scheme}", url=url)
+            raise InsecureRedirect(f"{method} {shown_url(url)}: refusing to leave https for {target.scheme}",
+                                   url=shown_url(url))
         return origin(target) == origin(own)
 
     def _from_own_host(self, response: httpx.Response) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urljoin, urlsplit
 
 import httpx
 
@@ -26,6 +26,21 @@ def loads(raw: bytes | str) -> Any:
         return json.loads(raw)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+SHOWN_PARAMS = ("n", "last", "digest", "mount", "from")  # what a query may show in a message
+
+
+def shown_url(url: str) -> str:
+    """A URL as messages, logs and the UI show it: an upload Location's `_state=` token, a CDN's signature
+    (any query parameter but the API's own few) replaced by "…"."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(k, v) for k, v in pairs if k in SHOWN_PARAMS]
+    query = urlencode(kept, safe=":/") + ("&…" if kept and len(kept) < len(pairs) else "" if kept else "…")
+    return parts._replace(query=query, fragment="").geturl()
 
 
 def read_capped(response: httpx.Response, limit: int) -> bytes:
@@ -94,8 +109,8 @@ def send(http: httpx.Client, method: str, url: str, headers: dict[str, str], con
         target = urljoin(url, location)
         old, new = urlsplit(url), urlsplit(target)
         if old.scheme == "https" and new.scheme != "https":
-            raise InsecureRedirect(f"{method} {url}: refusing a redirect from https to {new.scheme}")
+            raise InsecureRedirect(f"{method} {shown_url(url)}: refusing a redirect from https to {new.scheme}")
         if new.netloc != old.netloc:
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         url = target
-    raise RegistryError(f"{method} {url}: too many redirects", url=url)
+    raise RegistryError(f"{method} {shown_url(url)}: too many redirects", url=shown_url(url))

@@ -10,6 +10,7 @@ import hashlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ class Evil:
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, str | None]] = []  # method, path, Authorization
         self.sent = 0
-        self.routes: dict[str, tuple[int, dict[str, str], bytes | int]] = {}
+        self.routes: dict[str, tuple[int, dict[str, str], Any]] = {}  # body: bytes, a count, or path -> answer
         evil = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,6 +54,8 @@ class Evil:
                     self.rfile.read(length)
                 status, headers, body = next((v for k, v in evil.routes.items() if self.path.startswith(k)),
                                              (500, {}, b"no route"))
+                if callable(body):  # an answer that depends on the path (a page of a listing)
+                    status, headers, body = body(self.path)
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -243,3 +246,66 @@ def test_error_and_token_bodies_are_read_only_so_far(evil):
     with pytest.raises(AuthError, match=r"token service answered with an HTML page: a captive portal"):
         client.head_manifest("a", "v1")
     client.close()
+
+
+# -- Round two (issue 26) --------------------------------------------------------------------------------
+def test_tag_list_pages_stay_on_the_registrys_origin(evil):
+    other = evil.host.replace("localhost", "127.0.0.1")  # the same server under another origin
+    evil.routes["/v2/r/tags/list"] = (200, {"Content-Type": "application/json",
+                                           "Link": f'<http://{other}/v2/r/tags/list?last=b>; rel="next"'},
+                                      json.dumps({"tags": ["a", "b"]}).encode())
+    client = RegistryClient(evil.host, insecure(RetryPolicy(**FAST_RETRY)))
+    with pytest.raises(RegistryError, match=f"the next page is on http://{other}/v2/r/tags/list\\?last=b, not on "):
+        client.list_tags("r")
+    assert [p for _, p, _ in evil.seen] == ["/v2/r/tags/list?n=500"]  # the foreign page was never asked for
+    client.close()
+
+
+def test_a_tag_listing_is_capped_checked_and_deduplicated_while_it_is_read(evil, monkeypatch):
+    from dmi_provider.registry import client as client_module
+
+    monkeypatch.setattr(client_module, "MAX_LISTED_TAGS", 2500)
+    pages = []
+
+    def page(path: str):  # 1,000 new tags a page, every page repeating the last one's and bad names
+        n = len(pages)
+        pages.append(path)
+        tags = [f"v{n}.{i}" for i in range(1000)] + [f"v{n - 1}.{i}" for i in range(1000) if n] + [
+            "-bad", "a" * 129, "x/y", "", 7, None, "ok\n"]
+        return 200, {"Content-Type": "application/json",
+                     "Link": f'</v2/r/tags/list?n=500&last=v{n}>; rel="next"'}, json.dumps({"tags": tags}).encode()
+
+    evil.routes["/v2/r/tags/list"] = (200, {}, page)
+    client = RegistryClient(evil.host, insecure(RetryPolicy(**FAST_RETRY)))
+    with pytest.raises(RegistryError, match="more than 2500 tags; mirror it by tag"):
+        client.list_tags("r")
+    assert len(pages) == 3  # it stopped at the page that went past the cap, not after 200 pages
+
+    monkeypatch.setattr(client_module, "MAX_LISTED_TAGS", 100_000)
+    pages.clear()
+    evil.routes["/v2/r/tags/list"] = (200, {}, lambda path: _last(page, path))
+    got = client.list_tags("r")
+    assert got == [f"v0.{i}" for i in range(1000)]  # names a tag can have, each once, in the registry's order
+    evil.routes["/v2/r/tags/list"] = (200, {"Content-Type": "application/json"}, b'{"tags": "abc"}')
+    with pytest.raises(RegistryError, match="`tags` is not a list"):
+        client.list_tags("r")
+    client.close()
+
+
+def _last(page, path):
+    status, _headers, body = page(path)
+    return status, {"Content-Type": "application/json"}, body  # one page, no Link
+
+
+def test_upload_state_tokens_stay_out_of_error_texts(proxy_factory, open_registry, factory, repo_name):
+    # The registry's upload Location carries `_state=` (an HMAC'd upload state): errors are shown in the UI.
+    _artifact, repo = _image(factory, repo_name, open_registry)
+    target = proxy_factory(open_registry)
+    target.faults.append(Fault(method="PUT", path="/blobs/uploads/", status=400, times=None,
+                               body=b'{"errors": [{"code": "BLOB_UPLOAD_INVALID", "message": "no"}]}'))
+    with pytest.raises(RegistryError) as exc:
+        Copier(make_pool(open_registry, target)).copy(ref(open_registry, repo), ref(target, repo_name("dst")))
+    assert "/blobs/uploads/" in str(exc.value) and "BLOB_UPLOAD_INVALID" in str(exc.value)
+    assert "_state" not in str(exc.value) and "_state" not in (exc.value.url or "")
+    assert "digest=sha256%3A" in str(exc.value) or "digest=sha256:" in str(exc.value)
+    assert "&…" in str(exc.value)  # the registry's Location had more in its query: left out
