@@ -30,6 +30,9 @@ class Credentials:
     username: str
     password: str = field(repr=False)
     refresh_token: bool = False
+    # A cloud's login (ECR, GAR, ACR): those clouds hand out tokens at the registry's own host only, so a
+    # challenge naming a token realm elsewhere is refused rather than given the cloud's credential.
+    own_realm: bool = False
 
     def __repr__(self) -> str:
         return f"Credentials(username={self.username!r}, password=***)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import time
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -76,6 +77,9 @@ class Authenticator:
         if self.base_url.startswith("https://") and challenge.realm.startswith("http://"):
             raise InsecureRedirect(f"{self.registry}: refusing a plain-HTTP token realm for an HTTPS registry")
         login = self.credentials
+        if login is not None and login.own_realm and _host(challenge.realm) != _host(self.base_url):
+            raise AuthError(f"{self.registry}: token realm {challenge.realm!r} is not on the registry's own host: "
+                            "refusing to send a cloud login there (ECR, GAR and ACR issue tokens on the registry)")
         params: list[tuple[str, str]] = [("service", challenge.service)] if challenge.service else []
         if login is not None and login.refresh_token:
             # OAuth2 (distribution's oauth spec, ACR): POST the refresh token; scopes space-separated in one field.
@@ -114,6 +118,10 @@ class Authenticator:
         if key is not None:
             self.tokens.drop(key)  # expired or too narrow: fetch a fresh one
         self.challenge = CHALLENGES[self.base_url] = challenge
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
 
 
 def token_of(body: bytes, registry: str) -> tuple[str, float]:

@@ -71,7 +71,7 @@ class AcrLogin:
         with self._lock:
             if self._refresh is None or time.time() >= self._refresh[1]:
                 self._refresh = self._exchange()
-            return Credentials(NULL_USER, self._refresh[0], refresh_token=True)
+            return Credentials(NULL_USER, self._refresh[0], refresh_token=True, own_realm=True)
 
     def _entra_token(self) -> str:
         from azure.core.exceptions import AzureError, ClientAuthenticationError
@@ -123,7 +123,7 @@ def acr_login(conn_id: str | None, host: str | None, network_of: Callable[[str],
                        "connection's Registry Server (host)")
     network = network_of(host).merge(network_from_extras(extras, f"connection {conn_id!r}"))
     if conn is not None and conn.conn_type == "azure_container_registry" and conn.login and conn.password:
-        return AcrLogin(conn_id, host, network, basic=Credentials(conn.login, conn.password))
+        return AcrLogin(conn_id, host, network, basic=Credentials(conn.login, conn.password, own_realm=True))
     return AcrLogin(conn_id, host, network, identity=_identity(conn, extras, network))
 
 

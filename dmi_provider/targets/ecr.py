@@ -84,7 +84,8 @@ class EcrTarget:
         mask_secret(first.password)
         host = self.registry or urlsplit(first.proxy_endpoint).netloc or first.proxy_endpoint
         lifetime = (first.expires_at.astimezone(UTC) - datetime.now(UTC)).total_seconds() - RENEW_BEFORE
-        return host, Credentials(first.username, first.password), time.monotonic() + max(lifetime, MIN_LIFETIME)
+        login = Credentials(first.username, first.password, own_realm=True)
+        return host, login, time.monotonic() + max(lifetime, MIN_LIFETIME)
 
     def aws(self, doing: str) -> contextlib.AbstractContextManager[None]:
         """Turns boto's failures into one line naming the connection, the region and what to do."""

@@ -68,7 +68,7 @@ class GoogleLogin:
             return self.credentials.token
 
     def registry_login(self) -> Credentials:
-        return Credentials(USERNAME, self.token())
+        return Credentials(USERNAME, self.token(), own_realm=True)
 
 
 def google_login(conn_id: str | None, network: Network | None = None) -> GoogleLogin:

@@ -309,3 +309,29 @@ def test_upload_state_tokens_stay_out_of_error_texts(proxy_factory, open_registr
     assert "_state" not in str(exc.value) and "_state" not in (exc.value.url or "")
     assert "digest=sha256%3A" in str(exc.value) or "digest=sha256:" in str(exc.value)
     assert "&…" in str(exc.value)  # the registry's Location had more in its query: left out
+
+
+def test_a_cloud_login_goes_to_no_token_realm_but_the_registrys_own(evil):
+    from dataclasses import replace
+
+    from dmi_provider.registry.auth import Credentials
+
+    elsewhere = evil.host.replace("localhost", "127.0.0.1")  # another host (the same server, for the record)
+    evil.routes = {"/v2/": (401, {"WWW-Authenticate": f'Bearer realm="http://{elsewhere}/token",service="s"'}, b""),
+                   "/token": (200, {"Content-Type": "application/json"}, b'{"token": "t"}')}
+    cloud = Credentials("oauth2accesstoken", "ya29.cloud-token", own_realm=True)  # GAR's, as targets/google.py
+    client = RegistryClient(evil.host, replace(insecure(RetryPolicy(**FAST_RETRY)), credentials=cloud))
+    with pytest.raises(AuthError, match="is not on the registry's own host: refusing to send a cloud login") as exc:
+        client.head_manifest("a", "v1")
+    assert not is_retryable(exc.value)
+    assert [p for _, p, _ in evil.seen] == ["/v2/a/manifests/v1"]  # the realm was never asked
+    assert "ya29" not in str(exc.value)
+    client.close()
+    # A plain login (a connection's user and password) follows the realm, as Docker Hub's auth.docker.io needs.
+    plain = RegistryClient(evil.host, replace(insecure(RetryPolicy(**FAST_RETRY)), credentials=replace(
+        cloud, own_realm=False)))
+    evil.seen.clear()
+    with pytest.raises(RegistryError):
+        plain.head_manifest("a", "v1")  # the token works nowhere: the second 401 fails it
+    assert any(p.startswith("/token") for _, p, _ in evil.seen)
+    plain.close()
