@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dmi_provider.registry.client import RegistryClient, body_chunks
-from dmi_provider.registry.errors import DigestMismatch, RegistryError
+from dmi_provider.registry.errors import DigestMismatch, NotFound, RegistryError
 from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.registry.manifest import Descriptor
 
@@ -112,6 +112,8 @@ class BlobCopy:
         refused mount opened: the copy uses it)."""
         dc, dst_repo = self.dc, self.dst_repo
         for from_repo in sources:
+            if not (from_repo == self.src_repo and self.sc.registry == dc.registry):
+                self._check_source_holds(blob)
             location = dc.mount_blob(dst_repo, blob.digest, from_repo)
             if location is None:
                 if opened:
@@ -124,6 +126,18 @@ class BlobCopy:
             opened = opened or location
             self.locations.forget(dc.registry, blob.digest, from_repo)  # a stale hint
         return False, opened
+
+    def _check_source_holds(self, blob: Descriptor) -> None:
+        """A hint names a repository that holds the digest; only the source proves this image may have it.
+        A hostile manifest naming another team's private layer would otherwise get it mounted, never asked
+        of the source. A HEAD (not a pull), once per process per source repository and blob."""
+        key = (self.sc.registry, self.src_repo, blob.digest)
+        if key in _SERVED:
+            return
+        if not self.sc.blob_exists(self.src_repo, blob.digest):
+            raise NotFound(f"{self.sc.registry}/{self.src_repo}: the manifest names blob {blob.digest}, which the "
+                           "source does not serve: not mounting it from another repository of the target")
+        _SERVED.add(key)
 
     def _with_retries(self, blob: Descriptor, opened: str) -> tuple[str, int]:
         # The only retry level of a blob copy: the GET and the upload inside are sent once per attempt.
@@ -153,6 +167,7 @@ class BlobCopy:
             chunks = self._verified(body_chunks(response), blob, started)
             dc.upload_blob(self.dst_repo, blob.digest, blob.size, chunks, retry=False, location=location or None)
         elapsed = max(time.monotonic() - started, 1e-6)
+        _SERVED.add((sc.registry, self.src_repo, blob.digest))
         self.locations.add(dc.registry, blob.digest, self.dst_repo)
         self.say(f"  blob {short} copied {mib(blob.size)} in {elapsed:.2f}s ({mib(blob.size / elapsed)}/s)")
         return "copied", blob.size
@@ -190,6 +205,8 @@ class BlobCopy:
             yield pending
 
 
+# (source registry, repository, digest) seen served by the source in this process: mounts need no HEAD.
+_SERVED: set[tuple[str, str, str]] = set()
 # Blobs being written right now, per target registry: (registry, digest) -> (done, repository written to).
 _WRITING: dict[tuple[str, str], tuple[threading.Event, str]] = {}
 _WRITING_LOCK = threading.Lock()

@@ -335,3 +335,31 @@ def test_a_cloud_login_goes_to_no_token_realm_but_the_registrys_own(evil):
         plain.head_manifest("a", "v1")  # the token works nowhere: the second 401 fails it
     assert any(p.startswith("/token") for _, p, _ in evil.seen)
     plain.close()
+
+
+def test_a_manifest_naming_another_repositorys_blob_does_not_get_it_mounted(evil, open_registry, factory, repo_name):
+    # Another team's private layer is at the target, and the hints know where. A hostile source serves a
+    # manifest naming its digest but not the blob: mounting it from the hint would hand the layer over.
+    from dmi_provider.registry.locations import BlobLocations
+
+    private = factory.image(layers=[factory.layer(128 * 1024)])
+    theirs = repo_name("private")
+    push(rig_client(open_registry), theirs, "v1", private)
+    locations = BlobLocations()
+    for blob in private.blobs:
+        locations.add(open_registry.host, blob.digest, theirs)
+    lure = private.manifest  # the same manifest, from a source that holds none of its blobs
+    evil.routes = {
+        "/v2/evil/app/manifests/": (200, {"Content-Type": json.loads(lure)["mediaType"],
+                                          "Docker-Content-Digest": "sha256:" + hashlib.sha256(lure).hexdigest()}, lure),
+        "/v2/evil/app/blobs/": (404, {"Content-Type": "application/json"}, b'{"errors": [{"code": "BLOB_UNKNOWN"}]}'),
+        "/v2/": (200, {}, b"{}"),
+    }
+    ours = repo_name("evil")
+    copier = Copier(make_pool(evil, open_registry), locations=locations)
+    with pytest.raises(NotFound, match="which the source does not serve: not mounting it"):
+        copier.copy(ref(evil, "evil/app"), ref(open_registry, ours))
+    target = rig_client(open_registry)
+    assert all(target.request("HEAD", f"/v2/{ours}/blobs/{b.digest}", target.scope(ours)).status_code == 404
+               for b in private.blobs)
+    assert not any(m == "GET" and "/blobs/" in p for m, p, _ in evil.seen)  # never read: refused at the HEAD
