@@ -52,8 +52,11 @@ from dmi_provider.config_keys import (
     _size,
     _text,
 )
+from dmi_provider.registry.blobs import STALL_BYTES, STALL_TIMEOUT
 from dmi_provider.registry.network import Network
 from dmi_provider.registry.reference import DOCKER_HUB, check_host, check_path, check_tag
+from dmi_provider.registry.referrers import DEFAULT_MAX as REFERRERS_MAX
+from dmi_provider.registry.referrers import HARD_MAX as REFERRERS_HARD_MAX
 from dmi_provider.registry.referrers import ReferrerFilter
 from dmi_provider.tags import DEFAULT_MAX, HARD_MAX, TagFilter, check_range, check_tag_or_pin, split_pin
 
@@ -334,6 +337,11 @@ class SelectionSpec:
         exclude=Key(
         "referrers-exclude", "none", "these artifacts stay behind (same names as `referrers-include`)",
         _each(_artifact_kind), ()),
+        most=Key(
+        "referrers-max", f"`{REFERRERS_MAX}`", f"at most this many referrers per image (per platform), newest "
+        f"first by their `org.opencontainers.image.created` annotation, the rest left behind with a warning (1 to "
+        f"{REFERRERS_HARD_MAX}): each is a pull at the source and several requests at the target",
+        _count(1, REFERRERS_HARD_MAX), REFERRERS_MAX),
     )
 
 
@@ -354,6 +362,12 @@ class TransferSpec:
         "workers (a lease per upload in the tracking database, when that is a server database such as PostgreSQL); "
         "`0`: no limit but each task's own (4 at once). Give sections of one target the same value: set it in "
         "`[DEFAULT]`", _count(0, 1000), DEFAULT_TARGET_UPLOADS)
+
+    stall_timeout: int = key(
+        "stall-timeout", f"`{int(STALL_TIMEOUT)}`", f"seconds a blob transfer may go without progress: less than "
+        f"{STALL_BYTES >> 10} KiB from the source in that long (a silent or trickling source) fails the attempt, "
+        "which frees its upload slot and is retried from zero within the retry budget (10 to 3600)",
+        _count(10, 3600), int(STALL_TIMEOUT))
 
     def network(self, host: str, proxy: str | None, ca_bundle: str | None) -> Network:
         return Network(proxy, ca_bundle, host in self.insecure_registries)

@@ -97,7 +97,9 @@ def open_copier(setup: EngineSetup) -> Copier:
     # Source and target on one host: the target's record, with the source's login when the target has none.
     same = endpoint.host == registry
     target_login = endpoint.credentials or (source.credentials if same else None) or None
-    hosts = {registry: HostSettings(source.credentials or None, source.network, retry),
+    stall = float(setup.spec.transfer.stall_timeout)
+    # The source's read timeout is the stall timeout: a source that goes silent is a stall too.
+    hosts = {registry: HostSettings(source.credentials or None, source.network, retry, timeout=max(stall, 60.0)),
              endpoint.host: HostSettings(target_login, endpoint.network, retry, endpoint.uploads)}
     default = HostSettings(retry=retry)
     pool = ClientPool(plain_http(setup.spec.transfer.insecure_registries, hosts, default), default=default,
@@ -107,5 +109,6 @@ def open_copier(setup: EngineSetup) -> Copier:
     else:
         locations = BlobLocations(default_cache_path() if tuning.blob_cache else None)
     return Copier(pool, workers=tuning.workers, progress=hooks.say, locations=locations, budget=setup.budget,
-                  known=hooks.known or {}, referrers=setup.spec.selection.referrers, tag_lists=hooks.tag_lists)
+                  known=hooks.known or {}, referrers=setup.spec.selection.referrers, tag_lists=hooks.tag_lists,
+                  stall=stall)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import threading
 import time
@@ -15,12 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dmi_provider.registry.client import RegistryClient, body_chunks
-from dmi_provider.registry.errors import DigestMismatch, NotFound, RegistryError
+from dmi_provider.registry.errors import DigestMismatch, NotFound, RegistryError, Stalled
 from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.registry.manifest import Descriptor
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 5.0  # seconds between progress lines of one large blob
+STALL_TIMEOUT = 60.0  # stall-timeout's default: seconds a transfer may go without STALL_BYTES of progress
+STALL_BYTES = 64 * 1024  # so a source trickling a byte now and then is a stall too (about 1 KiB/s)
+WAIT_LIMIT = 900.0  # the longest one copy waits for another copy of the same blob in this process
 
 
 def mib(n: float) -> str:
@@ -53,6 +57,7 @@ class BlobCopy:
     say: Callable[[str], None] = log.info
     workers: int = 4
     fresh: bool = False
+    stall: float = STALL_TIMEOUT
 
     def run(self, blobs: list[Descriptor]) -> Moved:
         moved = Moved(Counter())
@@ -140,32 +145,41 @@ class BlobCopy:
         _SERVED.add(key)
 
     def _with_retries(self, blob: Descriptor, opened: str) -> tuple[str, int]:
-        # The only retry level of a blob copy: the GET and the upload inside are sent once per attempt.
-        policy, started, short = self.sc.retry, time.monotonic(), blob.digest[:19]
-        for attempt in range(policy.attempts):
+        # The only retry level of a blob copy: the GET and the upload inside are sent once per attempt. An
+        # outage (no answer, a gateway's 503, a stall) is retried for the policy's whole time, not its count.
+        policy, started, short, attempt = self.sc.retry, time.monotonic(), blob.digest[:19], 0
+        while True:
             try:
                 return self._stream(blob, opened)
             except RegistryError as exc:
                 opened = ""  # used (and cancelled on failure) by that try
-                delay = policy.delay(attempt, exc.retry_after)
+                attempt += 1
+                delay = policy.delay(attempt - 1, exc.retry_after, outage=exc.outage)
                 # A same-size digest mismatch may be a bad transfer: one more try, then it is the source's fault.
-                again = exc.retryable or (isinstance(exc, DigestMismatch) and exc.size_ok and attempt == 0)
-                if not again or attempt + 1 >= policy.attempts or time.monotonic() - started + delay > policy.total:
+                again = exc.retryable or (isinstance(exc, DigestMismatch) and exc.size_ok and attempt == 1)
+                spent = time.monotonic() - started
+                if not again or (attempt >= policy.attempts and not exc.outage) or spent + delay > policy.total:
                     raise
                 self.say(f"  blob {short} failed ({exc}); checking the target and retrying from zero in {delay:.1f}s")
                 time.sleep(delay)
-                if self.dc.blob_exists(self.dst_repo, blob.digest):
-                    self.locations.add(self.dc.registry, blob.digest, self.dst_repo)
-                    return "copied", blob.size
-        raise AssertionError("unreachable")
+                try:
+                    if self.dc.blob_exists(self.dst_repo, blob.digest):
+                        self.locations.add(self.dc.registry, blob.digest, self.dst_repo)
+                        return "copied", blob.size
+                except RegistryError as down:  # still down: the next attempt's requests wait for it in turn
+                    if not down.retryable:
+                        raise
 
     def _stream(self, blob: Descriptor, location: str = "") -> tuple[str, int]:
         sc, dc, short = self.sc, self.dc, blob.digest[:19]
-        with _slots(sc, dc), self.locations.uploading(dc.registry), \
-                sc.open_blob(self.src_repo, blob.digest, retry=False) as response:
+        with _slots(sc, dc), sc.open_blob(self.src_repo, blob.digest, retry=False) as response:
             started = time.monotonic()
             chunks = self._verified(body_chunks(response), blob, started)
-            dc.upload_blob(self.dst_repo, blob.digest, blob.size, chunks, retry=False, location=location or None)
+            # A fleet-wide upload slot only once the source's bytes flow: a source that never sends holds none.
+            first = next(chunks, None)
+            with self.locations.uploading(dc.registry):
+                dc.upload_blob(self.dst_repo, blob.digest, blob.size, itertools.chain([first] if first else [], chunks),
+                               retry=False, location=location or None)
         elapsed = max(time.monotonic() - started, 1e-6)
         _SERVED.add((sc.registry, self.src_repo, blob.digest))
         self.locations.add(dc.registry, blob.digest, self.dst_repo)
@@ -182,7 +196,14 @@ class BlobCopy:
         except ValueError:
             raise RegistryError(f"blob {blob.digest}: unsupported digest algorithm {algorithm!r}") from None
         seen, pending, last_report = 0, b"", started
+        mark, marked = started, 0  # the last time STALL_BYTES more had come
         for chunk in chunks:
+            now = time.monotonic()
+            if now - mark >= self.stall and seen - marked < STALL_BYTES:  # what came before this chunk
+                raise Stalled(f"blob {blob.digest}: stalled at {mib(seen)} of {mib(blob.size)}: less than "
+                              f"{STALL_BYTES >> 10} KiB from the source in {now - mark:.0f}s (stall-timeout)")
+            if seen + len(chunk) - marked >= STALL_BYTES:
+                mark, marked = now, seen + len(chunk)
             if not chunk:
                 continue
             hasher.update(chunk)
@@ -224,7 +245,10 @@ def _first_writer(registry: str, digest: str, repository: str) -> Iterator[str |
             done = threading.Event()
             _WRITING[key] = (done, repository)
     if found is not None:
-        found[0].wait()
+        if not found[0].wait(WAIT_LIMIT):  # that copy is stuck: copy this one rather than wait on
+            log.warning("blob %s: another copy has been writing it for %.0fs: copying it too", digest[:19], WAIT_LIMIT)
+            yield None
+            return
         yield found[1] if found[1] != repository else None
         return
     try:

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from dmi_provider.registry.blobs import BlobCopy, Moved, mib
+from dmi_provider.registry.blobs import STALL_TIMEOUT, BlobCopy, Moved, mib
 from dmi_provider.registry.budget import PullBudget, PullsShort
 from dmi_provider.registry.client import RegistryClient
 from dmi_provider.registry.errors import DigestMismatch, ManifestInvalid, PinMoved, RegistryError
@@ -56,6 +56,7 @@ class Copier:
     known: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     referrers: ReferrerFilter = field(default_factory=lambda: ReferrerFilter(enabled=False))
     tag_lists: TagListings = field(default_factory=TagListings)  # source listings
+    stall: float = STALL_TIMEOUT  # stall-timeout: a blob transfer without progress this long is retried
 
     def __post_init__(self) -> None:
         self.say = self.progress or log.info
@@ -258,6 +259,7 @@ class ImageCopy:
         started = time.monotonic()
         src, dst, sc, dc, say = self.src, self.dst, self.sc, self.dc, self.copier.say
         before = (sc.transport.snapshot(), dc.transport.snapshot())
+        self._bring_back(plan)
         result = plan.result()
         if plan.image_changed:
             say(f"{src} -> {dst}: copying {plan.source_digest} ({plan.media_type}): {len(plan.blobs)} blobs, "
@@ -274,8 +276,13 @@ class ImageCopy:
                 f"({mib(result.bytes_transferred)}), {result.blobs_mounted} mounted, {result.blobs_skipped} skipped")
         else:
             result.target_digest = plan.target_digest
+        unindexed: dict[str, list[tuple[Attached, Manifest]]] = {}  # subject -> referrers for its fallback index
         for attached in plan.attached:
-            self._copy_attached(attached, result)
+            last = self._copy_attached(attached, result)
+            if last is not None:
+                unindexed.setdefault(attached.subject, []).append((attached, last))
+        for subject, written in unindexed.items():
+            self._index_referrers(subject, written, result)
         for side, counts in _requests(sc, dc, before).items():
             merged = Counter(result.requests.get(side, {})) + Counter(counts)
             result.requests[side] = dict(sorted(merged.items()))
@@ -285,14 +292,27 @@ class ImageCopy:
         result.duration = round(plan.duration + time.monotonic() - started, 3)
         return result
 
+    def _bring_back(self, plan: Plan) -> None:
+        """Manifests the plan carried by digest only (over XCOM_MANIFEST_BYTES): read again from the source,
+        verified against their digest, paid for as one claim on the pull budget."""
+        lists = [plan.manifests, *(a.manifests for a in plan.attached)]
+        wanted = list(dict.fromkeys(m.digest for manifests in lists for m in manifests if m.aside))
+        if not wanted:
+            return
+        self.copier.say(f"{self.src}: reading {len(wanted)} manifest(s) again that the plan carried by digest only")
+        found = {m.digest: m for m in self._fetch(wanted)}
+        for manifests in lists:
+            manifests[:] = [found[m.digest] if m.aside else m for m in manifests]
+
     def _blobs(self, fresh: bool = False) -> BlobCopy:
         copier = self.copier
         return BlobCopy(self.sc, self.dc, self.src.repository, self.dst.repository, copier.locations,
-                        copier.say, copier.workers, fresh)
+                        copier.say, copier.workers, fresh, copier.stall)
 
-    def _copy_attached(self, attached: Attached, result: CopyResult) -> None:
+    def _copy_attached(self, attached: Attached, result: CopyResult) -> Manifest | None:
         """One referrer after the image: its blobs, then its manifests. A failure is a warning: the image
-        is mirrored already, and the next run finds the referrer still missing and tries again."""
+        is mirrored already, and the next run finds the referrer still missing and tries again. Returns
+        the manifest written when the target must list it in the subject's fallback index."""
         dc, dst, say = self.dc, self.dst, self.copier.say
         try:
             _add(result, self._blobs().run(attached.blobs))
@@ -300,14 +320,25 @@ class ImageCopy:
             for child in children:
                 dc.put_manifest(dst.repository, child.digest, child)
             _, indexed = dc.put_manifest_answer(dst.repository, attached.tag or last.digest, last)
-            if attached.tag is None and not indexed and not attached.indexed:
-                add_to_fallback(dc, dst.repository, attached.subject, last)
             result.referrers_copied += 0 if attached.bookkeeping else 1
             say(f"{dst}: copied {attached.what} {last.digest} of {attached.subject}")
+            return last if attached.tag is None and not indexed and not attached.indexed else None
         except RegistryError as exc:
-            result.warnings.append(f"{attached.what} of {attached.subject} not copied: {exc}")
-            say(f"{dst}: warning: {attached.what} of {attached.subject} not copied (the next run tries again): "
-                f"{exc}")
+            self._not_copied(attached, exc, result)
+            return None
+
+    def _index_referrers(self, subject: str, written: list[tuple[Attached, Manifest]], result: CopyResult) -> None:
+        """A target without the referrers API: the subject's fallback index, read and written once."""
+        try:
+            add_to_fallback(self.dc, self.dst.repository, subject, [m for _, m in written])
+        except RegistryError as exc:
+            for attached, _ in written:
+                self._not_copied(attached, exc, result)
+
+    def _not_copied(self, attached: Attached, exc: RegistryError, result: CopyResult) -> None:
+        result.warnings.append(f"{attached.what} of {attached.subject} not copied: {exc}")
+        self.copier.say(f"{self.dst}: warning: {attached.what} of {attached.subject} not copied (the next run "
+                        f"tries again): {exc}")
 
 
 def _add(result: CopyResult, moved: Moved) -> None:

@@ -20,6 +20,9 @@ class RegistryError(DmiError):
 
     registry: str | None = None
     side: str | None = None
+    # No answer, or a gateway's 502/503/504: the registry may be restarting. Retried for the policy's whole
+    # time budget, not only its count of attempts (a routine restart takes 10 to 60 seconds).
+    outage: bool = False
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None, url: str | None = None,
                  retryable: bool = False, retry_after: float | None = None):
@@ -32,6 +35,15 @@ class RegistryError(DmiError):
 
 class AuthError(RegistryError):
     pass
+
+
+class Stalled(RegistryError):
+    """A blob transfer that stopped making progress (stall-timeout): retried from zero."""
+
+    outage = True
+
+    def __init__(self, message: str):
+        super().__init__(message, retryable=True)
 
 
 class LoginNeeded(AuthError):

@@ -95,6 +95,11 @@ class Manifest:
     def is_index(self) -> bool:
         return self.media_type in INDEX_TYPES
 
+    @property
+    def aside(self) -> bool:
+        """Planned, but its bytes left out of the plan (XCom): to be read again by digest before writing."""
+        return not self.raw
+
     @classmethod
     def parse(cls, raw: bytes, media_type: str, digest: str | None = None) -> Manifest:
         digest = digest or "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -134,14 +139,22 @@ class Manifest:
         return dict(self.annotations).get(key)
 
 
-def to_json(manifest: Manifest) -> dict:
-    """A manifest as JSON-safe data (XCom): its exact bytes, base64."""
+def to_json(manifest: Manifest, aside: bool = False) -> dict:
+    """A manifest as JSON-safe data (XCom): its exact bytes, base64; `aside`: its digest only (the writer
+    reads it again by digest: large plans stay out of Airflow's database)."""
+    if aside or manifest.aside:
+        return {"media_type": manifest.media_type, "digest": manifest.digest, "aside": True}
     return {"media_type": manifest.media_type, "digest": manifest.digest,
             "raw": base64.b64encode(manifest.raw).decode()}
 
 
 def from_json(data: dict) -> Manifest:
-    """The reverse, checked: bytes that no longer hash to their digest are refused."""
+    """The reverse, checked: bytes that no longer hash to their digest are refused. A manifest set aside
+    comes back without its bytes (`aside`), for the writer to read again by digest."""
+    if data.get("aside"):
+        if not DESCRIPTOR_DIGEST.fullmatch(str(data.get("digest"))):
+            raise ManifestInvalid(f"planned manifest {str(data.get('digest'))[:80]!r} is not a digest")
+        return Manifest(b"", str(data["media_type"]), str(data["digest"]))
     manifest = Manifest.parse(base64.b64decode(data["raw"]), data["media_type"])
     if manifest.digest != data["digest"]:
         raise DigestMismatch(f"planned manifest {data['digest']} changed on its way: {manifest.digest}")

@@ -169,12 +169,15 @@ def transport_error(exc: httpx.TransportError, url: str, network: Network, what:
                              "registry's name, or reach it through a proxy (HTTPS_PROXY)", url=url,
                              retryable=temporary)
     if any(isinstance(c, ConnectionRefusedError) for c in causes):
-        return RegistryError(f"{what}: connection refused by {host}: nothing listens there (wrong host or port, "
-                             "or the registry is down)", url=url, retryable=True)
-    if isinstance(exc, httpx.TimeoutException):
-        return RegistryError(f"{what}: no answer from {host}{via} in time ({type(exc).__name__}); a firewall may "
-                             "drop the traffic: check the route, or set HTTPS_PROXY", url=url, retryable=True)
-    return RegistryError(f"{what}: {type(exc).__name__} talking to {host}{via}: {exc}", url=url, retryable=True)
+        error = RegistryError(f"{what}: connection refused by {host}: nothing listens there (wrong host or port, "
+                              "or the registry is down)", url=url, retryable=True)
+    elif isinstance(exc, httpx.TimeoutException):
+        error = RegistryError(f"{what}: no answer from {host}{via} in time ({type(exc).__name__}); a firewall may "
+                              "drop the traffic: check the route, or set HTTPS_PROXY", url=url, retryable=True)
+    else:
+        error = RegistryError(f"{what}: {type(exc).__name__} talking to {host}{via}: {exc}", url=url, retryable=True)
+    error.outage = True  # a registry restarting looks like this: worth the policy's whole time budget
+    return error
 
 
 def _proxy_error(exc: BaseException, causes: list[BaseException], proxy: str, host: str, what: str) -> RegistryError:

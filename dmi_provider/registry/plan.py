@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field, fields
 from dmi_provider.registry.manifest import Descriptor, Manifest, from_json, to_json
 from dmi_provider.registry.referrers import Attached
 
+XCOM_MANIFEST_BYTES = 1 << 20  # manifest bytes one plan carries through XCom; the rest by digest
+
 
 @dataclass
 class CopyResult:
@@ -75,10 +77,18 @@ class Plan:
             source_pulls=self.source_pulls, warnings=list(self.warnings), duration=round(self.duration, 3),
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self, carried: int = XCOM_MANIFEST_BYTES) -> dict:
+        """JSON-safe data. Manifests travel whole while their bytes add up to `carried`, the image's first;
+        the rest go by digest only and are read again by the writer (a referrer manifest may be 4 MiB)."""
+        room = [carried]
+
+        def fits(m: Manifest) -> bool:
+            room[0] -= len(m.raw)
+            return room[0] >= 0
+
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["attached"] = [a.to_dict() for a in self.attached]
-        data["manifests"] = [to_json(m) for m in self.manifests]
+        data["manifests"] = [to_json(m, aside=not fits(m)) for m in self.manifests]
+        data["attached"] = [a.to_dict(fits) for a in self.attached]
         data["blobs"] = [asdict(b) for b in self.blobs]
         return data
 

@@ -28,6 +28,10 @@ KINDS = {
 }
 
 
+DEFAULT_MAX, HARD_MAX = 50, 1000
+CREATED = "org.opencontainers.image.created"
+
+
 def kind_of(artifact_type: str | None) -> str | None:
     for kind, prefixes in KINDS.items():
         if artifact_type and artifact_type.startswith(prefixes):
@@ -49,6 +53,7 @@ class ReferrerFilter:
     enabled: bool = True
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    most: int = DEFAULT_MAX  # per subject, newest first (`referrers-max`): a flood of referrers is not copied
 
     def allows(self, artifact_type: str | None, kind: str | None = None) -> bool:
         kind = kind or kind_of(artifact_type)
@@ -75,9 +80,9 @@ class Attached:
         """A fallback index: it lists referrers, it is none itself (not counted as copied)."""
         return self.what.startswith("fallback index")
 
-    def to_dict(self) -> dict:
+    def to_dict(self, fits: Callable[[Manifest], bool] = lambda _: True) -> dict:
         return {"subject": self.subject, "what": self.what, "tag": self.tag, "indexed": self.indexed,
-                "manifests": [to_json(m) for m in self.manifests],
+                "manifests": [to_json(m, aside=not fits(m)) for m in self.manifests],
                 "blobs": [{"media_type": b.media_type, "digest": b.digest, "size": b.size} for b in self.blobs]}
 
     @classmethod
@@ -136,12 +141,24 @@ class Finder:
         return out
 
     def _from_api(self, subject: str, listed: list[Descriptor]) -> list[Attached]:
-        wanted = [d for d in listed if self.only.allows(d.artifact_type)]
-        self.found += len(wanted)
+        wanted = self._newest(subject, [d for d in listed if self.only.allows(d.artifact_type)])
         missing = [d for d in wanted if self.dc.head_manifest(self.dst_repo, d.digest) is None]
         if self.fetch is None:
             return [Attached(subject, f"referrer {d.artifact_type or d.media_type}", None) for d in missing]
-        return [a for a in (self._referrer(subject, d.digest) for d in missing) if a is not None]
+        return list(self._referrers(subject, [d.digest for d in missing]).values())
+
+    def _newest(self, subject: str, wanted: list[Descriptor]) -> list[Descriptor]:
+        """At most `referrers-max` of a subject's referrers: the newest by their `created` annotation, then
+        in the order listed. The rest stay behind with a warning (each would be a pull and several writes)."""
+        self.found += len(wanted)
+        most = self.only.most
+        if len(wanted) <= most:
+            return wanted
+        order = sorted(range(len(wanted)), key=lambda i: (dict(wanted[i].annotations).get(CREATED) or "", -i),
+                       reverse=True)
+        self.warn(f"{len(wanted)} referrers of {subject}: the newest {most} travel, {len(wanted) - most} stay "
+                  "behind (referrers-max)")
+        return [wanted[i] for i in sorted(order[:most])]
 
     def _absent(self, tag: str) -> bool:
         return self.listed is not None and tag not in self.listed
@@ -159,35 +176,48 @@ class Finder:
         if self.fetch is None:
             return [Attached(subject, "fallback index (changed at the source)", tag)]
         (index,) = self.fetch([head.digest])
-        wanted = [d for d in index.children if self.only.allows(d.artifact_type)]
-        self.found += len(wanted)
+        wanted = self._newest(subject, [d for d in index.children if self.only.allows(d.artifact_type)])
+        held = {e.digest for e in wanted if self.dc.head_manifest(self.dst_repo, e.digest) is not None}
+        fetched = self._referrers(subject, [e.digest for e in wanted if e.digest not in held])
         out, kept = [], []
         for entry in wanted:
-            if self.dc.head_manifest(self.dst_repo, entry.digest) is not None:
-                kept.append(entry)
-                continue
-            attached = self._referrer(subject, entry.digest)
+            attached = fetched.get(entry.digest)
             if attached is not None:
                 attached.indexed = True
                 out.append(attached)
+            if attached is not None or entry.digest in held:
                 kept.append(entry)
         # The target's index: the source's bytes when every entry came along, else the ones that did.
         written = index if kept == list(index.children) else _index_of(kept, index.digest)
         out.append(Attached(subject, "fallback index", tag, [written]))
         return out
 
-    def _referrer(self, subject: str, digest: str) -> Attached | None:
+    def _referrers(self, subject: str, digests: list[str]) -> dict[str, Attached]:
+        """The referrers `digests` of `subject`, fetched together (one claim on the pull budget); one that
+        is gone at the source or names another subject is skipped with a warning."""
         assert self.fetch is not None
+        if not digests:
+            return {}
         try:
-            (manifest,) = self.fetch([digest])
-        except NotFound:
-            self.warn(f"referrer {digest} of {subject} is listed but gone at the source: skipped")
-            return None
-        if manifest.subject != subject:
-            self.warn(f"referrer {digest} names subject {manifest.subject or 'none'}, not {subject}: skipped")
-            return None
-        return Attached(subject, f"referrer {manifest.artifact_type or manifest.media_type}", None, [manifest],
-                        list(manifest.blobs))
+            manifests: dict[str, Manifest | None] = dict(zip(digests, self.fetch(digests), strict=True))
+        except NotFound:  # one is gone: the others again one by one (those fetched already are kept, not paid twice)
+            manifests = {}
+            for digest in digests:
+                try:
+                    manifests[digest] = self.fetch([digest])[0]
+                except NotFound:
+                    manifests[digest] = None
+        out = {}
+        for digest, manifest in manifests.items():  # warnings in the listing's order
+            if manifest is None:
+                self.warn(f"referrer {digest} of {subject} is listed but gone at the source: skipped")
+                continue
+            if manifest.subject != subject:
+                self.warn(f"referrer {digest} names subject {manifest.subject or 'none'}, not {subject}: skipped")
+                continue
+            out[digest] = Attached(subject, f"referrer {manifest.artifact_type or manifest.media_type}", None,
+                                   [manifest], list(manifest.blobs))
+        return out
 
     def _cosign(self, subject: str) -> list[Attached]:
         out = []
@@ -238,21 +268,24 @@ def _index_of(entries: list[Descriptor], source_digest: str) -> Manifest:
     return Manifest.parse(json.dumps(body, indent=3).encode(), OCI_INDEX)
 
 
-def add_to_fallback(dc: RegistryClient, repo: str, subject: str, manifest: Manifest) -> None:
-    """On a target without the referrers API: list a referrer in the subject's fallback index (read,
-    add, write back), as the distribution spec asks of clients."""
+def add_to_fallback(dc: RegistryClient, repo: str, subject: str, manifests: list[Manifest]) -> None:
+    """On a target without the referrers API: list referrers in the subject's fallback index (read, add,
+    write back once for all of them), as the distribution spec asks of clients."""
     tag = fallback_tag(subject)
     try:
         index = dc.get_manifest(repo, tag)
         data = json.loads(index.raw)
     except NotFound:
         data = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-    if any(e.get("digest") == manifest.digest for e in data.get("manifests") or []):
+    listed = {e.get("digest") for e in data.get("manifests") or []}
+    new = [m for m in manifests if m.digest not in listed]
+    if not new:
         return
-    entry: dict = {"mediaType": manifest.media_type, "digest": manifest.digest, "size": len(manifest.raw)}
-    if manifest.artifact_type:
-        entry["artifactType"] = manifest.artifact_type
-    if manifest.annotations:
-        entry["annotations"] = dict(manifest.annotations)
-    data.setdefault("manifests", []).append(entry)
+    for manifest in new:
+        entry: dict = {"mediaType": manifest.media_type, "digest": manifest.digest, "size": len(manifest.raw)}
+        if manifest.artifact_type:
+            entry["artifactType"] = manifest.artifact_type
+        if manifest.annotations:
+            entry["annotations"] = dict(manifest.annotations)
+        data.setdefault("manifests", []).append(entry)
     dc.put_manifest(repo, tag, Manifest.parse(json.dumps(data, indent=3).encode(), OCI_INDEX))

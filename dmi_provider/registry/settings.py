@@ -21,10 +21,13 @@ class RetryPolicy:
     total: float = 300.0
     max_pause: float = 30.0
 
-    def delay(self, attempt: int, retry_after: float | None) -> float:
+    def delay(self, attempt: int, retry_after: float | None, outage: bool = False) -> float:
         if retry_after is not None:
             return min(retry_after, self.max_delay)
-        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # full jitter
+        ceiling = min(self.max_delay, self.base_delay * 2 ** min(attempt, 30))
+        if outage:  # equal jitter: the waits do grow, up to max_delay, while the registry is down
+            return ceiling / 2 + random.uniform(0, ceiling / 2)
+        return random.uniform(0, ceiling)  # full jitter
 
 
 @dataclass(frozen=True)

@@ -175,9 +175,10 @@ class Transport:
             # A long Retry-After (a spent pull limit): asking again sooner only spends more; say it now.
             raise _again(error, f"the registry asks to retry after {error.retry_after:.0f}s")
         attempt += 1
-        delay = self.retry.delay(attempt - 1, error.retry_after)
-        if attempt >= self.retry.attempts or time.monotonic() - started + delay > self.retry.total:
-            raise _again(error, f"gave up after {attempt} attempts")
+        delay = self.retry.delay(attempt - 1, error.retry_after, outage=error.outage)
+        spent = time.monotonic() - started
+        if (attempt >= self.retry.attempts and not error.outage) or spent + delay > self.retry.total:
+            raise _again(error, f"gave up after {attempt} attempts in {spent:.0f}s")
         log.warning("%s; retrying in %.1fs (attempt %d of %d)", error, delay, attempt + 1, self.retry.attempts)
         time.sleep(delay)
         return attempt
@@ -251,13 +252,20 @@ class Transport:
                                  **facts)
         again = status in RETRYABLE_STATUS
         wait = retry_after(response) if again else None
+        if status in (502, 503, 504) and wait is None:  # a gateway in front of a registry that is down
+            facts["outage"] = True
         if status == 429:
             return RateLimited(f"{text}; {self.registry}'s pull limit is spent{limit_text(response)}: wait for its "
                                "window", **facts, retryable=True, retry_after=wait)
-        return RegistryError(text, **facts, retryable=again, retry_after=wait)
+        outage = facts.pop("outage", False)
+        error = RegistryError(text, **facts, retryable=again, retry_after=wait)
+        error.outage = outage
+        return error
 
 
 def _again(error: RegistryError, note: str) -> RegistryError:
     """The same error, of the same type, saying why the retries stopped; retryable later."""
-    return type(error)(f"{error} ({note})", status=error.status, code=error.code, url=error.url, retryable=True,
-                       retry_after=error.retry_after)
+    again = type(error)(f"{error} ({note})", status=error.status, code=error.code, url=error.url, retryable=True,
+                        retry_after=error.retry_after)
+    again.outage = error.outage
+    return again

@@ -363,3 +363,89 @@ def test_a_manifest_naming_another_repositorys_blob_does_not_get_it_mounted(evil
     assert all(target.request("HEAD", f"/v2/{ours}/blobs/{b.digest}", target.scope(ours)).status_code == 404
                for b in private.blobs)
     assert not any(m == "GET" and "/blobs/" in p for m, p, _ in evil.seen)  # never read: refused at the HEAD
+
+
+def test_a_trickling_source_fails_its_blob_at_the_stall_timeout_and_holds_no_upload_slot(
+        proxy_factory, open_registry, factory, repo_name):
+    import contextlib
+
+    from dmi_provider.registry.client import HostSettings
+    from dmi_provider.registry.copy import ClientPool
+    from dmi_provider.registry.errors import Stalled
+    from dmi_provider.registry.locations import BlobLocations
+    from dmi_provider.registry.pool import plain_http
+
+    artifact = factory.image(layers=[factory.raw_blob(160 << 10)])
+    repo = repo_name("src")
+    push(rig_client(open_registry), repo, "v1", artifact)
+    source = proxy_factory(open_registry)
+    source.bytes_per_second = 32 << 10  # the blob's first bytes after ~5 s: a stall at stall-timeout 2 s
+
+    class Slots(BlobLocations):  # the real hints, their upload slots written down
+        taken = 0
+
+        @contextlib.contextmanager
+        def uploading(self, registry):  # type: ignore[no-untyped-def]
+            Slots.taken += 1
+            yield
+
+    retry = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2, total=8.0)
+    settings = HostSettings(retry=retry)
+    pool = ClientPool(plain_http([source.host, open_registry.host], {}, settings), default=settings,
+                      use_docker_config=False)
+    copier = Copier(pool, locations=Slots(), stall=2.0)
+    with pytest.raises(Stalled, match=r"stalled at 0.0 MiB of 0.2 MiB: less than 64 KiB from the source in \d+s "
+                                      r"\(stall-timeout\)"):
+        copier.copy(ref(source, repo), ref(open_registry, repo_name("dst")))
+    assert Slots.taken == 1  # the config blob's: the stalled layer, whose bytes never flowed, held none
+    assert source.count("GET", "blob") >= 2  # retried from zero within the budget, then given up
+
+
+def test_a_target_restart_in_the_middle_of_a_blob_is_survived_by_the_same_copy(
+        tmp_path, proxy_factory, open_registry, factory, repo_name):
+    # A routine registry restart (here 12 s; the retry budget is 300 s): the blob copy backs off through
+    # connection-refused and the "is it there?" check, then copies the blob again, byte-exact.
+    import time
+
+    from dmi_provider.registry.client import HostSettings
+    from dmi_provider.registry.copy import ClientPool
+    from dmi_provider.registry.pool import plain_http
+    from tests.rig.registry import Registry
+
+    artifact = factory.image(layers=[factory.raw_blob(24 << 20)])
+    repo = repo_name("src")
+    push(rig_client(open_registry), repo, "v1", artifact)
+    source = proxy_factory(open_registry)
+    source.bytes_per_second = 6 << 20  # ~4 s for the blob: time to stop the target in the middle
+    target = Registry("restarting", tmp_path / "restarting").start()
+    settings = HostSettings(retry=RetryPolicy(attempts=5, base_delay=0.2, max_delay=4.0, total=120.0))
+    pool = ClientPool(plain_http([source.host, target.host], {}, settings), default=settings,
+                      use_docker_config=False)
+    said: list[str] = []
+    outcome: dict = {}
+
+    def copy() -> None:
+        try:
+            outcome["result"] = Copier(pool, progress=said.append).copy(ref(source, repo), ref(target, "dst/app"))
+        except Exception as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=copy)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while source.bytes_out < 8 << 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    target.stop()  # in the middle of the blob
+    time.sleep(12)
+    target.start()  # the same port and storage
+    worker.join(180)
+    try:
+        assert "error" not in outcome, outcome.get("error")
+        assert outcome["result"].target_digest == artifact.digest
+        got = rig_client(target).get_manifest("dst/app", "v1")
+        assert got.status_code == 200 and got.content == artifact.manifest
+        big = artifact.layers[0]
+        assert rig_client(target).get_blob("dst/app", big.digest) == big.data
+        assert any("retrying from zero" in line for line in said)
+    finally:
+        target.stop()

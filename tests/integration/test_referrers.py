@@ -236,3 +236,67 @@ def test_through_the_dag_with_history_and_plan(airflow_env, hub, hub_registry, o
     assert [(r["status"], r["referrers_copied"]) for r in rows] == [("unchanged", 1), ("copied", 4)]
 
 
+
+
+def test_a_flood_of_referrers_brings_the_newest_referrers_max_fetched_in_one_claim(proxy_factory, open_registry):
+    # 60 SBOMs of one image (each would be a pull and several writes): the newest 50 (referrers-max) travel.
+    from dmi_provider.registry.budget import PullBudget
+    from dmi_provider.registry.copy import Plan
+    from dmi_provider.registry.referrers import CREATED
+
+    ns, factory = f"ref{next(_ns)}", ImageFactory(seed=35)
+    client = rig_client(open_registry)
+    image = factory.image()
+    for blob in image.blobs:
+        client.put_blob(f"{ns}/app", blob.data)
+    client.put_manifest(f"{ns}/app", "1", image.manifest, image.media_type)
+    sboms = [sbom(image.media_type, image.digest, len(image.manifest), name=f"n{i}") for i in range(60)]
+    for s in sboms:
+        put(client, f"{ns}/app", s.digest, s)
+    index = json.loads(referrers_index(sboms))
+    for i, entry in enumerate(index["manifests"]):  # listed oldest first, except the five newest at the top
+        entry["annotations"] = {CREATED: f"2026-{1 + i // 28:02d}-{1 + i % 28:02d}T00:00:00Z"}
+    index["manifests"] = index["manifests"][-5:] + index["manifests"][:-5]
+    client.put_manifest(f"{ns}/app", tag_of(image.digest), json.dumps(index).encode(), OCI_INDEX)
+    newest = [s.digest for s in sboms[10:]]
+
+    class Claims(PullBudget):  # the real budget, its claims written down
+        def check(self, registry, limit, needed):  # type: ignore[no-untyped-def]
+            self.seen = [*getattr(self, "seen", []), needed]
+            super().check(registry, limit, needed)
+
+    def copier_of(*registries) -> Copier:  # type: ignore[no-untyped-def]
+        return Copier(ClientPool(plain_http([r.host for r in registries]), use_docker_config=False),
+                      referrers=ReferrerFilter(), progress=lambda _: None, budget=Claims())
+
+    # The fallback tag at both ends: the source's index, cut to the newest 50, is what the target lists.
+    source, target = proxy_factory(open_registry), proxy_factory(open_registry)
+    one = copier_of(source, target)
+    result = one.copy(parse_reference(f"{source.host}/{ns}/app:1"), parse_reference(f"{target.host}/{ns}/a:1"))
+    assert result.referrers_copied == 50
+    assert result.warnings == [f"60 referrers of {image.digest}: the newest 50 travel, 10 stay behind (referrers-max)"]
+    assert source.count("GET", "manifest") == 1 + 1 + 50  # the image, the fallback index, 50 referrers
+    assert one.budget.seen == [1, 1, 50]  # type: ignore[union-attr]  # the image, the index, all 50 at once
+    listed = json.loads(raw(client, f"{ns}/a", tag_of(image.digest)))["manifests"]
+    assert sorted(e["digest"] for e in listed) == sorted(newest)
+
+    # The referrers API at the source, none at the target: DMI keeps the target's fallback index, written once
+    # (it was read and rewritten per referrer). The plan crosses XCom with most manifests set aside.
+    source, target = proxy_factory(open_registry), proxy_factory(open_registry)
+    source.referrers_api = True
+    src, dst = parse_reference(f"{source.host}/{ns}/app:1"), parse_reference(f"{target.host}/{ns}/b:1")
+    planner = copier_of(source, target)
+    plan = planner.plan(src, dst)
+    assert planner.budget.seen == [1, 50]  # type: ignore[union-attr]  # the image, then the 50 referrers
+    carried = plan.to_dict(carried=4096)
+    aside = sum(1 for a in carried["attached"] for m in a["manifests"] if m.get("aside"))
+    assert 40 <= aside < 50 and len(json.dumps(carried)) < 64 << 10
+    writer = copier_of(source, target)  # another process: nothing of the plan's fetching is known there
+    result = writer.execute(Plan.from_dict(carried))
+    assert result.referrers_copied == 50 and writer.budget.seen == [aside]  # type: ignore[union-attr]
+    assert source.count("GET", "manifest") == 1 + 50 + aside
+    assert len([h for h in target.hits if h.method == "PUT" and h.path.endswith(tag_of(image.digest))]) == 1
+    listed = json.loads(raw(client, f"{ns}/b", tag_of(image.digest)))["manifests"]
+    assert sorted(e["digest"] for e in listed) == sorted(newest)
+    for digest in newest:  # byte for byte
+        assert raw(client, f"{ns}/b", digest) == raw(client, f"{ns}/app", digest)
