@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -29,6 +31,7 @@ from dmi_provider.tracking.store import STATUSES, TrackingStore
 
 TRACKING_CONN_ID = os.environ.get("DMI_TRACKING_CONN_ID", DEFAULT_TRACKING_CONN_ID)
 RECENT_RUNS = 20  # squares in each image's strip on the state page
+STORES_KEPT = 16  # tracking databases whose store (and connection pool) the api-server keeps open
 Page = Annotated[int, Query(ge=1)]
 Limit = Annotated[int, Query(ge=1, le=5000)]
 
@@ -169,11 +172,23 @@ def tracking_urls() -> list[str]:
     return sorted({tracking_url(conn_id, db_path, server=True) for conn_id in conn_ids})
 
 
-@functools.lru_cache(maxsize=16)
+_stores: OrderedDict[str, TrackingStore] = OrderedDict()  # least recently used first
+_stores_lock = threading.Lock()  # the routes run in a thread pool
+
+
 def _store(url: str) -> TrackingStore:
     """One read-only store, and so one connection pool, per tracking database for the api-server's life
-    (a page asks each database several things)."""
-    return TrackingStore(url, read_only=True)
+    (a page asks each database several things). Beyond STORES_KEPT the least recently used one is closed:
+    its pool's connections would otherwise stay open to a database no page reads any more."""
+    evicted = []
+    with _stores_lock:
+        store = _stores.pop(url, None) or TrackingStore(url, read_only=True)
+        _stores[url] = store
+        while len(_stores) > STORES_KEPT:
+            evicted.append(_stores.popitem(last=False)[1])
+    for old in evicted:  # a page still reading one finishes: a disposed engine opens a new pool if asked
+        old.close()
+    return store
 
 
 def stores() -> list[TrackingStore]:

@@ -1,10 +1,11 @@
 """Blob locations shared by every worker of a fleet, in the tracking database (PostgreSQL in a real
 deployment). Two workers whose sections share a base layer then read it from the source once: the first
 takes a lease on writing it, the others wait for that lease and mount what it wrote. Upload slots per
-target registry (`target-uploads`) are leases too. A dead worker's leases run out after LEASE seconds.
+target registry (`target-uploads`) are leases too. A dead worker's leases run out after LEASE seconds, on
+the database's clock: a worker whose own clock is off neither takes a live lease nor keeps a dead one.
 
 Everything here is a help, never a condition: when the database cannot be reached, copies go on as if
-each worker were alone.
+each worker were alone (the limits are off), and the database is tried again after a back-off.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Float, cast, delete, extract, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from dmi_provider.registry.locations import MAX_HINTS, BlobLocations
 from dmi_provider.tracking.models import BlobLocation, Lease
@@ -30,6 +32,16 @@ log = logging.getLogger(__name__)
 LEASE = float(os.environ.get("DMI_LEASE_SECONDS", "30"))  # a dead worker's leases free up after this long
 POLL = 0.5  # how often a waiting copy looks again
 WAIT_LIMIT = 900.0  # a writer alive but stuck this long: copy the blob anyway rather than wait on
+RETRY_FIRST, RETRY_MOST = 5.0, 60.0  # after a database error, limits are off this long, doubling per error
+
+
+def database_clock(dialect: str) -> ColumnElement[float]:
+    """Now in epoch seconds, as the database tells it: one clock for every worker of the fleet."""
+    if dialect == "postgresql":
+        return cast(extract("epoch", func.now()), Float)
+    if dialect == "sqlite":
+        return (func.julianday("now") - 2440587.5) * 86400.0
+    return literal(time.time(), Float)  # a database without a known clock expression: this worker's own
 
 
 class SharedBlobLocations(BlobLocations):
@@ -46,7 +58,9 @@ class SharedBlobLocations(BlobLocations):
         self._held: set[str] = set()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
-        self._broken = False
+        self._state = threading.Lock()  # the back-off below, shared with the renewer thread
+        self._retry_at = 0.0  # monotonic: limits are off until then, after a database error
+        self._backoff = 0.0  # the last back-off; 0 while the database answers
 
     # -- the hints -----------------------------------------------------------------------------------
     def holders(self, registry: str, digest: str) -> set[str]:
@@ -119,9 +133,9 @@ class SharedBlobLocations(BlobLocations):
 
     def _take(self, key: str, holder: str) -> str | None:
         """Take the lease `key`: None when taken, else who holds it. Without the database: taken."""
-        if self._broken:
+        if self._off():
             return None
-        now = time.time()
+        now = self._now()  # set and compared in SQL: this worker's own clock plays no part
         values = {"owner": self.owner, "holder": holder[:512], "expires_at": now + LEASE}
         try:
             self.store.migrate()
@@ -134,11 +148,13 @@ class SharedBlobLocations(BlobLocations):
                                        .values(**values)).rowcount
                     if not stolen:
                         other = c.execute(select(Lease.holder).where(Lease.key == key)).scalar()
+                        self._answered()
                         return other if other is not None else self._take(key, holder)
             except SQLAlchemyError as exc:
                 return self._lost(exc)
         except SQLAlchemyError as exc:
             return self._lost(exc)
+        self._answered()
         self._held.add(key)
         self._start_renewing()
         return None
@@ -157,30 +173,58 @@ class SharedBlobLocations(BlobLocations):
             held = list(self._held)
             if held:
                 self._sql(lambda c, held=held: c.execute(update(Lease).where(
-                    Lease.key.in_(held), Lease.owner == self.owner).values(expires_at=time.time() + LEASE)))
+                    Lease.key.in_(held), Lease.owner == self.owner).values(expires_at=self._now() + LEASE)))
 
     # -- the database --------------------------------------------------------------------------------
+    def _now(self) -> ColumnElement[float]:
+        return database_clock(self.store.engine.dialect.name)
+
     def _sql(self, work: Callable, conflict_ok: bool = False):
-        if self._broken:
+        if self._off():
             return None
         try:
             self.store.migrate()
             with self.store.engine.begin() as c:
-                return work(c)
+                found = work(c)
         except IntegrityError:
             if not conflict_ok:
                 raise
             return None  # another worker recorded the same location at the same moment
         except SQLAlchemyError as exc:
             return self._lost(exc)
+        self._answered()
+        return found
+
+    def _off(self) -> bool:
+        """Limits off: the database failed a moment ago and its back-off has not run out yet."""
+        return time.monotonic() < self._retry_at
 
     def _lost(self, exc: Exception) -> str | None:
-        """Nobody else holds the lease, as far as this task can tell: it copies as if alone (always None)."""
-        if not self._broken:
-            log.warning("shared blob locations unavailable (%s): this task copies as if it were alone",
-                        type(exc).__name__)
-        self._broken = True
+        """Nobody else holds the lease, as far as this task can tell: it copies as if alone (always None) until
+        the back-off runs out. The exception's type only: its text may carry the database's address."""
+        with self._state:
+            now = time.monotonic()
+            if not self._backoff:
+                log.warning("shared blob locations unavailable (%s): fleet limits are off, this task copies as if "
+                            "it were alone; trying the database again in %.0fs", type(exc).__name__, RETRY_FIRST)
+                self._backoff = RETRY_FIRST
+            elif now >= self._retry_at:  # a retry failed (not another thread meeting the same outage)
+                self._backoff = min(self._backoff * 2, RETRY_MOST)
+                log.debug("shared blob locations still unavailable (%s): trying again in %.0fs",
+                          type(exc).__name__, self._backoff)
+            else:
+                return None
+            self._retry_at = now + self._backoff
         return None
+
+    def _answered(self) -> None:
+        """The database answered: limits are on (again)."""
+        if not self._backoff:
+            return
+        with self._state:
+            if self._backoff:
+                log.info("shared blob locations available again: fleet limits are back on")
+                self._backoff = 0.0
 
     def close(self) -> None:
         self._stop.set()

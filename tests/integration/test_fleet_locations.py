@@ -1,12 +1,13 @@
 """Blob locations and leases a fleet shares through the tracking database (PostgreSQL, started by the
 suite): one writer per blob, the others wait and then find it; a dead worker's lease runs out; upload
-slots per registry; an unreachable database never fails a copy. The Celery system test runs the same
-across two real workers (tests/system/test_fleet.py)."""
+slots per registry; an unreachable database never fails a copy, and the limits come back with it. The
+Celery system test runs the same across two real workers (tests/system/test_fleet.py)."""
 
 from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import create_engine, insert, select
@@ -110,3 +111,19 @@ def test_a_writer_stuck_too_long_is_not_waited_for_forever(url, monkeypatch):
     assert said[-1] == f"  blob {DIGEST[:19]}: team/stuck's writer has held it for 2s: copying it too"
     stuck.close()
     other.close()
+
+
+def test_limits_come_back_when_the_database_does(postgres, monkeypatch, caplog):
+    now = [1000.0]  # the back-off's clock, moved by hand
+    monkeypatch.setattr(fleet, "time", SimpleNamespace(time=time.time, sleep=time.sleep, monotonic=lambda: now[0]))
+    url = postgres.url.rsplit("/", 1)[0] + "/fleet_later"  # no such database yet
+    first, second = SharedBlobLocations(url), SharedBlobLocations(url)
+    assert first._take(f"blob {REG} {DIGEST}", "team/a") is None  # limits off: taken, as if alone
+    postgres.database("fleet_later")
+    now[0] += 5  # the back-off's first step
+    assert first._take(f"blob {REG} {DIGEST}", "team/a") is None
+    assert second._take(f"blob {REG} {DIGEST}", "team/b") == "team/a"  # a real lease: limits on again
+    assert "shared blob locations unavailable (OperationalError)" in caplog.text
+    assert postgres.password not in caplog.text
+    for store in (first, second):
+        store.close()
