@@ -40,6 +40,8 @@ class SharedChoices(list):
 
 
 MAP_INDEX = "[{{ task.item[0] }}] {{ task.item[1] or '(tags)' }}"  # each instance: its section and source tag
+PUSH_TIMEOUT = timedelta(hours=6)  # the push step's execution_timeout
+SHORT_STEP = timedelta(minutes=15)  # ensure_repository's and record's
 DEFAULT_ARGS = {
     "owner": "dmi",
     "retries": 3,
@@ -109,9 +111,12 @@ def build_lane(book: SpecBook, lane: str, specs: Sequence[MirrorSpec]) -> Any:
         # a worker process; the grid still shows the step.
         tag = (TagImageOperator(task_id="tag", retries=0, **daemon, **each) if docker or not specs
                else EmptyOperator(task_id="tag"))
-        ensure = EnsureRepositoryOperator(task_id="ensure_repository", **each)
-        push = PushImageOperator(task_id="push", pool=pool, **daemon, **each)
-        record = RecordMirrorOperator(task_id="record", retries=1, alias=f"dmi-mirror-{lane}", **each)
+        ensure = EnsureRepositoryOperator(task_id="ensure_repository", execution_timeout=SHORT_STEP, **each)
+        # A backstop: each blob is bounded already (stall-timeout, the retry budget). Not on pull, which
+        # may wait out a pull limit's window deferred.
+        push = PushImageOperator(task_id="push", pool=pool, execution_timeout=PUSH_TIMEOUT, **daemon, **each)
+        record = RecordMirrorOperator(task_id="record", retries=1, alias=f"dmi-mirror-{lane}",
+                                      execution_timeout=SHORT_STEP, **each)
         pull >> tag >> ensure >> push >> record
 
     return copies.expand(item=plan.output)

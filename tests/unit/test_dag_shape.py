@@ -108,3 +108,19 @@ def test_two_pools_that_would_share_a_task_group_are_named():
     assert [str(i) for i in found.value.issues] == [
         "config.ini:10: section 'b': source-pool = 'a_b': its task group would be 'a_b' in DAG dmi_mirror, as that "
         "of section 'a', which uses another pool, engine or queue: rename one pool"]
+
+
+def test_the_steps_that_cannot_wait_have_an_execution_timeout(tmp_path):
+    # A hung push (a source or target that stops answering mid-blob) must not hold its worker slot forever;
+    # pull may wait out a pull window deferred, so it has none.
+    from datetime import timedelta
+
+    from dmi_provider.dag_factory import build_dags
+
+    config = tmp_path / "config.ini"
+    config.write_text("[DEFAULT]\nrefresh = 1h\nproject = p\ntag = 1\n[a]\nimage = a\n")
+    (dag,) = build_dags(config).values()
+    timeouts = {t.task_id.rsplit(".", 1)[-1]: t.execution_timeout for t in dag.tasks}
+    assert timeouts["push"] == timedelta(hours=6)
+    assert timeouts["record"] == timeouts["ensure_repository"] == timedelta(minutes=15)
+    assert timeouts["pull"] is None
