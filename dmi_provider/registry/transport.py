@@ -177,7 +177,9 @@ class Transport:
         attempt += 1
         delay = self.retry.delay(attempt - 1, error.retry_after, outage=error.outage)
         spent = time.monotonic() - started
-        if (attempt >= self.retry.attempts and not error.outage) or spent + delay > self.retry.total:
+        # Attempts are counted here even in an outage: a wrong host must fail fast. The blob copy's own
+        # loop (blobs.py) is the one that waits a registry restart out, for the policy's whole time.
+        if attempt >= self.retry.attempts or spent + delay > self.retry.total:
             raise _again(error, f"gave up after {attempt} attempts in {spent:.0f}s")
         log.warning("%s; retrying in %.1fs (attempt %d of %d)", error, delay, attempt + 1, self.retry.attempts)
         time.sleep(delay)
