@@ -180,7 +180,7 @@ class Transport:
         # Attempts are counted here even in an outage: a wrong host must fail fast. The blob copy's own
         # loop (blobs.py) is the one that waits a registry restart out, for the policy's whole time.
         if attempt >= self.retry.attempts or spent + delay > self.retry.total:
-            raise _again(error, f"gave up after {attempt} attempts in {spent:.0f}s")
+            raise _again(error, f"gave up after {attempt} attempts")
         log.warning("%s; retrying in %.1fs (attempt %d of %d)", error, delay, attempt + 1, self.retry.attempts)
         time.sleep(delay)
         return attempt
