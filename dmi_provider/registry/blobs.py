@@ -15,10 +15,14 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from dmi_provider.registry.client import RegistryClient, body_chunks
+import httpx
+
+from dmi_provider.registry.client import RegistryClient
 from dmi_provider.registry.errors import DigestMismatch, NotFound, RegistryError, Stalled
 from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.registry.manifest import Descriptor
+from dmi_provider.registry.network import transport_error
+from dmi_provider.registry.wire import body_chunks, shown_url
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 5.0  # seconds between progress lines of one large blob
@@ -174,7 +178,7 @@ class BlobCopy:
         sc, dc, short = self.sc, self.dc, blob.digest[:19]
         with _slots(sc, dc), sc.open_blob(self.src_repo, blob.digest, retry=False) as response:
             started = time.monotonic()
-            chunks = self._verified(body_chunks(response), blob, started)
+            chunks = self._verified(self._read(response), blob, started)
             # A fleet-wide upload slot only once the source's bytes flow: a source that never sends holds none.
             first = next(chunks, None)
             with self.locations.uploading(dc.registry):
@@ -185,6 +189,14 @@ class BlobCopy:
         self.locations.add(dc.registry, blob.digest, self.dst_repo)
         self.say(f"  blob {short} copied {mib(blob.size)} in {elapsed:.2f}s ({mib(blob.size / elapsed)}/s)")
         return "copied", blob.size
+
+    def _read(self, response: httpx.Response) -> Iterator[bytes]:
+        """The source's body; a connection that breaks mid-body is the source's outage, named so (the upload
+        would otherwise report it as the target's)."""
+        try:
+            yield from body_chunks(response)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, shown_url(str(response.url)), self.sc.network, self.sc.registry) from None
 
     def _verified(self, chunks: Iterable[bytes], blob: Descriptor, started: float) -> Iterator[bytes]:
         """Pass chunks on while hashing; the last chunk is held back until size and digest check out,
