@@ -3,7 +3,8 @@ before deploying it). Each section goes through the steps of its task group, in 
 same pipeline (dmi_provider/pipeline.py): all sections planned first from HEADs (dmi_provider/planner.py, as a
 DAG's planning task), then for what changed: plan and stage (pull), tag, ensure_repository, transfer (push),
 record; it leaves the same history rows under the run id `cli__<time>`. Sections run side by side;
-connections are read as tasks read them (AIRFLOW_CONN_*, secrets backends)."""
+connections are read as tasks read them (AIRFLOW_CONN_*, secrets backends). A tracking database that is locked
+or unreachable costs no copy: each section reports its images and why its history was not recorded."""
 
 from __future__ import annotations
 
@@ -34,9 +35,12 @@ class SectionResult:
     outcomes: list[MirrorOutcome] = field(default_factory=list)
     results: list[dict] = field(default_factory=list)  # the CopyResults of `dmi copy --json`, per tag
     error: str | None = None
+    history_error: str | None = None  # why the section's history rows are not in its tracking database
+    history_db: str | None = None  # that database, its password hidden
 
     def to_dict(self) -> dict:
-        return {"section": self.section, "dag_id": self.dag_id, "error": self.error, "results": self.results,
+        return {"section": self.section, "dag_id": self.dag_id, "error": self.error,
+                "history_error": self.history_error, "results": self.results,
                 "outcomes": [{"source": o.source, "target": o.target, "status": o.status, "digest": o.target_digest,
                               "error": o.error} for o in self.outcomes]}
 
@@ -75,9 +79,8 @@ def sync(config: MirrorConfig, options: SyncOptions | None = None) -> list[Secti
     clients = SharedClients()  # planning: one client and token per host and login for every section
 
     def hooks(spec: MirrorSpec, shared: SharedClients | None = None) -> RunHooks:
-        store = stores.of(spec)
         return RunHooks(say=lambda text: options.say(f"[{spec.section}] {text}"),
-                        history=store.last_good if store else None, tag_lists=tag_lists, clients=shared)
+                        history=stores.last_good(spec), tag_lists=tag_lists, clients=shared)
 
     try:
         try:
@@ -96,6 +99,11 @@ def sync(config: MirrorConfig, options: SyncOptions | None = None) -> list[Secti
             done = results[result.section]
             done.outcomes += result.outcomes
             done.results, done.error = result.results, result.error
+        for done in results.values():
+            lost = stores.problem(done.section)
+            if lost is not None:
+                done.history_error, done.history_db = options.redact(lost.reason), lost.where
+        stores.prune_daily()
     finally:
         stores.close()
     return [results[s.section] for s in specs]
@@ -137,13 +145,16 @@ def _copy(plan: SectionPlan, hooks: RunHooks, info: mirror.RunInfo, options: Syn
 
 
 class Stores:
-    """History stores by database: each section's tracking connection looked up once per connection id."""
+    """History stores by database: each section's tracking connection looked up once per connection id. A
+    database that fails once (locked past its busy timeout, unreachable) is not asked again in this sync: its
+    sections copy on, and say why their history is missing (`problem`)."""
 
     def __init__(self, options: SyncOptions):
         self.options = options
         self._urls: dict[tuple[str | None, str | None], str] = {}
         self._stores: dict[str, Any] = {}
         self._of: dict[str, str] = {}  # section -> url
+        self._lost: dict[str, Any] = {}  # url -> the TrackingError it raised
         self._lock = threading.Lock()
 
     def of(self, spec: MirrorSpec) -> Any:
@@ -164,14 +175,64 @@ class Stores:
             self._urls[key] = tracking_url(*key, cli=True)
         return self._urls[key]
 
+    def last_good(self, spec: MirrorSpec) -> Callable[[str], dict | None] | None:
+        """The history lookup of the docker engine's plan: none (the image is copied) once the database failed."""
+        store = self.of(spec)
+        if store is None:
+            return None
+        url = self._of[spec.section]
+
+        def last_good(target: str) -> dict | None:
+            from dmi_provider.tracking.store import TrackingError
+
+            if url in self._lost:
+                return None
+            try:
+                return store.last_good(target)
+            except TrackingError as exc:
+                self._lose(url, exc)
+                return None
+
+        return last_good
+
     def record(self, outcomes: list[MirrorOutcome]) -> None:
         if not self.options.record:
             return
+        from dmi_provider.tracking.store import TrackingError
+
         by_url: dict[str, list[MirrorOutcome]] = {}
         for outcome in outcomes:
             by_url.setdefault(self._of[outcome.section], []).append(outcome)
         for url, rows in by_url.items():
-            self._stores[url].record_many(rows)
+            if url in self._lost:
+                continue
+            try:
+                self._stores[url].record_many(rows)
+            except TrackingError as exc:
+                self._lose(url, exc)
+
+    def _lose(self, url: str, exc: Exception) -> None:
+        with self._lock:
+            self._lost.setdefault(url, exc)
+
+    def problem(self, section: str) -> Any:
+        """The TrackingError that kept the section's history out of its database, or None."""
+        return self._lost.get(self._of.get(section, ""))
+
+    def prune_daily(self) -> None:
+        """The tables that only grow, pruned as the record tasks prune them (once a day per database); a help,
+        never a failure of the sync."""
+        for url, store in self._stores.items():
+            if url in self._lost:
+                continue
+            try:
+                done = store.prune_daily()
+            except Exception as exc:
+                self.options.say(f"tracking tables not pruned: {self.options.redact(str(exc))}")
+                continue
+            if done and any(done.values()):
+                self.options.say("pruned the tracking tables: " + ", ".join(f"{n} rows of {t}"
+                                                                            for t, n in done.items() if n))
 
     def close(self) -> None:
         for store in self._stores.values():

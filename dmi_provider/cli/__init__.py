@@ -11,9 +11,20 @@ import sys
 from collections.abc import Sequence
 
 from dmi_provider import __version__
-from dmi_provider.cli.common import EXIT_BAD_INPUT, Flags, load, log_to_stderr, peak_rss_mib, redact, stdout_to_stderr
+from dmi_provider.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_NO_HISTORY,
+    Flags,
+    load,
+    log_to_stderr,
+    peak_rss_mib,
+    redact,
+    stdout_to_stderr,
+    tracking_db,
+)
 from dmi_provider.cli.copy import copy_parser
 from dmi_provider.cli.plan import cmd_plan
+from dmi_provider.cli.prune import prune_parser
 from dmi_provider.config import MirrorConfig, lane_of
 from dmi_provider.errors import DmiError
 from dmi_provider.spec import MirrorSpec
@@ -74,13 +85,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from dmi_provider.tracking.store import TrackingStore, when
 
-    url = args.db
-    if not url:
-        from dmi_provider.config import current_environment
-        from dmi_provider.hooks.connections import tracking_url
-
-        url = tracking_url(args.conn_id, current_environment().db_path, cli=True)
-    store = TrackingStore(url)
+    store = TrackingStore(tracking_db(args.db, args.conn_id))
     try:
         rows = store.state() if args.state else store.history(image=args.image, status=args.status,
                                                               limit=args.limit)
@@ -132,21 +137,28 @@ def cmd_sync(args: argparse.Namespace) -> int:
                                             record=not args.no_history, db=args.db, redact=redact))
     outcomes = [o for s in sections for o in s.outcomes]
     failed = [o for o in outcomes if o.status == "failed"]
+    unrecorded = [s for s in sections if s.history_error]
+    for where, why in dict.fromkeys((s.history_db, s.history_error) for s in unrecorded):  # once per database
+        print(f"dmi sync: history not recorded in {where}: {why}", file=sys.stderr)
     peak = peak_rss_mib()
     if args.json:
         print(json.dumps({"sections": [s.to_dict() for s in sections], "peak_rss_mib": peak,
                           "duration": round(time.monotonic() - started, 3)}, indent=2, default=str))
     else:
-        for outcome in outcomes:
-            print(f"{outcome.status}: {outcome.source} -> {outcome.target} {outcome.target_digest or ''}"
-                  f"{f' ({outcome.error})' if outcome.error else ''}".rstrip())
+        for section in sections:
+            note = f"; history not recorded: {section.history_error}" if section.history_error else ""
+            for outcome in section.outcomes:
+                print(f"{outcome.status}: {outcome.source} -> {outcome.target} {outcome.target_digest or ''}"
+                      f"{f' ({outcome.error})' if outcome.error else ''}".rstrip() + note)
         counts = {status: sum(1 for o in outcomes if o.status == status)
                   for status in ("copied", "unchanged", "dry-run", "failed")}
         copied = sum(o.bytes_transferred for o in outcomes)
         print(f"{len(outcomes)} image(s) in {len(sections)} section(s): "
               + ", ".join(f"{n} {status}" for status, n in counts.items() if n)
-              + f"; {copied} bytes copied; {time.monotonic() - started:.2f}s; peak memory {peak} MiB")
-    return 1 if failed else 0
+              + f"; {copied} bytes copied; {time.monotonic() - started:.2f}s; peak memory {peak} MiB"
+              + (f"; history not recorded for {len(unrecorded)} section(s)" if unrecorded else ""))
+    # A failed image says more than missing history rows; both are on their lines.
+    return 1 if failed else EXIT_NO_HISTORY if unrecorded else 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -201,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conn-id", default="dmi_tracking", help="tracking connection id (default dmi_tracking)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
+
+    prune_parser(sub)
 
     p = sub.add_parser("keys", help="list every config.ini key, its default and what it accepts")
     p.add_argument("--markdown", action="store_true", help="as README's Markdown table")

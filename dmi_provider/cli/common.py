@@ -1,4 +1,5 @@
-"""What the `dmi` commands share: loading a config, where logs and stdout go, redaction, peak memory."""
+"""What the `dmi` commands share: loading a config, the tracking database, where logs and stdout go, redaction,
+peak memory."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from dmi_provider.config import ConfigError, MirrorConfig, load_config
 
 EXIT_BAD_INPUT = 2
+EXIT_NO_HISTORY = 3  # dmi sync: every image mirrored or unchanged, but the tracking database took no rows
 
 
 class Flags:
@@ -25,6 +27,17 @@ def load(path: str) -> MirrorConfig | None:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return None
+
+
+def tracking_db(url: str | None, conn_id: str) -> str:
+    """The tracking database of `dmi history` and `dmi prune-history`: --db, else the tracking connection (when
+    one can exist outside a task), else DB_PATH, else $AIRFLOW_HOME/dmi/tracking.db."""
+    if url:
+        return url
+    from dmi_provider.config import current_environment
+    from dmi_provider.hooks.connections import tracking_url
+
+    return tracking_url(conn_id, current_environment().db_path, cli=True)
 
 
 def log_to_stderr(level: int) -> None:

@@ -30,7 +30,7 @@ from dmi_provider.registry.errors import RegistryError
 from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tags import split_pin
-from dmi_provider.tracking.store import TrackingStore
+from dmi_provider.tracking.store import TrackingError, TrackingStore
 
 TagPairs = Sequence[str | Sequence[str]]
 RETRY_429 = 60.0  # seconds to wait after a 429 that says nothing of when to come back
@@ -301,11 +301,17 @@ class RecordMirrorOperator(MirrorBaseOperator):
         outcomes = self.mirror_run.outcomes(run, pulled, pushed, None)
         if any(o.status == "failed" for o in outcomes):  # only then ask each task for the error it left
             outcomes = self.mirror_run.outcomes(run, pulled, pushed, self.first_error(context))
+        for outcome in outcomes:
+            self.log.info(mirror.log_line(outcome))
         store = self.tracking_store()
         try:
-            for outcome in outcomes:
-                store.record(outcome)
-                self.log.info(mirror.log_line(outcome))
+            try:
+                store.record_many(outcomes)  # one transaction: one busy_timeout wait at most when it is locked
+            except TrackingError as exc:
+                # Locked or unreachable: Airflow's retries (one for DMI's record tasks) may find it back.
+                line = f"section {self.section!r}: history not recorded: {redact(str(exc))}"
+                raise (AirflowException if exc.retryable else AirflowFailException)(line) from None
+            prune_daily(store, self.log)
         finally:
             store.close()
         events = context["outlet_events"][AssetAlias(self.alias_name)]
@@ -335,3 +341,15 @@ class RecordMirrorOperator(MirrorBaseOperator):
         return mirror.RunInfo(dag_id, context.get("run_id") or "",
                               context.get("logical_date") or (run.logical_date if run else None),
                               getattr(run, "start_date", None), datetime.now(UTC))
+
+
+def prune_daily(store: TrackingStore, log: Any) -> None:
+    """The tracking tables that only grow, pruned at most once a day per database (README, "Retention"); a help,
+    never the task's failure."""
+    try:
+        done = store.prune_daily()
+    except Exception as exc:
+        log.warning("tracking tables not pruned: %s", redact(f"{type(exc).__name__}: {exc}"))
+        return
+    if done:
+        log.info("pruned the tracking tables: %s", ", ".join(f"{n} rows of {t}" for t, n in done.items()))

@@ -12,14 +12,14 @@ from airflow.sdk.log import redact
 
 from dmi_provider.engines import RunHooks
 from dmi_provider.hooks.connections import tracking_url
-from dmi_provider.operators.mirror import MirrorBaseOperator, RecordMirrorOperator
+from dmi_provider.operators.mirror import MirrorBaseOperator, RecordMirrorOperator, prune_daily
 from dmi_provider.pipeline import pull_ledger
 from dmi_provider.planner import PLAN_PARALLEL, Item, SpecBook, all_items, plan_sections
 from dmi_provider.registry.pool import SharedClients
 from dmi_provider.registry.referrers import TagListings
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tracking.outcome import MirrorOutcome
-from dmi_provider.tracking.store import TrackingStore
+from dmi_provider.tracking.store import TrackingError, TrackingStore
 
 
 class TrackingUrls:
@@ -100,9 +100,17 @@ class PlanMirrorsOperator(BaseOperator):
             if plan.error:
                 self.log.warning("[%s] planning failed, its copy steps try again: %s", plan.spec.section, plan.error)
             settled.setdefault(urls.url(plan.spec), []).extend(plan.settled(info, force, dry_run))
-        for url, outcomes in settled.items():
-            urls.store(url).record_many(outcomes)
-        urls.close()
+        try:
+            for url, outcomes in settled.items():
+                try:
+                    urls.store(url).record_many(outcomes)
+                except TrackingError as exc:  # the copies still go on; their record tasks try the database again
+                    self.log.warning("%d unchanged image(s): history not recorded: %s", len(outcomes),
+                                     redact(str(exc)))
+                    continue
+                prune_daily(urls.store(url), self.log)  # a warm run has no record task: the planner prunes too
+        finally:
+            urls.close()
         items = all_items(plans, force, dry_run)
         most = max_map_length()
         if len(items) > most:  # Airflow refuses to map over more: copy these now, the rest next run

@@ -20,11 +20,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import Float, cast, delete, extract, func, insert, literal, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from dmi_provider.registry.locations import MAX_HINTS, BlobLocations
+from dmi_provider.tracking.database import database_clock
 from dmi_provider.tracking.models import BlobLocation, Lease
 from dmi_provider.tracking.store import TrackingStore
 
@@ -33,15 +34,6 @@ LEASE = float(os.environ.get("DMI_LEASE_SECONDS", "30"))  # a dead worker's leas
 POLL = 0.5  # how often a waiting copy looks again
 WAIT_LIMIT = 900.0  # a writer alive but stuck this long: copy the blob anyway rather than wait on
 RETRY_FIRST, RETRY_MOST = 5.0, 60.0  # after a database error, limits are off this long, doubling per error
-
-
-def database_clock(dialect: str) -> ColumnElement[float]:
-    """Now in epoch seconds, as the database tells it: one clock for every worker of the fleet."""
-    if dialect == "postgresql":
-        return cast(extract("epoch", func.now()), Float)
-    if dialect == "sqlite":
-        return (func.julianday("now") - 2440587.5) * 86400.0
-    return literal(time.time(), Float)  # a database without a known clock expression: this worker's own
 
 
 class SharedBlobLocations(BlobLocations):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import overload
 
 STATUSES = ("copied", "unchanged", "failed", "dry-run")
 
@@ -45,3 +46,18 @@ def default_url(db_path: str | None = None, airflow_home: str | None = None) -> 
                                    "dmi", "tracking.db")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
+
+
+@overload
+def utc(value: datetime) -> datetime: ...
+
+
+@overload
+def utc(value: datetime | None) -> datetime | None: ...
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """A timestamp the database gave back, in UTC (SQLite keeps none of the zone)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

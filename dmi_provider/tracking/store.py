@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, overload
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, insert, inspect, or_, select, text, true, update
+from sqlalchemy import func, insert, inspect, or_, select, text, true, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from dmi_provider.tracking.claims import SeenLimit, claim_pulls
+from dmi_provider.tracking.database import TrackingError, busy_timeout, open_engine, tracking_error, where
 from dmi_provider.tracking.models import (
     ADDED_IN_2,
     ADDED_IN_3,
@@ -21,15 +24,14 @@ from dmi_provider.tracking.models import (
     Base,
     MirrorHistory,
     MirrorState,
-    PullClaim,
     SchemaVersion,
 )
-from dmi_provider.tracking.outcome import STATUSES, MirrorOutcome, default_url
+from dmi_provider.tracking.outcome import STATUSES, MirrorOutcome, default_url, utc
 
-__all__ = ["STATUSES", "MirrorOutcome", "TrackingStore", "claim_pulls", "default_url", "when"]
+__all__ = ["STATUSES", "MirrorOutcome", "SeenLimit", "TrackingError", "TrackingStore", "claim_pulls", "default_url",
+           "when"]
 
 MIGRATE_ATTEMPTS = 8
-
 
 
 def _upgrade(conn: Connection, found: int) -> None:
@@ -43,9 +45,14 @@ def _upgrade(conn: Connection, found: int) -> None:
     conn.execute(update(SchemaVersion).values(version=SCHEMA_VERSION))
 
 
-def _lost_race(exc: Exception) -> bool:
+def _lost_race(exc: Exception, waited: bool) -> bool:
+    """Whether another process creating the tables at the same moment explains `exc`. SQLite's "locked" at
+    once breaks a deadlock between two creators (worth another try); after its busy timeout was waited out,
+    someone holds the database, and trying again would only wait as long again."""
     message = str(exc).lower()
-    return any(word in message for word in ("already exists", "unique", "duplicate", "locked"))
+    if "locked" in message:
+        return not waited
+    return any(word in message for word in ("already exists", "unique", "duplicate"))
 
 
 def _update_state(session: Session, outcome: MirrorOutcome, now: datetime, state: MirrorState | None
@@ -65,20 +72,6 @@ def _update_state(session: Session, outcome: MirrorOutcome, now: datetime, state
     return state
 
 
-@overload
-def _utc(value: datetime) -> datetime: ...
-
-
-@overload
-def _utc(value: datetime | None) -> datetime | None: ...
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def when(value: object, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     """A timestamp of the tracking tables for people; '-' for none."""
     return value.strftime(fmt) if isinstance(value, datetime) else "-"
@@ -86,7 +79,7 @@ def when(value: object, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 
 def _row(obj: object) -> dict:
     out = {c.key: getattr(obj, c.key) for c in obj.__table__.columns}  # type: ignore[attr-defined]
-    return {k: _utc(v) if isinstance(v, datetime) else v for k, v in out.items()}
+    return {k: utc(v) if isinstance(v, datetime) else v for k, v in out.items()}
 
 
 @dataclass(frozen=True)
@@ -110,11 +103,8 @@ class TrackingStore:
     def __init__(self, url: str, *, read_only: bool = False):
         self.url = url
         self.read_only = read_only
-        self.engine: Engine = create_engine(url, pool_pre_ping=True, future=True)
-        if self.engine.dialect.name == "sqlite":
-            @event.listens_for(self.engine, "connect")
-            def _sqlite_pragmas(conn, _record):
-                conn.execute("PRAGMA busy_timeout = 30000")  # tasks of one run record at once
+        self.busy_timeout = busy_timeout()
+        self.engine: Engine = open_engine(url, self.busy_timeout)
         self._ready = False
 
     def migrate(self) -> bool:
@@ -129,12 +119,14 @@ class TrackingStore:
             self._ready = True
             return True
         for attempt in range(MIGRATE_ATTEMPTS):
+            started = time.monotonic()
             try:
                 self._create()
                 break
             except (OperationalError, IntegrityError, ProgrammingError) as exc:
                 # Another process created a table or the version row between our check and our write.
-                if attempt + 1 == MIGRATE_ATTEMPTS or not _lost_race(exc):
+                waited = time.monotonic() - started >= 0.9 * self.busy_timeout
+                if attempt + 1 == MIGRATE_ATTEMPTS or not _lost_race(exc, waited):
                     raise
                 time.sleep(random.uniform(0.05, 0.3))
         self._check_version()
@@ -152,10 +144,22 @@ class TrackingStore:
             elif found < SCHEMA_VERSION:
                 _upgrade(conn, found)
 
+    @property
+    def where(self) -> str:
+        return where(self.engine)
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """SQLAlchemy's errors as a TrackingError: one line naming the database and what went wrong."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise tracking_error(exc, self.engine, self.busy_timeout) from exc
+
     def _check_version(self) -> None:
         with Session(self.engine) as session:
             found = session.scalar(select(func.max(SchemaVersion.version)))
-        where = self.engine.url.render_as_string(hide_password=True)
+        where = self.where
         if found is not None and found > SCHEMA_VERSION:
             raise RuntimeError(f"tracking database {where} has schema {found}, newer than this DMI's "
                                f"{SCHEMA_VERSION}: upgrade DMI")
@@ -177,6 +181,10 @@ class TrackingStore:
             raise RuntimeError("this tracking store is read-only")
         if not outcomes:
             return
+        with self._guard():
+            self._record_many(outcomes)
+
+    def _record_many(self, outcomes: Sequence[MirrorOutcome]) -> None:
         self.migrate()
         now = datetime.now(UTC)
         targets = sorted({o.target for o in outcomes})
@@ -194,9 +202,9 @@ class TrackingStore:
                 select(MirrorState).where(MirrorState.target.in_(targets)).with_for_update())}
             for outcome in outcomes:
                 values = asdict(outcome)
-                values["finished_at"] = _utc(outcome.finished_at) or now
-                values["started_at"] = _utc(outcome.started_at)
-                values["logical_date"] = _utc(outcome.logical_date)
+                values["finished_at"] = utc(outcome.finished_at) or now
+                values["started_at"] = utc(outcome.started_at)
+                values["logical_date"] = utc(outcome.logical_date)
                 session.add(MirrorHistory(**values))
                 if outcome.status != "dry-run":
                     states[outcome.target] = _update_state(session, outcome, now, states.get(outcome.target))
@@ -228,14 +236,15 @@ class TrackingStore:
 
     def last_good(self, target: str) -> dict | None:
         """The latest copied or unchanged row of a target reference."""
-        if not self.migrate():
-            return None
-        query = (select(MirrorHistory).where(MirrorHistory.target == target,
-                                             MirrorHistory.status.in_(("copied", "unchanged")))
-                 .order_by(MirrorHistory.finished_at.desc(), MirrorHistory.id.desc()).limit(1))
-        with Session(self.engine) as session:
-            row = session.scalars(query).first()
-            return _row(row) if row is not None else None
+        with self._guard():
+            if not self.migrate():
+                return None
+            query = (select(MirrorHistory).where(MirrorHistory.target == target,
+                                                 MirrorHistory.status.in_(("copied", "unchanged")))
+                     .order_by(MirrorHistory.finished_at.desc(), MirrorHistory.id.desc()).limit(1))
+            with Session(self.engine) as session:
+                row = session.scalars(query).first()
+                return _row(row) if row is not None else None
 
     def state(self, dag_ids: Iterable[str] | None = None, section: str | None = None,
               target: str | None = None) -> list[dict]:
@@ -262,7 +271,7 @@ class TrackingStore:
                         MirrorHistory.dag_id.in_(list(dag_ids)) if dag_ids is not None else true())
                  .group_by(MirrorHistory.target_digest).order_by(func.min(MirrorHistory.finished_at)))
         with Session(self.engine) as session:
-            return [{"digest": d, "first_seen": _utc(a), "last_seen": _utc(b), "runs": n}
+            return [{"digest": d, "first_seen": utc(a), "last_seen": utc(b), "runs": n}
                     for d, a, b, n in session.execute(query)]
 
     def budget(self, dag_ids: Iterable[str] | None = None, since: datetime | None = None,
@@ -281,7 +290,7 @@ class TrackingStore:
         if since is not None:
             query = query.where(MirrorHistory.finished_at >= since)
         with Session(self.engine) as session:
-            rows = [{"finished_at": _utc(at), "registry": source.split("/", 1)[0], "remaining": remaining,
+            rows = [{"finished_at": utc(at), "registry": source.split("/", 1)[0], "remaining": remaining,
                      "limit": limit_, "counted_for": who, "dag_id": dag_id, "run_id": run_id, "section": section,
                      "pulls": pulls} for at, source, remaining, limit_, who, dag_id, run_id, section, pulls
                     in session.execute(query)]
@@ -303,7 +312,7 @@ class TrackingStore:
         out: dict[str, list[dict]] = {}
         with Session(self.engine) as session:
             for target, status, at, dag_id, run_id, nbytes, _n in session.execute(query):
-                out.setdefault(target, []).append({"status": status, "finished_at": _utc(at), "dag_id": dag_id,
+                out.setdefault(target, []).append({"status": status, "finished_at": utc(at), "dag_id": dag_id,
                                                    "run_id": run_id, "bytes": nbytes or 0})
         return out
 
@@ -334,66 +343,25 @@ class TrackingStore:
         if dag_ids is not None:
             query = query.where(MirrorHistory.dag_id.in_(list(dag_ids)))
         with Session(self.engine) as session:
-            rows = [{"dag_id": d, "run_id": r, "started_at": _utc(a), "finished_at": _utc(b), "bytes": int(n or 0),
+            rows = [{"dag_id": d, "run_id": r, "started_at": utc(a), "finished_at": utc(b), "bytes": int(n or 0),
                      **{s: int(c) for s, c in zip(STATUSES, rest, strict=True)}}
                     for d, r, a, b, n, *rest in session.execute(query)]
         return rows[::-1]
 
+    def prune(self, history_days: int | None = None, locations_days: int | None = None, *, dry_run: bool = False,
+              limit: int | None = None) -> dict[str, int]:
+        """Old rows deleted per table (tracking/retention.py, README's "Retention")."""
+        from dmi_provider.tracking.retention import prune
+
+        with self._guard():
+            return prune(self, history_days, locations_days, dry_run=dry_run, limit=limit)
+
+    def prune_daily(self) -> dict[str, int] | None:
+        """`prune` at most once a day per database, by whoever takes the day's lease; None: not this time."""
+        from dmi_provider.tracking.retention import prune_daily
+
+        with self._guard():
+            return prune_daily(self)
+
     def close(self) -> None:
         self.engine.dispose()
-
-
-
-CLAIM_SLACK = 10.0  # seconds a claimed pull may take to show in a registry's ratelimit-remaining
-
-
-@dataclass(frozen=True)
-class SeenLimit:
-    """A source's pull limit as its headers last said: `remaining` of `limit` per `window` seconds, read at
-    `seen_at` (epoch seconds)."""
-
-    remaining: int
-    seen_at: float
-    limit: int
-    window: int
-
-
-def claim_pulls(store: TrackingStore, key: str, needed: int, seen: SeenLimit, reserve: int) -> float:
-    """Claim `needed` pulls of `key`'s budget: 0 when claimed, else the seconds until enough come back.
-
-    Claims made since the headers were read (less CLAIM_SLACK) are not in `seen.remaining` and are taken
-    off. One claimer at a time: PostgreSQL serialises on an advisory lock, SQLite on the write lock the
-    claim's own insert takes (then it looks at the claims committed before it)."""
-    store.migrate()
-    now, remaining, window = datetime.now(UTC), seen.remaining, min(max(seen.window, 1), 31 * 24 * 3600)
-    since = datetime.fromtimestamp(seen.seen_at - min(CLAIM_SLACK, window / 10), UTC)
-    with Session(store.engine) as session, session.begin():
-        if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
-            session.execute(text("SELECT pg_advisory_xact_lock(7417002)"))
-        # Only this source's old claims: another source's window says nothing of this one's.
-        session.execute(delete(PullClaim).where(PullClaim.key == key,
-                                                PullClaim.claimed_at < now - timedelta(seconds=window)))
-        mine = PullClaim(key=key, claimed_at=now, pulls=needed)
-        session.add(mine)
-        session.flush()
-        recent = session.scalars(select(PullClaim).where(PullClaim.key == key, PullClaim.id != mine.id)
-                                 .order_by(PullClaim.claimed_at)).all()
-        recent = list(recent)
-        unseen = sum(c.pulls for c in recent if _utc(c.claimed_at) >= since and c.id < mine.id)
-        if remaining - unseen - needed >= reserve:
-            return 0.0
-        session.delete(mine)
-        deficit = needed + reserve - (remaining - unseen)
-        return _wait(recent, deficit, seen.limit, window, now)
-
-
-def _wait(claims: Sequence[PullClaim], deficit: int, limit: int, window: int, now: datetime) -> float:
-    """When the oldest claims of the window have aged out enough to pay the deficit (DMI's own spending
-    is known exactly); pulls others spent from the same IP come back spread over the window."""
-    freed = 0
-    for claim in claims:
-        freed += claim.pulls
-        if freed >= deficit:
-            return max((_utc(claim.claimed_at) + timedelta(seconds=window) - now).total_seconds() + 1.0, 1.0)
-    rest = deficit - freed
-    return min(max(rest * window / max(limit, 1), 1.0), float(window))

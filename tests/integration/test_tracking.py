@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from dmi_provider.errors import DmiError
 from dmi_provider.tracking.store import MirrorOutcome, TrackingStore
 from tests.unit.test_tracking import outcome
 
@@ -179,3 +181,135 @@ def test_history_pages_render_from_sqlite(tmp_path):
     assert done.returncode == 0 and "No image has been mirrored yet." in done.stdout
     assert TrackingStore(f"sqlite:///{empty}", read_only=True).engine.connect().exec_driver_sql(
         "SELECT count(*) FROM sqlite_master").scalar() == 0  # the UI created no table
+
+
+# -- issue 26, also-close: retention ---------------------------------------------------------------------------
+D1, D2, D3, D4 = ("sha256:" + c * 64 for c in "1234")
+
+
+def old_rows(store, now: datetime) -> None:
+    """History that only grew, blob hints, leases and pull claims, some old and some recent."""
+    from sqlalchemy import insert
+
+    from dmi_provider.tracking.models import BlobLocation, Lease, PullClaim
+
+    def at(days: float, status: str, digest: str | None, target: str, run: str | None = None):
+        store.record(outcome(status, digest, run or f"{target[-1]}{days}", target=target,
+                             finished_at=now - timedelta(days=days)))
+
+    # a: its digest since 500 days, checked daily: the first row of the digest and every recent one stay
+    for days in (500, 450, 420, 2, 1):
+        at(days, "copied" if days == 500 else "unchanged", D1, "ecr/a")
+    # b: not checked for 500 days (a long refresh): its latest row, latest good row, and since-when row stay
+    for days, status, digest in ((700, "copied", D2), (650, "unchanged", D2), (600, "unchanged", D2),
+                                 (500, "failed", None)):
+        at(days, status, digest, "ecr/b")
+    # c: a new digest 10 days ago; the old digest's rows go
+    for days, status, digest in ((900, "copied", D3), (800, "unchanged", D3), (10, "copied", D4)):
+        at(days, status, digest, "ecr/c")
+    epoch = now.timestamp()
+    with store.engine.begin() as conn:
+        conn.execute(insert(BlobLocation), [
+            {"registry": "reg", "digest": D1, "repository": "old", "seen": epoch - 31 * 86400},
+            {"registry": "reg", "digest": D1, "repository": "new", "seen": epoch - 29 * 86400}])
+        conn.execute(insert(Lease), [
+            {"key": "blob dead", "owner": "w1", "holder": "r", "expires_at": epoch - 7200},
+            {"key": "blob just-expired", "owner": "w2", "holder": "r", "expires_at": epoch - 600},
+            {"key": "blob live", "owner": "w3", "holder": "r", "expires_at": epoch + 30}])
+        conn.execute(insert(PullClaim), [
+            {"key": "hub|ip", "claimed_at": now - timedelta(days=40), "pulls": 1},
+            {"key": "hub|ip", "claimed_at": now - timedelta(days=1), "pulls": 1}])
+
+
+def remaining(store) -> dict[str, list]:
+    from sqlalchemy import select
+
+    from dmi_provider.tracking.models import BlobLocation, Lease, PullClaim
+
+    with store.engine.connect() as conn:
+        return {"history": sorted(r["run_id"] for r in store.history(limit=100)),
+                "locations": conn.execute(select(BlobLocation.repository)).scalars().all(),
+                "leases": sorted(conn.execute(select(Lease.key)).scalars().all()),
+                "claims": len(conn.execute(select(PullClaim.id)).scalars().all())}
+
+
+KEPT = {"history": ["a1", "a2", "a500", "b500", "b600", "b700", "c10"], "locations": ["new"],
+        "leases": ["blob just-expired", "blob live"], "claims": 1}
+DELETED = {"dmi_mirror_history": 5, "dmi_blob_locations": 1, "dmi_leases": 1, "dmi_pull_claims": 1}
+
+
+def test_prune_deletes_only_what_is_old_and_keeps_each_targets_latest_and_since_when(store):
+    now = datetime.now(UTC)
+    old_rows(store, now)
+    before = remaining(store)
+    assert store.prune(dry_run=True) == DELETED  # the defaults: 400 days of history, hints seen in 30 days
+    assert remaining(store) == before
+    assert store.prune() == DELETED
+    assert remaining(store) == KEPT
+    assert store.prune() == dict.fromkeys(DELETED, 0)
+    timeline = store.timeline("ecr/a")  # since when ecr/a has had its digest survives
+    assert [(t["digest"], t["first_seen"].date()) for t in timeline] == [(D1, (now - timedelta(days=500)).date())]
+    assert store.last_good("ecr/b")["run_id"] == "b600"  # what the docker engine compares with
+    assert {s["target"]: s["last_digest"] for s in store.state()} == {"ecr/a": D1, "ecr/b": D2, "ecr/c": D4}
+
+
+def test_retention_comes_from_the_environment_and_0_keeps_forever(store, monkeypatch):
+    now = datetime.now(UTC)
+    old_rows(store, now)
+    monkeypatch.setenv("DMI_HISTORY_RETENTION_DAYS", "0")
+    monkeypatch.setenv("DMI_LOCATIONS_RETENTION_DAYS", "60")
+    assert store.prune(dry_run=True) == DELETED | {"dmi_mirror_history": 0, "dmi_blob_locations": 0}
+    assert store.prune(history_days=460, locations_days=30, dry_run=True) == DELETED | {"dmi_mirror_history": 3}
+    monkeypatch.setenv("DMI_HISTORY_RETENTION_DAYS", "a year")
+    with pytest.raises(DmiError, match="DMI_HISTORY_RETENTION_DAYS must be a whole number of days"):
+        store.prune(dry_run=True)
+
+
+def test_the_daily_prune_runs_once_a_day_per_database(store):
+    from sqlalchemy import update
+
+    from dmi_provider.tracking.models import Lease
+
+    now = datetime.now(UTC)
+    old_rows(store, now)
+    assert store.prune_daily() == DELETED
+    assert remaining(store)["history"] == KEPT["history"]
+    for run, days in (("x1", 430), ("x2", 440)):  # more old rows the same day: left for tomorrow
+        store.record(outcome("unchanged", D1, run, target="ecr/a", finished_at=now - timedelta(days=days)))
+    other = TrackingStore(store.url)  # another worker: the same database, the same day
+    assert store.prune_daily() is None and other.prune_daily() is None
+    assert len(remaining(store)["history"]) == len(KEPT["history"]) + 2
+    with store.engine.begin() as conn:  # a day later
+        conn.execute(update(Lease).where(Lease.key.like("prune%")).values(expires_at=now.timestamp() - 1))
+    assert other.prune_daily() == dict.fromkeys(DELETED, 0) | {"dmi_mirror_history": 2}
+    assert remaining(store)["history"] == KEPT["history"]
+    other.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_dmi_prune_history(kind, tmp_path, request):
+    from tests.rig.cli import dmi
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'prune.db'}"
+    else:
+        url = request.getfixturevalue("postgres").database("prune_cli")
+    store = TrackingStore(url)
+    old_rows(store, datetime.now(UTC))
+    dry = dmi("prune-history", "--db", url, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines() == [
+        "dmi_mirror_history: 5 rows would be deleted (finished more than 400 days ago; each section and "
+        "target keeps its latest row, its latest good row and the first row of its current digest)",
+        "dmi_blob_locations: 1 row would be deleted (not seen for 30 days)",
+        "dmi_leases: 1 row would be deleted (expired more than an hour ago)",
+        "dmi_pull_claims: 1 row would be deleted (older than the longest pull window, 31 days)"]
+    assert remaining(store)["history"] != KEPT["history"]
+    done = dmi("prune-history", "--db", url, "--history-days", "460", "--locations-days", "20", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"dry_run": False, "history_days": 460, "locations_days": 20,
+                                       "deleted": DELETED | {"dmi_mirror_history": 3, "dmi_blob_locations": 2}}
+    assert remaining(store)["locations"] == [] and len(remaining(store)["history"]) == len(KEPT["history"]) + 2
+    store.close()
+    bad = dmi("prune-history", "--db", url, "--history-days", "-1")
+    assert bad.returncode == 2 and "--history-days: a whole number of days, 0 or more" in bad.stderr

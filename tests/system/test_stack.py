@@ -502,3 +502,45 @@ def test_tables_sort_and_page_and_only_triggerers_see_mirror_now(stack):
     anonymous = httpx.post(f"{stack.url}/dmi/trigger", data={"dag_id": "dmi_mirror", "section": "aws/proxyv2"},
                            timeout=30)
     assert anonymous.status_code in (401, 403)
+
+
+RACE = '''
+import sys
+from sqlalchemy import event, insert, select, text, update
+from airflow import settings
+from airflow.models.dagrun import DagRun
+from airflow.models.pool import Pool
+from airflow.models.taskinstance import TaskInstance
+from airflow.utils.session import create_session
+from dmi_provider import listeners
+
+NAME, raced = "dmi_race_pool", []
+
+
+@event.listens_for(Pool, "before_insert")
+def the_other_scheduler_first(mapper, connection, target):  # it saw the pool missing too, and committed first
+    if not raced:
+        raced.append(target.pool)
+        with settings.engine.begin() as other:
+            other.execute(insert(Pool.__table__).values(pool=target.pool, slots=3, include_deferred=False,
+                                                        description="the other scheduler"))
+
+
+with create_session() as theirs:  # the scheduler's own session, its transaction open
+    run = theirs.scalars(select(DagRun).where(DagRun.dag_id == sys.argv[1]).limit(1)).one()
+    theirs.execute(update(TaskInstance).where(TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)
+                   .values(pool=NAME))  # this run's tasks now use a pool nobody made yet
+    listeners.on_dag_run_running(run, "")
+    theirs.execute(text("SELECT 1"))  # raises PendingRollbackError if the listener broke the transaction
+    print("raced", raced, "slots", theirs.scalars(select(Pool.slots).where(Pool.pool == NAME)).all())
+    theirs.rollback()  # leave the run's tasks as they were
+'''
+
+
+def test_two_schedulers_creating_one_pool_leave_the_losers_transaction_whole(stack):
+    """Issue 26 item 5: on PostgreSQL (HA schedulers) the listener writes in a session of its own."""
+    stack.wait_for("a run of dmi_mirror_52w", lambda: stack.runs("dmi_mirror_52w"), timeout=300)
+    done = subprocess.run([str(Path(AIRFLOW).with_name("python")), "-c", RACE, "dmi_mirror_52w"], env=stack.env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "raced ['dmi_race_pool'] slots [3]" in done.stdout  # one pool, the winner's

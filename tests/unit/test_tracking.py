@@ -103,3 +103,71 @@ def test_tables_sort_and_page_on_the_server():
     assert 'data-shown="20"' in last and last.count("<td>None</td>") == 18  # all 18 without a size sort last
     assert draw.render(table=table(columns, [], "nothing here")).strip() == (
         '<p class="empty">nothing here</p>')
+
+
+# -- issue 26, item 11: a locked or unreachable database ------------------------------------------------------
+def hold(path, mode: str):
+    """Another process's write transaction on a SQLite file: IMMEDIATE lets readers in, EXCLUSIVE does not."""
+    import sqlite3
+
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute(f"BEGIN {mode}")
+    return holder
+
+
+@pytest.fixture
+def database_errors():
+    """What every engine's driver raised, in order (counts how often a lock was waited for)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    seen: list[str] = []
+
+    def note(context):
+        seen.append(str(context.original_exception))
+
+    event.listen(Engine, "handle_error", note)
+    yield seen
+    event.remove(Engine, "handle_error", note)
+
+
+@pytest.mark.parametrize("mode", ["IMMEDIATE", "EXCLUSIVE"])
+def test_a_locked_database_is_waited_for_once_then_reported(tmp_path, monkeypatch, database_errors, mode):
+    """EXCLUSIVE also locks out the table check of migrate(), which retried "locked" 8 times."""
+    monkeypatch.setenv("DMI_TRACKING_BUSY_TIMEOUT", "0.2")
+    path = tmp_path / "locked.db"
+    url = f"sqlite:///{path}"
+    TrackingStore(url).migrate()
+    holder = hold(path, mode)
+    store = TrackingStore(url)
+    try:
+        with pytest.raises(Exception) as caught:
+            store.record_many([outcome("copied", "sha256:" + "1" * 64, "r1")])
+    finally:
+        holder.rollback()
+        holder.close()
+    assert database_errors == ["database is locked"]  # one busy_timeout wait, no retry
+    from dmi_provider.tracking.store import TrackingError
+
+    assert isinstance(caught.value, TrackingError) and caught.value.retryable
+    assert str(caught.value) == (f"tracking database {url}: database is locked (another process held it "
+                                 "for longer than the busy timeout, 0.2s: DMI_TRACKING_BUSY_TIMEOUT)")
+    store.record_many([outcome("copied", "sha256:" + "1" * 64, "r1")])  # the lock is gone: recorded
+    assert len(store.history()) == 1
+
+
+def test_an_unreachable_database_is_one_line_without_the_password(database_errors):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = TrackingStore(f"postgresql+psycopg2://dmi:pg-secret-pw@127.0.0.1:{port}/dmi")
+    with pytest.raises(Exception) as caught:
+        store.record_many([outcome("copied", "sha256:" + "1" * 64, "r1")])
+    from dmi_provider.tracking.store import TrackingError
+
+    assert isinstance(caught.value, TrackingError) and caught.value.retryable
+    assert str(caught.value) == (f"tracking database postgresql+psycopg2://dmi:***@127.0.0.1:{port}/dmi: "
+                                 f'connection to server at "127.0.0.1", port {port} failed: Connection refused')
+    assert len(database_errors) == 1
