@@ -14,10 +14,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 
-from dmi_provider.registry.client import RegistryClient
+from dmi_provider.registry.client import RegistryClient, RetryPolicy
 from dmi_provider.registry.errors import DigestMismatch, NotFound, RegistryError, Stalled
 from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.registry.manifest import Descriptor
@@ -25,6 +26,7 @@ from dmi_provider.registry.network import transport_error
 from dmi_provider.registry.wire import body_chunks, shown_url
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 PROGRESS_EVERY = 5.0  # seconds between progress lines of one large blob
 STALL_TIMEOUT = 60.0  # stall-timeout's default: seconds a transfer may go without STALL_BYTES of progress
 STALL_BYTES = 64 * 1024  # so a source trickling a byte now and then is a stall too (about 1 KiB/s)
@@ -86,9 +88,16 @@ class BlobCopy:
             self.say(f"  blob {blob.digest[:19]} skipped: non-distributable layer ({mib(blob.size)})")
             return "skipped", 0
         with _first_writer(self.dc.registry, blob.digest, self.dst_repo) as other:
-            return self._copy_once(blob, other)
+            return self._outlasting(blob, other)
 
-    def _copy_once(self, blob: Descriptor, other: str | None) -> tuple[str, int]:
+    def _outlasting(self, blob: Descriptor, other: str | None) -> tuple[str, int]:
+        """The whole copy of a blob (its HEADs and mounts too, not only its bytes) waits an outage out, for the
+        policy's time: a target restarting as a blob starts is survived as one restarting mid-blob is."""
+        started = time.monotonic()
+        return outlast(self.sc.retry, self.say, f"blob {blob.digest[:19]}",
+                       lambda: self._copy_once(blob, other, started))
+
+    def _copy_once(self, blob: Descriptor, other: str | None, started: float) -> tuple[str, int]:
         sc, dc, dst_repo, short = self.sc, self.dc, self.dst_repo, blob.digest[:19]
         holders = self.locations.holders(dc.registry, blob.digest) | ({other} if other else set())
         # In a repository without tags a blob is there only if an earlier, failed copy left it (the hints say).
@@ -114,7 +123,7 @@ class BlobCopy:
                 mounted, opened = self._mount(blob, later, opened)
                 if mounted:
                     return "mounted", 0
-            return self._with_retries(blob, opened)
+            return self._with_retries(blob, opened, started)
 
     def _mount(self, blob: Descriptor, sources: list[str], opened: str) -> tuple[bool, str]:
         """Mount from the first repository of `sources` that holds the blob. Returns (mounted, the upload a
@@ -148,14 +157,15 @@ class BlobCopy:
                            "source does not serve: not mounting it from another repository of the target")
         _SERVED.add(key)
 
-    def _with_retries(self, blob: Descriptor, opened: str) -> tuple[str, int]:
-        # The only retry level of a blob copy: the GET and the upload inside are sent once per attempt. An
+    def _with_retries(self, blob: Descriptor, opened: str, started: float) -> tuple[str, int]:
+        # The only retry level of a blob's bytes: the GET and the upload inside are sent once per attempt. An
         # outage (no answer, a gateway's 503, a stall) is retried for the policy's whole time, not its count.
-        policy, started, short, attempt = self.sc.retry, time.monotonic(), blob.digest[:19], 0
+        policy, short, attempt = self.sc.retry, blob.digest[:19], 0
         while True:
             try:
                 return self._stream(blob, opened)
             except RegistryError as exc:
+                exc.spent = True  # this loop's own verdict: the outer one does not try again
                 opened = ""  # used (and cancelled on failure) by that try
                 attempt += 1
                 delay = policy.delay(attempt - 1, exc.retry_after, outage=exc.outage)
@@ -178,7 +188,7 @@ class BlobCopy:
         sc, dc, short = self.sc, self.dc, blob.digest[:19]
         with _slots(sc, dc), sc.open_blob(self.src_repo, blob.digest, retry=False) as response:
             started = time.monotonic()
-            chunks = self._verified(self._read(response), blob, started)
+            chunks = self._verified(self._read(response, blob), blob, started)
             # A fleet-wide upload slot only once the source's bytes flow: a source that never sends holds none.
             first = next(chunks, None)
             with self.locations.uploading(dc.registry):
@@ -190,13 +200,32 @@ class BlobCopy:
         self.say(f"  blob {short} copied {mib(blob.size)} in {elapsed:.2f}s ({mib(blob.size / elapsed)}/s)")
         return "copied", blob.size
 
-    def _read(self, response: httpx.Response) -> Iterator[bytes]:
-        """The source's body; a connection that breaks mid-body is the source's outage, named so (the upload
-        would otherwise report it as the target's)."""
-        try:
-            yield from body_chunks(response)
-        except httpx.TransportError as exc:
-            raise transport_error(exc, shown_url(str(response.url)), self.sc.network, self.sc.registry) from None
+    def _read(self, response: httpx.Response, blob: Descriptor) -> Iterator[bytes]:
+        """The source's body. Stalls are timed on the reads alone: the time the upload spends (a slot wait,
+        a PATCH round trip) is not the source's. A connection that breaks mid-body is the source's outage,
+        named so (the upload would otherwise report it as the target's)."""
+        chunks, seen, marked, blocked = iter(body_chunks(response, None)), 0, 0, 0.0
+        while True:
+            began = time.monotonic()
+            try:
+                chunk = next(chunks, None)
+            except httpx.HTTPError as exc:  # a TransportError, or a proxy's compression that breaks (DecodingError)
+                error = (transport_error(exc, shown_url(str(response.url)), self.sc.network, self.sc.registry)
+                         if isinstance(exc, httpx.TransportError) else
+                         RegistryError(f"{self.sc.registry}: blob {blob.digest}: {type(exc).__name__}: {exc}",
+                                       retryable=True))
+                raise _sourced(error, self.sc.registry) from None
+            blocked += time.monotonic() - began
+            if chunk is None:
+                return
+            if blocked >= self.stall and seen - marked < STALL_BYTES:  # what came before this chunk, that long
+                raise _sourced(Stalled(f"blob {blob.digest}: stalled at {mib(seen)} of {mib(blob.size)}: less than "
+                                       f"{STALL_BYTES >> 10} KiB from the source in {blocked:.0f}s (stall-timeout)"),
+                               self.sc.registry)
+            seen += len(chunk)
+            if seen - marked >= STALL_BYTES:
+                marked, blocked = seen, 0.0
+            yield chunk
 
     def _verified(self, chunks: Iterable[bytes], blob: Descriptor, started: float) -> Iterator[bytes]:
         """Pass chunks on while hashing; the last chunk is held back until size and digest check out,
@@ -208,20 +237,14 @@ class BlobCopy:
         except ValueError:
             raise RegistryError(f"blob {blob.digest}: unsupported digest algorithm {algorithm!r}") from None
         seen, pending, last_report = 0, b"", started
-        mark, marked = started, 0  # the last time STALL_BYTES more had come
         for chunk in chunks:
-            now = time.monotonic()
-            if now - mark >= self.stall and seen - marked < STALL_BYTES:  # what came before this chunk
-                raise Stalled(f"blob {blob.digest}: stalled at {mib(seen)} of {mib(blob.size)}: less than "
-                              f"{STALL_BYTES >> 10} KiB from the source in {now - mark:.0f}s (stall-timeout)")
-            if seen + len(chunk) - marked >= STALL_BYTES:
-                mark, marked = now, seen + len(chunk)
             if not chunk:
                 continue
             hasher.update(chunk)
             seen += len(chunk)
             if seen > blob.size:
-                raise DigestMismatch(f"blob {blob.digest}: more than the {blob.size} bytes its descriptor says")
+                raise _sourced(DigestMismatch(f"blob {blob.digest}: more than the {blob.size} bytes its descriptor "
+                                              "says"), self.sc.registry)
             if pending:
                 yield pending
             pending = chunk
@@ -232,10 +255,34 @@ class BlobCopy:
                 self.say(f"  blob {short} {mib(seen)} of {mib(blob.size)} ({100 * seen // max(blob.size, 1)}%) "
                          f"at {mib(rate)}/s")
         if seen != blob.size or hasher.hexdigest() != expected:
-            raise DigestMismatch(f"blob {blob.digest}: received {seen} bytes hashing to {algorithm}:"
-                                 f"{hasher.hexdigest()}, expected {blob.size} bytes", size_ok=seen == blob.size)
+            raise _sourced(DigestMismatch(f"blob {blob.digest}: received {seen} bytes hashing to {algorithm}:"
+                                          f"{hasher.hexdigest()}, expected {blob.size} bytes",
+                                          size_ok=seen == blob.size), self.sc.registry)
         if pending:
             yield pending
+
+
+def outlast(policy: RetryPolicy, say: Callable[[str], None], what: str, step: Callable[[], T]) -> T:
+    """`step`, tried again while it meets an outage (no answer, a gateway's 502/503/504), for the policy's
+    whole time: the writes of a copy come right after the plan reached both sides, so a registry that stops
+    answering is restarting, not misnamed."""
+    started, attempt = time.monotonic(), 0
+    while True:
+        try:
+            return step()
+        except RegistryError as exc:
+            attempt += 1
+            delay = policy.delay(attempt - 1, exc.retry_after, outage=True)
+            if not exc.outage or exc.spent or time.monotonic() - started + delay > policy.total:
+                raise
+            say(f"  {what}: no answer ({exc}); trying again in {delay:.1f}s")
+            time.sleep(delay)
+
+
+def _sourced(error: RegistryError, registry: str) -> RegistryError:
+    """An error of the source's body, raised inside the target's upload: said to be the source's."""
+    error.registry, error.side = registry, "source"
+    return error
 
 
 # (source registry, repository, digest) seen served by the source in this process: mounts need no HEAD.

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from dmi_provider.registry.blobs import STALL_TIMEOUT, BlobCopy, Moved, mib
+from dmi_provider.registry.blobs import STALL_TIMEOUT, BlobCopy, Moved, mib, outlast
 from dmi_provider.registry.budget import PullBudget, PullsShort
 from dmi_provider.registry.client import RegistryClient
 from dmi_provider.registry.errors import DigestMismatch, ManifestInvalid, PinMoved, RegistryError
@@ -269,8 +269,8 @@ class ImageCopy:
             _add(result, self._blobs(fresh).run(plan.blobs))
             *children, top = plan.manifests
             for child in children:
-                dc.put_manifest(dst.repository, child.digest, child)
-            result.target_digest = dc.put_manifest(dst.repository, dst.tag or top.digest, top)
+                self._put(child.digest, child)
+            result.target_digest = self._put(dst.tag or top.digest, top)
             result.manifests_copied += len(plan.manifests)
             say(f"{src} -> {dst}: copied {result.target_digest}: {result.blobs_copied} blobs copied "
                 f"({mib(result.bytes_transferred)}), {result.blobs_mounted} mounted, {result.blobs_skipped} skipped")
@@ -304,6 +304,11 @@ class ImageCopy:
         for manifests in lists:
             manifests[:] = [found[m.digest] if m.aside else m for m in manifests]
 
+    def _put(self, ref: str, manifest: Manifest) -> str:
+        """One manifest written, waiting out a target that restarts meanwhile (the plan just reached it)."""
+        return outlast(self.dc.retry, self.copier.say, f"manifest {manifest.digest[:19]}",
+                       lambda: self.dc.put_manifest(self.dst.repository, ref, manifest))
+
     def _blobs(self, fresh: bool = False) -> BlobCopy:
         copier = self.copier
         return BlobCopy(self.sc, self.dc, self.src.repository, self.dst.repository, copier.locations,
@@ -318,8 +323,9 @@ class ImageCopy:
             _add(result, self._blobs().run(attached.blobs))
             *children, last = attached.manifests
             for child in children:
-                dc.put_manifest(dst.repository, child.digest, child)
-            _, indexed = dc.put_manifest_answer(dst.repository, attached.tag or last.digest, last)
+                self._put(child.digest, child)
+            _, indexed = outlast(self.dc.retry, self.copier.say, f"manifest {last.digest[:19]}",
+                                 lambda: dc.put_manifest_answer(dst.repository, attached.tag or last.digest, last))
             result.referrers_copied += 0 if attached.bookkeeping else 1
             say(f"{dst}: copied {attached.what} {last.digest} of {attached.subject}")
             return last if attached.tag is None and not indexed and not attached.indexed else None

@@ -23,6 +23,7 @@ class RegistryError(DmiError):
     # No answer, or a gateway's 502/503/504: the registry may be restarting. Retried for the policy's whole
     # time budget, not only its count of attempts (a routine restart takes 10 to 60 seconds).
     outage: bool = False
+    spent: bool = False  # a retry loop gave up on it already: no outer loop tries again
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None, url: str | None = None,
                  retryable: bool = False, retry_after: float | None = None):

@@ -174,6 +174,8 @@ def transport_error(exc: httpx.TransportError, url: str, network: Network, what:
     elif isinstance(exc, httpx.TimeoutException):
         error = RegistryError(f"{what}: no answer from {host}{via} in time ({type(exc).__name__}); a firewall may "
                               "drop the traffic: check the route, or set HTTPS_PROXY", url=url, retryable=True)
+    elif isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):  # ours to mend: asking again won't
+        return RegistryError(f"{what}: {type(exc).__name__} talking to {host}{via}: {exc}", url=url, retryable=False)
     else:
         error = RegistryError(f"{what}: {type(exc).__name__} talking to {host}{via}: {exc}", url=url, retryable=True)
     error.outage = True  # a registry restarting looks like this: worth the policy's whole time budget

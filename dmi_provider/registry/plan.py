@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from dmi_provider.registry.manifest import Descriptor, Manifest, from_json, to_json
+from dmi_provider.registry.manifest import SOURCE_DIGEST, Descriptor, Manifest, from_json, to_json
 from dmi_provider.registry.referrers import Attached
 
 XCOM_MANIFEST_BYTES = 1 << 20  # manifest bytes one plan carries through XCom; the rest by digest
@@ -83,8 +83,12 @@ class Plan:
         room = [carried]
 
         def fits(m: Manifest) -> bool:
+            if m.annotation(SOURCE_DIGEST):  # made by DMI (a filtered or partial index): the source has it not
+                return True
+            if len(m.raw) > room[0]:
+                return False
             room[0] -= len(m.raw)
-            return room[0] >= 0
+            return True
 
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["manifests"] = [to_json(m, aside=not fits(m)) for m in self.manifests]

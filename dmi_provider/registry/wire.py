@@ -51,6 +51,11 @@ def read_capped(response: httpx.Response, limit: int) -> bytes:
             body += chunk
             if len(body) >= limit:
                 break
+    except httpx.HTTPError as exc:  # the answer broke off mid-body (or its compression did): worth another try
+        error = RegistryError(f"{response.request.method} {shown_url(str(response.url))}: the answer broke off "
+                              f"({type(exc).__name__}: {exc})", url=shown_url(str(response.url)), retryable=True)
+        error.outage = isinstance(exc, httpx.TransportError)
+        raise error from None
     finally:
         response.close()
     return bytes(body[:limit])
@@ -63,8 +68,9 @@ def buffered(response: httpx.Response) -> httpx.Response:
     return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
 
 
-def body_chunks(response: httpx.Response, size: int = CHUNK) -> Iterator[bytes]:
-    """The body as the registry stored it: raw, unless a proxy compressed it on the way anyway."""
+def body_chunks(response: httpx.Response, size: int | None = CHUNK) -> Iterator[bytes]:
+    """The body as the registry stored it: raw, unless a proxy compressed it on the way anyway. `size` None:
+    each chunk as the network hands it over (what a stall timer needs to see)."""
     encoding = response.headers.get("content-encoding", "").strip().lower()
     return response.iter_raw(size) if encoding in ("", "identity") else response.iter_bytes(size)
 

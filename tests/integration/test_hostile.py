@@ -449,3 +449,36 @@ def test_a_target_restart_in_the_middle_of_a_blob_is_survived_by_the_same_copy(
         assert any("retrying from zero" in line for line in said)
     finally:
         target.stop()
+
+
+def test_a_target_down_as_the_copy_starts_is_waited_out_for_the_retry_budget(
+        tmp_path, open_registry, factory, repo_name):
+    # Review of issue 26 item 10: the blob HEADs, the mounts and the manifest PUTs wait an outage out too,
+    # not only a blob's bytes (the transport alone gives up after its 5 attempts, about 3 s here).
+
+    from dmi_provider.registry.client import HostSettings
+    from dmi_provider.registry.copy import ClientPool
+    from dmi_provider.registry.pool import plain_http
+    from tests.rig.registry import Registry
+
+    artifact = factory.image()
+    repo = repo_name("src")
+    push(rig_client(open_registry), repo, "v1", artifact)
+    target = Registry("down-at-start", tmp_path / "down-at-start").start()
+    settings = HostSettings(retry=RetryPolicy(attempts=5, base_delay=0.2, max_delay=4.0, total=120.0))
+    pool = ClientPool(plain_http([open_registry.host, target.host], {}, settings), default=settings,
+                      use_docker_config=False)
+    said: list[str] = []
+    copier = Copier(pool, progress=said.append)
+    plan = copier.plan(ref(open_registry, repo), ref(target, "dst/app"))
+    target.stop()  # between the plan and the writes
+    back = threading.Timer(8.0, target.start)
+    back.start()
+    try:
+        result = copier.execute(plan)
+        assert result.target_digest == artifact.digest
+        assert rig_client(target).get_manifest("dst/app", "v1").content == artifact.manifest
+        assert any("no answer" in line and "trying again" in line for line in said)
+    finally:
+        back.join()
+        target.stop()

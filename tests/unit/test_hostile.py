@@ -77,3 +77,52 @@ def test_json_nested_too_deeply_is_invalid_not_a_crash_airflow_retries():
     payload = base64.urlsafe_b64encode(b'{"exp": ' + deep + b"}").decode().rstrip("=")
     assert jwt_lifetime(f"e30.{payload}.sig") is None  # not a JWT DMI can read: the default lifetime
     assert registry_error_text(deep)[0] is None
+
+
+def _body(chunks, pause: float = 0.0):
+    """A streamed answer whose chunks come `pause` seconds apart, as a slow source sends them."""
+    import time
+
+    import httpx
+
+    def stream():
+        for chunk in chunks:
+            time.sleep(pause)
+            yield chunk
+
+    return httpx.Response(200, content=stream(), request=httpx.Request("GET", "http://src.example/v2/r/blobs/x"))
+
+
+def _reader(stall: float):
+    from types import SimpleNamespace
+
+    from dmi_provider.registry.blobs import BlobCopy
+    from dmi_provider.registry.locations import BlobLocations
+    from dmi_provider.registry.network import Network
+
+    source = SimpleNamespace(registry="src.example", network=Network(None, None, True))
+    return BlobCopy(source, None, "r", "r", BlobLocations(), stall=stall)  # type: ignore[arg-type]
+
+
+def test_the_stall_timer_counts_the_sources_reads_not_the_uploads_time():
+    # Issue 26 item 2, review: a fleet upload-slot wait or a slow PATCH between two reads is not the source's.
+    import time
+
+    from dmi_provider.registry.manifest import Descriptor
+
+    blob = Descriptor("application/octet-stream", "sha256:" + "0" * 64, 3 * 70_000)
+    got = []
+    for chunk in _reader(stall=0.5)._read(_body([b"a" * 70_000] * 3), blob):
+        got.append(chunk)
+        time.sleep(0.7)  # the upload's time, longer than the stall timeout
+    assert sum(map(len, got)) == 3 * 70_000
+
+
+def test_a_source_sending_too_little_for_the_stall_timeout_is_stalled_and_says_it_is_the_source():
+    from dmi_provider.registry.errors import Stalled
+    from dmi_provider.registry.manifest import Descriptor
+
+    blob = Descriptor("application/octet-stream", "sha256:" + "0" * 64, 100_000)
+    with pytest.raises(Stalled, match=r"stalled at 0.0 MiB of 0.1 MiB: less than 64 KiB from the source in 1s") as exc:
+        list(_reader(stall=0.5)._read(_body([b"a" * 1000] * 100, pause=0.2), blob))
+    assert (exc.value.registry, exc.value.side) == ("src.example", "source")

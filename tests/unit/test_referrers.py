@@ -23,3 +23,28 @@ def test_bad_referrer_keys(text, error):
     with pytest.raises(ConfigError) as exc:
         parse_config(f"[DEFAULT]\nrefresh = 1w\n[a]\nimage = a\ntag = 1\nproject = p\n{text}\n", "config.ini", {})
     assert str(exc.value.issues[0]) == f"config.ini:7: section 'a': {error}"
+
+
+def test_a_plan_never_sets_aside_the_manifests_dmi_made_and_one_too_large_leaves_room_for_the_rest():
+    # Review of issue 26 item 3: a filtered index exists only in DMI (the source has no such digest to read
+    # again); a manifest over the XCom room goes aside alone, the smaller ones after it still travel whole.
+    import json
+
+    from dmi_provider.registry.manifest import OCI_INDEX, OCI_MANIFEST, Manifest, filter_index
+    from dmi_provider.registry.plan import Plan
+
+    def image(pad: int) -> Manifest:
+        body = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "annotations": {"pad": "x" * pad},
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2,
+                           "digest": "sha256:" + "1" * 64}, "layers": []}
+        return Manifest.parse(json.dumps(body).encode(), OCI_MANIFEST)
+
+    big, small = image(1_400_000), image(10)
+    index = Manifest.parse(json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": m.digest, "size": len(m.raw),
+         "platform": {"os": "linux", "architecture": arch}} for m, arch in ((big, "amd64"), (small, "arm64"))]}
+    ).encode(), OCI_INDEX)
+    filtered, _kept = filter_index(index, ("linux/amd64", "linux/arm64"))
+    plan = Plan("s/a:1", "t/a:1", index.digest, None, OCI_INDEX, manifests=[big, small, filtered])
+    carried = plan.to_dict(carried=1 << 20)
+    assert [bool(m.get("aside")) for m in carried["manifests"]] == [True, False, False]
