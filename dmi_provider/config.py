@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dmi_provider.config_issues import DEFAULT, ConfigError, ConfigIssue, Reader
 from dmi_provider.config_keys import CLOUDS, ENGINES, REFRESH_HELP, TARGETS, Refresh, parse_refresh
-from dmi_provider.config_rules import Section, path_ok, tags_of, target_rules
+from dmi_provider.config_rules import Section, path_ok, tags_of, target_rules, verify_rules
 from dmi_provider.registry.reference import InvalidReference, check_path, normalize_repository
 from dmi_provider.spec import (
     KEY_TABLE,
@@ -225,6 +225,7 @@ def _read_section(file: _File, section: str, own: dict[str, str]) -> MirrorSpec 
     source_path = _source_path(sec)
     tags = tags_of(sec)
     target_repository = target_rules(sec, tags)
+    verify_rules(sec)
     if len(reader.issues) > sec.start or not isinstance(refresh, Refresh) or not source_path or not target_repository:
         return None
     # The fields no single key sets (spec.py marks them `derived` or leaves them plain).

@@ -108,6 +108,36 @@ def target_rules(sec: Section, tags: tuple[str, ...]) -> str | None:
     return None
 
 
+def verify_rules(sec: Section) -> None:
+    """What `verify` needs: keys, the registry engine, the signatures travelling with the image."""
+    mode = sec.get("verify")
+    if mode == "none":
+        for name in ("verify-keys", "verify-attestations", "verify-annotations", "on-verify-failure",
+                     "quarantine-repository"):
+            if name in sec.own:
+                sec.bad(name, "applies only with verify = signature or attestations")
+        return
+    if not sec.get("verify-keys") and not any(i.key == "verify-keys" for i in sec.reader.issues[sec.start:]):
+        sec.reader.add(sec.name, "verify-keys", None, f"missing: verify = {mode} needs verify-keys (the public "
+                                                      "keys whose signatures count, e.g. cosign.pub)")
+    if sec.get("engine") == "docker":
+        sec.bad("verify", "needs engine = registry: a Docker daemon writes the tag as it pushes, before anything "
+                          "could be verified")
+    if not sec.get("referrers"):
+        sec.bad("verify", "needs referrers = true: the signatures travel with the image and are verified at the "
+                          "target")
+    kinds = ["signature"] + (["attestation"] if mode == "attestations" else [])
+    only, left = sec.get("referrers-include"), sec.get("referrers-exclude")
+    for kind in kinds:
+        if (only and kind not in only) or kind in left:
+            sec.bad("referrers-exclude" if kind in left else "referrers-include",
+                    f"verify = {mode} needs the {kind}s to travel: let {kind} through")
+    if sec.get("verify-attestations") and mode != "attestations":
+        sec.bad("verify-attestations", "applies only with verify = attestations")
+    if "quarantine-repository" in sec.own and sec.get("on-verify-failure") != "quarantine":
+        sec.bad("quarantine-repository", "applies only with on-verify-failure = quarantine")
+
+
 SOURCE_HOSTS = {"ecr": "the ECR host, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com",
                 "gar": "the GAR host, e.g. europe-west3-docker.pkg.dev", "acr": "the ACR host, e.g. NAME.azurecr.io"}
 

@@ -101,6 +101,8 @@ def _fill(outcome: MirrorOutcome, plan: Plan, result: CopyResult | None, dry_run
         outcome.status, outcome.target_digest = "dry-run", plan.target_digest
     elif not plan.changed:
         outcome.status, outcome.target_digest = "unchanged", plan.target_digest
+    elif result and result.status in ("rejected", "quarantined"):
+        outcome.status, outcome.error = result.status, result.reason
     elif result and result.target_digest:
         outcome.status = "copied" if result.status == "dry-run" else result.status
         outcome.target_digest = result.target_digest
@@ -110,11 +112,12 @@ def _fill(outcome: MirrorOutcome, plan: Plan, result: CopyResult | None, dry_run
         if result.ratelimit_remaining is not None:
             outcome.ratelimit_remaining = result.ratelimit_remaining
         outcome.referrers_copied = result.referrers_copied
+        outcome.verified_by = result.verified_by
 
 
 def failure(outcomes: Sequence[MirrorOutcome]) -> str | None:
     """The reason to fail the record task (so the run shows the failure), or None."""
-    failed = [o for o in outcomes if o.status == "failed"]
+    failed = [o for o in outcomes if o.status in ("failed", "rejected", "quarantined")]
     return "; ".join(f"{o.target}: {o.error}" for o in failed) or None
 
 

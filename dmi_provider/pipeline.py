@@ -17,11 +17,12 @@ from functools import cached_property
 from dmi_provider import mirror
 from dmi_provider.engines import Engine, EngineSetup, RunHooks, Tuning, make_engine
 from dmi_provider.engines.base import Say
-from dmi_provider.hooks.connections import RegistryLogin, registry_login
+from dmi_provider.hooks.connections import RegistryLogin, public_key_text, registry_login
 from dmi_provider.mirror import Pulled
 from dmi_provider.registry.budget import DEFAULT_WINDOW, Ledger, wait_for
 from dmi_provider.registry.client import HostSettings, RateLimit
 from dmi_provider.registry.copy import ClientPool, CopyResult
+from dmi_provider.registry.gate import Gate, RejectedImage
 from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.registry.pool import plain_http
 from dmi_provider.registry.reference import Reference, parse_reference
@@ -30,6 +31,7 @@ from dmi_provider.tags import Selection, select
 from dmi_provider.targets import Target, make_source, make_target
 from dmi_provider.targets.base import RepositoryOutcome
 from dmi_provider.tracking.outcome import MirrorOutcome
+from dmi_provider.verify import VerifyPolicy, load_keys
 
 log = logging.getLogger(__name__)
 Pair = tuple[str, str]  # (source tag, target tag); either may be `@sha256:…`, a source tag may carry a pin
@@ -61,6 +63,7 @@ class MirrorRun:
         self.listed = pairs is not None  # given pairs are the run's: no tag listing for them
         self.hooks = hooks or RunHooks()
         self.tuning = tuning or Tuning()
+        self.pulled: Pulled | None = None  # run_all's plans, kept when a later step fails (for the outcomes)
         if target is not None:
             self.__dict__["target"] = target
         if source is not None:
@@ -83,7 +86,7 @@ class MirrorRun:
 
     @cached_property
     def engine(self) -> Engine:
-        setup = EngineSetup(self.target.endpoint, self.source, self.spec, self.hooks, self.tuning)
+        setup = EngineSetup(self.target.endpoint, self.source, self.spec, self.hooks, self.tuning, gate_for(self.spec))
         return make_engine(self.spec.engine.name, setup)
 
     def references(self, host: str, namespace: str = "", pairs: Sequence[Pair] | None = None
@@ -133,14 +136,25 @@ class MirrorRun:
         return [p.target for p in plans]
 
     def ensure(self) -> RepositoryOutcome:
+        if self.spec.quarantine:  # where images that do not verify go: made alongside, with the same settings
+            self.target.ensure_repository(self.spec.quarantine)
         return self.target.ensure_repository(self.spec.target.repository)
 
     def transfer(self, pulled: Pulled, pushed: Pushed) -> Pushed:
         """Each plan in turn, so what was written before a failure is in `pushed`; then the settings a
         registry applies only to a repository that exists."""
+        rejected = []
         for plan in pulled.plans:
-            pushed.copies.extend(self.engine.transfer([plan]))
+            try:
+                pushed.copies.extend(self.engine.transfer([plan]))
+            except RejectedImage as exc:  # verify: this image only; the section's others go on
+                result = plan.result()
+                result.status, result.target_digest, result.reason = exc.outcome, None, str(exc)
+                pushed.copies.append(result)
+                rejected.append(f"{plan.target}: {exc}")
         pushed.applied = self.target.after_push(self.spec.target.repository)
+        if rejected:
+            raise RejectedImage("; ".join(rejected))
         return pushed
 
     def outcomes(self, run: mirror.RunInfo, pulled: Pulled | None, pushed: Pushed | None,
@@ -152,7 +166,7 @@ class MirrorRun:
         pushed = pushed if pushed is not None else Pushed()
         if self.spec.selection.filter.active and not self.listed:
             self.resolve_tags()
-        pulled = self.plan(force=force, dry_run=dry_run)
+        pulled = self.pulled = self.plan(force=force, dry_run=dry_run)
         for plan in pulled.plans:
             self.hooks.say(mirror.describe(plan))
         if dry_run:
@@ -176,6 +190,17 @@ class MirrorRun:
         if "engine" in self.__dict__:
             self.engine.close()
             del self.__dict__["engine"]
+
+
+def gate_for(spec: MirrorSpec) -> Gate | None:
+    """verify: the section's policy, its keys read (files with config.ini; connections and variables now)."""
+    if spec.verify.mode == "none":
+        return None
+    keys = load_keys((k.where, k.pem if k.pem is not None else public_key_text(k.kind, k.ref))
+                     for k in spec.verify.keys)
+    policy = VerifyPolicy(spec.verify.mode, keys, attestations=spec.verify.attestations,
+                          annotations=dict(spec.verify.annotations))
+    return Gate(policy, spec.quarantine)
 
 
 def pull_ledger(tracking_url: str | Callable[[], str]) -> Ledger:

@@ -52,6 +52,14 @@ from dmi_provider.config_keys import (
     _size,
     _text,
 )
+from dmi_provider.config_verify import (
+    ON_FAILURE,
+    VERIFY_MODES,
+    KeySource,
+    verify_annotations,
+    verify_attestations,
+    verify_keys,
+)
 from dmi_provider.registry.blobs import STALL_BYTES, STALL_TIMEOUT
 from dmi_provider.registry.network import Network
 from dmi_provider.registry.reference import DOCKER_HUB, check_host, check_path, check_tag
@@ -413,6 +421,37 @@ class EngineSpec:
 
 
 @dataclass(frozen=True)
+class VerifySpec:
+    """Verify before publish: what an image must carry before the target tag is written (see "Verify before
+    publish")."""
+
+    mode: str = key(
+        "verify", "`none`", "`signature`: the target tag is written only once a cosign signature of the image's "
+        "digest by one of `verify-keys` verifies, as the target holds it after the copy; `attestations`: and the "
+        "in-toto attestations of `verify-attestations`, signed by one of them; `none`: no check. Needs "
+        "`engine = registry` and `referrers = true`", _choice(*VERIFY_MODES), "none")
+    keys: tuple[KeySource, ...] = key(
+        "verify-keys", "none (required by `verify`)", "public keys, any one of which may sign (so keys rotate): PEM "
+        "files (relative to config.ini's folder; ECDSA P-256/P-384/P-521, Ed25519, RSA ≥ 2048 bits, as `cosign "
+        "generate-key-pair` and KMS keys export), `connection:ID` (the connection's password or extra "
+        "`public_key`) or `variable:NAME`; a private key is refused", verify_keys, ())
+    attestations: tuple[str, ...] = key(
+        "verify-attestations", "none", "`verify = attestations`: predicate types that must be present, each in a "
+        "statement about the digest signed by one of `verify-keys`: `slsa` (provenance v1 or v0.2), `spdx`, "
+        "`cyclonedx`, `vuln`, or full URIs; none listed: at least one signed attestation", verify_attestations, ())
+    annotations: tuple[tuple[str, str], ...] = key(
+        "verify-annotations", "none", "`key=value` claims the signature's payload must carry (`cosign sign -a "
+        "key=value`), separated by commas", verify_annotations, ())
+    on_failure: str = key(
+        "on-verify-failure", "`fail`", "`fail`: an image that does not verify fails its group and is not published "
+        "(the target tag keeps what it had); `quarantine`: it is tagged in `quarantine-repository` instead, and "
+        "fails its group too", _choice(*ON_FAILURE), "fail")
+    quarantine_repository: str | None = key(
+        "quarantine-repository", "`quarantine/<target repository>`", "`on-verify-failure = quarantine`: the target "
+        "registry's repository where images that did not verify are tagged (for inspection)", _one(check_path))
+
+
+@dataclass(frozen=True)
 class MirrorSpec:
     """One config section: one source repository and its tags, and where they go."""
 
@@ -427,6 +466,7 @@ class MirrorSpec:
     transfer: TransferSpec = node(TransferSpec)
     budget: BudgetSpec = node(BudgetSpec)
     engine: EngineSpec = node(EngineSpec)
+    verify: VerifySpec = node(VerifySpec)
     tracking_conn_id: str = key(
         "tracking-conn-id", "`dmi_tracking`", "Airflow connection of the tracking database; when it does not exist, "
         "SQLite at `DB_PATH`, else `$AIRFLOW_HOME/dmi/tracking.db`", _conn_id, "dmi_tracking")
@@ -442,6 +482,13 @@ class MirrorSpec:
         """(source tag, target tag) for each named tag; a source tag may carry a pin (`1.7.0@sha256:…`).
         Sections with tag filters add the tags found at run time (dmi_provider.tags)."""
         return tuple(zip(self.selection.tags, self.target_tags(), strict=True))
+
+    @property
+    def quarantine(self) -> str | None:
+        """The quarantine repository, when images that do not verify are tagged there."""
+        if self.verify.mode == "none" or self.verify.on_failure != "quarantine":
+            return None
+        return self.verify.quarantine_repository or f"quarantine/{self.target.repository}"
 
     def target_name(self) -> str:
         return self.target.name(self.env.ecr_host())

@@ -139,7 +139,7 @@ def _copy(plan: SectionPlan, hooks: RunHooks, info: mirror.RunInfo, options: Syn
     finally:
         mirror_run.close()
     run = replace(info, dag_id=spec.dag_id, finished_at=datetime.now(UTC))
-    out.outcomes = mirror_run.outcomes(run, pulled, pushed, out.error)
+    out.outcomes = mirror_run.outcomes(run, pulled or mirror_run.pulled, pushed, out.error)
     out.results = pushed.to_xcom()
     return out
 

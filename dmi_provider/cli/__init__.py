@@ -136,7 +136,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         sections = sync(config, SyncOptions(args.section, args.force, args.dry_run, args.parallel, say,
                                             record=not args.no_history, db=args.db, redact=redact))
     outcomes = [o for s in sections for o in s.outcomes]
-    failed = [o for o in outcomes if o.status == "failed"]
+    failed = [o for o in outcomes if o.status in ("failed", "rejected", "quarantined")]
     unrecorded = [s for s in sections if s.history_error]
     for where, why in dict.fromkeys((s.history_db, s.history_error) for s in unrecorded):  # once per database
         print(f"dmi sync: history not recorded in {where}: {why}", file=sys.stderr)
@@ -151,7 +151,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 print(f"{outcome.status}: {outcome.source} -> {outcome.target} {outcome.target_digest or ''}"
                       f"{f' ({outcome.error})' if outcome.error else ''}".rstrip() + note)
         counts = {status: sum(1 for o in outcomes if o.status == status)
-                  for status in ("copied", "unchanged", "dry-run", "failed")}
+                  for status in ("copied", "unchanged", "dry-run", "failed", "rejected", "quarantined")}
         copied = sum(o.bytes_transferred for o in outcomes)
         print(f"{len(outcomes)} image(s) in {len(sections)} section(s): "
               + ", ".join(f"{n} {status}" for status, n in counts.items() if n)

@@ -13,7 +13,7 @@ from dmi_provider.cli.common import EXIT_BAD_INPUT, log_to_stderr, peak_rss_mib,
 from dmi_provider.errors import DmiError
 from dmi_provider.hints import Words, hint
 from dmi_provider.registry.auth import Credentials
-from dmi_provider.spec import MirrorSpec
+from dmi_provider.spec import MirrorSpec, VerifySpec
 
 if TYPE_CHECKING:
     from dmi_provider.registry.network import Network
@@ -72,12 +72,31 @@ def _copy_spec(args: argparse.Namespace, src: Reference, dst: Reference, insecur
     from dmi_provider.spec import BudgetSpec, EngineSpec, SelectionSpec, SourceSpec, TargetSpec, TransferSpec
 
     return MirrorSpec(
-        section="dmi copy", source=SourceSpec(registry=src.registry, repository=src.repository),
+        section="dmi copy", verify=_verify_spec(args),
+        source=SourceSpec(registry=src.registry, repository=src.repository),
         target=TargetSpec(kind="registry", registry=dst.registry, repository=dst.repository),
         selection=SelectionSpec(platforms=tuple(args.platform),
                                 referrers=ReferrerFilter(enabled=not args.no_referrers)),
         transfer=TransferSpec(insecure_registries=tuple(insecure)), budget=BudgetSpec(pull_reserve=args.pull_reserve),
         engine=EngineSpec(name=args.engine, docker_url=args.docker_url))
+
+
+def _verify_spec(args: argparse.Namespace) -> VerifySpec:
+    """--verify-key and its friends as the section keys they stand for; a bad one is a ValueError."""
+    from dmi_provider.config_verify import verify_annotations, verify_attestations, verify_keys
+
+    if not args.verify_key:
+        if args.verify_attestation or args.verify_annotation or args.quarantine:
+            raise ValueError("--verify-attestation, --verify-annotation and --quarantine need --verify-key")
+        return VerifySpec()
+    try:
+        keys = verify_keys(" ".join(args.verify_key), Path.cwd())
+        attestations = verify_attestations(" ".join(args.verify_attestation), Path.cwd())
+        annotations = verify_annotations(",".join(args.verify_annotation), Path.cwd())
+    except ValueError as exc:
+        raise ValueError(f"--verify-key: {exc}") from None
+    return VerifySpec("attestations" if attestations else "signature", keys, attestations, annotations,
+                      "quarantine" if args.quarantine else "fail", args.quarantine)
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
@@ -97,11 +116,12 @@ def cmd_copy(args: argparse.Namespace) -> int:
                                                  (dst, args.dst_proxy, args.dst_ca_bundle, "dst"))}
         creds = {ref.registry: _credentials(value, what)
                  for ref, value, what in ((src, args.src_creds, "src"), (dst, args.dst_creds, "dst"))}
+        spec = _copy_spec(args, src, dst, insecure)
     except (InvalidReference, ValueError, DmiError) as exc:
         print(f"dmi copy: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     log_to_stderr(logging.WARNING if args.quiet else logging.INFO)
-    run = MirrorRun(_copy_spec(args, src, dst, insecure), [(_ref_part(src), _ref_part(dst))],
+    run = MirrorRun(spec, [(_ref_part(src), _ref_part(dst))],
                     RunHooks(say=logging.getLogger("dmi_provider.copy").info, max_pause=30.0),
                     target=FixedTarget(Endpoint(dst.registry, creds.get(dst.registry), networks[dst.registry])),
                     source=RegistryLogin(creds.get(src.registry), networks[src.registry]),
@@ -163,6 +183,16 @@ def copy_parser(sub: argparse._SubParsersAction) -> None:
                    help="registry (default): no daemon; docker: pull, tag and push through a Docker daemon")
     p.add_argument("--docker-url", help="the daemon for --engine docker (default $DOCKER_HOST, else the local "
                    "socket)")
+    p.add_argument("--verify-key", action="append", default=[], metavar="PEM",
+                   help="tag the target only if a cosign signature by this public key (repeatable: any one counts) "
+                   "verifies; else fail, the target tag untouched (see \"Verify before publish\")")
+    p.add_argument("--verify-attestation", action="append", default=[], metavar="TYPE",
+                   help="with --verify-key: an in-toto attestation of this predicate type (slsa, spdx, cyclonedx, "
+                   "vuln or a URI) signed by one of the keys must be there too (repeatable)")
+    p.add_argument("--verify-annotation", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --verify-key: a claim the signature must carry (cosign sign -a; repeatable)")
+    p.add_argument("--quarantine", metavar="REPOSITORY", help="with --verify-key: tag an image that does not "
+                   "verify in this repository of the target registry instead (still exits 1)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_copy)

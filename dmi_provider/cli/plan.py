@@ -43,6 +43,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   f"{row['target_digest'] or 'none'}{extra})")
             for what in row["referrers"]:
                 print(f"[{row['section']}]   + {what}")
+            if row.get("verify") and row["action"] == "copy":
+                print(f"[{row['section']}]   verify before tagging: {row['verify']}")
         for line in _budget_lines(rows):
             print(line)
     return 1 if any(row["action"] == "error" for row in rows) else 0
@@ -98,7 +100,7 @@ def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
             selection = run.resolve_tags()
             rows.append(base | {"action": "tags", "tags": [p[0] for p in run.pairs], "removed": selection.removed})
         repository = run.check_repository()
-        base |= {"cloud": run.target.cloud, "target_repository": repository.repository}
+        base |= {"cloud": run.target.cloud, "target_repository": repository.repository, "verify": _verify_text(spec)}
         for pair in run.pairs:
             rows.append(base | _plan_row(run, pair, repository.note if not repository.exists else ""))
     except Exception as exc:  # one section's failure is its line; --debug shows the traceback
@@ -109,6 +111,22 @@ def _plan_section(spec: MirrorSpec, config: MirrorConfig) -> list[dict]:
     finally:
         run.close()
     return rows
+
+
+def _verify_text(spec: MirrorSpec) -> str | None:
+    """What a copy of the section must carry before its tag is written (its keys read: a missing one shows)."""
+    from dmi_provider.pipeline import gate_for
+
+    gate = gate_for(spec)
+    if gate is None:
+        return None
+    policy, v = gate.policy, spec.verify
+    text = f"a signature by one of {', '.join(k.fingerprint[:19] + '…' for k in policy.keys)}"
+    if v.mode == "attestations":
+        text += f", attestations {', '.join(v.attestations) or '(any one)'}"
+    if v.annotations:
+        text += f", annotations {', '.join(f'{k}={val}' for k, val in v.annotations)}"
+    return text + (f"; else quarantined in {gate.quarantine}" if gate.quarantine else "; else not published")
 
 
 def _plan_row(run: MirrorRun, pair: tuple[str, str], note: str) -> dict:

@@ -16,6 +16,7 @@ from dmi_provider.hooks.connections import RegistryLogin
 from dmi_provider.registry.budget import Ledger, PullBudget
 from dmi_provider.registry.client import HostSettings, RetryPolicy
 from dmi_provider.registry.copy import ClientPool, Copier, CopyResult, Plan
+from dmi_provider.registry.gate import Gate
 from dmi_provider.registry.locations import BlobLocations, default_cache_path
 from dmi_provider.registry.pool import SharedClients, plain_http
 from dmi_provider.registry.reference import Reference
@@ -65,6 +66,7 @@ class EngineSetup:
     spec: MirrorSpec = field(default_factory=MirrorSpec)
     hooks: RunHooks = field(default_factory=RunHooks)
     tuning: Tuning = field(default_factory=Tuning)
+    gate: Gate | None = None  # verify: the target tag only for what verifies (registry/gate.py)
 
     @property
     def budget(self) -> PullBudget:
@@ -110,5 +112,5 @@ def open_copier(setup: EngineSetup) -> Copier:
         locations = BlobLocations(default_cache_path() if tuning.blob_cache else None)
     return Copier(pool, workers=tuning.workers, progress=hooks.say, locations=locations, budget=setup.budget,
                   known=hooks.known or {}, referrers=setup.spec.selection.referrers, tag_lists=hooks.tag_lists,
-                  stall=stall)
+                  stall=stall, gate=setup.gate)
 

@@ -8,6 +8,7 @@ from functools import cached_property
 from dmi_provider.engines.base import EngineSetup, open_copier
 from dmi_provider.registry.copy import Copier, CopyResult, Plan
 from dmi_provider.registry.errors import RegistryError
+from dmi_provider.registry.gate import RejectedImage
 from dmi_provider.registry.reference import Reference
 
 
@@ -37,6 +38,8 @@ class RegistryEngine:
     def _transfer(self, plan: Plan) -> CopyResult:
         try:
             return self.copier.execute(plan)
+        except RejectedImage:
+            raise  # not published, whatever the tag holds
         except RegistryError:
             # An IMMUTABLE tag (ECR) refuses a re-push even of the digest it holds: that is success.
             held = None if plan.filtered else self.copier.target_digest(plan.target)

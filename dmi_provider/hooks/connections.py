@@ -97,6 +97,31 @@ def cloud_connection(conn_id: str, default: str, what: str) -> tuple[Any, dict] 
     return conn, extras
 
 
+def public_key_text(kind: str, ref: str) -> str:
+    """A verify key held by Airflow: a connection's extra `public_key`, else its password; or a variable."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    if kind == "variable":
+        from airflow.sdk import Variable
+
+        try:
+            return str(Variable.get(ref))
+        except (AirflowNotFoundException, KeyError):
+            raise DmiError(f"verify-keys: variable {ref!r} does not exist: create it with the public key's PEM "
+                           "text, or change verify-keys") from None
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = BaseHook.get_connection(ref)
+    except AirflowNotFoundException:
+        raise DmiError(f"verify-keys: connection {ref!r} does not exist: create it (the PEM text in its extra "
+                       "public_key, or its password), or change verify-keys") from None
+    text = _extras(conn, ref).get("public_key") or conn.password
+    if not text:
+        raise DmiError(f"verify-keys: connection {ref!r} holds no key: put the PEM text in its extra public_key")
+    return str(text)
+
+
 def network_from_extras(extras: dict, where: str) -> Network:
     proxy, ca_bundle, insecure = extras.get("proxy"), extras.get("ca_bundle"), extras.get("insecure", False)
     try:

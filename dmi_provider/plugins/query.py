@@ -123,6 +123,8 @@ def waiting_for_pulls(dag_ids: set[str]) -> dict[str, int]:
 _STEPS = {"pull": 1, "tag": 2, "ensure_repository": 3, "push": 4, "record": 5}  # plan_<lane>: 0
 
 
+FAILING = ("failed", "rejected", "quarantined")  # a state to look at: the image is not (newly) published
+
 def failed_task_links(rows: list[dict]) -> dict[int, str]:
     """For failed history rows: the UI address of the task that failed (its log), from Airflow's own task
     instances (the section's source pool names its lane: `plan_<lane>` and the group `<lane>`, whose instances
@@ -249,7 +251,7 @@ def state_view(user: BaseUser, ask: StateAsk) -> dict:
     params = {"section": ask.section or "", "sort": ask.sort or "", "dir": ask.dir}
     columns = [Column("Target", lambda r: r["target"], "target"), Column("Section", lambda r: r["section"], "section"),
                Column("Digest"), Column("Status", lambda r: r["last_status"], "status"),
-               Column(f"Last {RECENT_RUNS} runs", lambda r: sum(x["status"] == "failed"
+               Column(f"Last {RECENT_RUNS} runs", lambda r: sum(x["status"] in FAILING
                                                                 for x in recent.get(r["target"], ())), "failures"),
                Column("Last changed (UTC)", lambda r: r["last_changed"], "changed"),
                Column("Last run", lambda r: r["last_checked"], "checked"), Column("")]
@@ -259,7 +261,7 @@ def state_view(user: BaseUser, ask: StateAsk) -> dict:
         "title": "Image mirror: current state" + (f" of section {ask.section!r}" if ask.section else ""),
         "started": started(ask.triggered), "section": ask.section or "", "table": shown,
         "cards": {"images": sum(1 for r in found if r["last_digest"]),
-                  "failing": sum(1 for r in found if r["last_status"] == "failed"),
+                  "failing": sum(1 for r in found if r["last_status"] in FAILING),
                   "changed": sum(1 for r in found if r["last_changed"] and r["last_changed"] >= week_ago),
                   "bytes": totals["bytes"]},
         "budgets": [(registry, points[-1], waiting.get(registry, 0), budget_geometry(registry, points))

@@ -290,6 +290,14 @@ class RegistryClient:
         finally:
             r.close()
 
+    def read_blob(self, repo: str, digest: str, limit: int) -> bytes:
+        """A small blob whole (a signature payload); more than `limit` bytes is refused, never read on."""
+        with self.open_blob(repo, digest) as r:
+            body = read_capped(r, limit + 1)
+        if len(body) > limit:
+            raise RegistryError(f"{self.registry}/{repo}: blob {digest} is larger than {limit} bytes")
+        return body
+
     def upload_blob(self, repo: str, digest: str, size: int, chunks: Iterable[bytes], retry: bool = True,
                     location: str | None = None) -> None:
         """POST an upload (or use `location`, one a refused mount opened), then one streaming PUT ?digest=

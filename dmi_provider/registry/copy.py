@@ -10,17 +10,17 @@ One image, src -> dst (an `ImageCopy`, which holds both clients and both reposit
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dmi_provider.registry.blobs import STALL_TIMEOUT, BlobCopy, Moved, mib, outlast
 from dmi_provider.registry.budget import PullBudget, PullsShort
 from dmi_provider.registry.client import RegistryClient
-from dmi_provider.registry.errors import DigestMismatch, ManifestInvalid, PinMoved, RegistryError
+from dmi_provider.registry.errors import DigestMismatch, ManifestInvalid, PinMoved, RegistryError, sides
+from dmi_provider.registry.gate import Gate, RejectedImage, judge, quarantine_parts, subjects
 from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.registry.manifest import (
     INDEX_TYPES,
@@ -28,7 +28,9 @@ from dmi_provider.registry.manifest import (
     SOURCE_PLATFORMS,
     Descriptor,
     Manifest,
+    check_child,
     filter_index,
+    unique_blobs,
 )
 from dmi_provider.registry.plan import CopyResult, Plan
 from dmi_provider.registry.pool import ClientPool
@@ -57,6 +59,7 @@ class Copier:
     referrers: ReferrerFilter = field(default_factory=lambda: ReferrerFilter(enabled=False))
     tag_lists: TagListings = field(default_factory=TagListings)  # source listings
     stall: float = STALL_TIMEOUT  # stall-timeout: a blob transfer without progress this long is retried
+    gate: Gate | None = None  # verify: the target tag only for an image whose signatures verify (gate.py)
 
     def __post_init__(self) -> None:
         self.say = self.progress or log.info
@@ -80,19 +83,19 @@ class Copier:
              fetch: bool = True) -> Plan:
         """HEAD source and target; when they differ (or `force`) and `fetch`, GET and verify the manifests
         that must be written. Writes nothing."""
-        with _sides(src, dst):
+        with sides(src.registry, dst.registry):
             return self.image(src, dst).plan(platforms, force, fetch)
 
     def execute(self, plan: Plan) -> CopyResult:
         """Blobs, then child manifests by digest, then the top manifest by tag."""
         src, dst = parse_reference(plan.source), parse_reference(plan.target)
-        with _sides(src, dst):
+        with sides(src.registry, dst.registry):
             return self.image(src, dst).execute(plan)
 
     def target_digest(self, target: str) -> str | None:
         """What the target reference holds now (one HEAD), or None."""
         dst = parse_reference(target)
-        with _sides(None, dst):
+        with sides(None, dst.registry):
             head = self.pool.get(dst.registry).head_manifest(dst.repository, dst.ref)
         return head.digest if head else None
 
@@ -136,7 +139,7 @@ class ImageCopy:
             top = top or self._fetch([src_head.digest])[0]
             images, children, to_put, kept = self._collect(top, platforms)
             manifests = [*children, to_put]
-            blobs = _unique_blobs(images)
+            blobs = unique_blobs(images)
             subjects = ([] if filtering else [top.digest]) + [c.digest for c in (to_put.children or ())
                                                                if c.platform != "unknown/unknown"]
         if not fetch and src_head.media_type not in INDEX_TYPES:
@@ -251,7 +254,7 @@ class ImageCopy:
                 wanted.append(child)
         missing = self._fetch([c.digest for c in wanted])
         for child, manifest in zip(wanted, missing, strict=True):
-            _check_child(src, child, manifest)
+            check_child(str(src), child, manifest)
         return missing, missing, to_put, kept
 
     # -- writing -------------------------------------------------------------------------------------
@@ -261,6 +264,8 @@ class ImageCopy:
         before = (sc.transport.snapshot(), dc.transport.snapshot())
         self._bring_back(plan)
         result = plan.result()
+        gate = self.copier.gate
+        gated = gate is not None and gate.active and plan.image_changed
         if plan.image_changed:
             say(f"{src} -> {dst}: copying {plan.source_digest} ({plan.media_type}): {len(plan.blobs)} blobs, "
                 f"{mib(sum(b.size for b in plan.blobs))}")
@@ -270,10 +275,12 @@ class ImageCopy:
             *children, top = plan.manifests
             for child in children:
                 self._put(child.digest, child)
-            result.target_digest = self._put(dst.tag or top.digest, top)
+            # Verified first: by digest now, its tag only once its signatures (copied next) check out.
+            result.target_digest = self._put(top.digest if gated else dst.tag or top.digest, top)
             result.manifests_copied += len(plan.manifests)
-            say(f"{src} -> {dst}: copied {result.target_digest}: {result.blobs_copied} blobs copied "
-                f"({mib(result.bytes_transferred)}), {result.blobs_mounted} mounted, {result.blobs_skipped} skipped")
+            say(f"{src} -> {dst}: {'wrote (untagged until verified)' if gated else 'copied'} {result.target_digest}: "
+                f"{result.blobs_copied} blobs copied ({mib(result.bytes_transferred)}), {result.blobs_mounted} "
+                f"mounted, {result.blobs_skipped} skipped")
         else:
             result.target_digest = plan.target_digest
         unindexed: dict[str, list[tuple[Attached, Manifest]]] = {}  # subject -> referrers for its fallback index
@@ -283,6 +290,8 @@ class ImageCopy:
                 unindexed.setdefault(attached.subject, []).append((attached, last))
         for subject, written in unindexed.items():
             self._index_referrers(subject, written, result)
+        if gate is not None and gated:
+            self._publish(gate, plan, result)
         for side, counts in _requests(sc, dc, before).items():
             merged = Counter(result.requests.get(side, {})) + Counter(counts)
             result.requests[side] = dict(sorted(merged.items()))
@@ -304,10 +313,39 @@ class ImageCopy:
         for manifests in lists:
             manifests[:] = [found[m.digest] if m.aside else m for m in manifests]
 
-    def _put(self, ref: str, manifest: Manifest) -> str:
+    def _put(self, ref: str, manifest: Manifest, repo: str | None = None) -> str:
         """One manifest written, waiting out a target that restarts meanwhile (the plan just reached it)."""
         return outlast(self.dc.retry, self.copier.say, f"manifest {manifest.digest[:19]}",
-                       lambda: self.dc.put_manifest(self.dst.repository, ref, manifest))
+                       lambda: self.dc.put_manifest(repo or self.dst.repository, ref, manifest))
+
+    def _publish(self, gate: Gate, plan: Plan, result: CopyResult) -> None:
+        """The tag of a verified image; else the quarantine tag, or nothing, and RejectedImage."""
+        dst, say, top = self.dst, self.copier.say, plan.manifests[-1]
+        verdict = judge(self.dc, dst.repository, subjects(top, plan.filtered), gate.policy)
+        if verdict.ok:
+            result.target_digest = self._put(dst.tag or top.digest, top)
+            result.verified_by = verdict.verified_by
+            say(f"{dst}: verified (of {verdict.checked} signed item(s), accepted by {verdict.verified_by}): tagged")
+            return
+        missing = [w for w in result.warnings if " not copied: " in w]
+        if missing:  # what would verify may be among them: a later try copies them and looks again
+            raise RegistryError(f"{dst}: not verified ({verdict.reason}), and {len(missing)} referrer(s) were not "
+                                f"copied: {missing[0]}", retryable=True)
+        if gate.quarantine is None:
+            say(f"{dst}: rejected: {verdict.reason}; the target tag is left as it was")
+            raise RejectedImage(f"{verdict.reason}: not published (the target tag is left as it was)")
+        ref, (children, blobs) = dst.tag or top.digest, quarantine_parts(self.dc, dst.repository, top, plan.manifests)
+        self._blobs_to(gate.quarantine).run(blobs).check()
+        for manifest, at in [*((c, c.digest) for c in children), (top, ref)]:
+            self._put(at, manifest, gate.quarantine)
+        where = f"{self.dc.registry}/{gate.quarantine}:{ref}"
+        say(f"{dst}: quarantined at {where}: {verdict.reason}")
+        raise RejectedImage(f"{verdict.reason}: quarantined at {where} (the target tag is left as it was)",
+                            outcome="quarantined", quarantined_at=where)
+
+    def _blobs_to(self, repo: str) -> BlobCopy:  # within the target registry: mounted, not read again
+        c = self.copier
+        return BlobCopy(self.dc, self.dc, self.dst.repository, repo, c.locations, c.say, c.workers, False, c.stall)
 
     def _blobs(self, fresh: bool = False) -> BlobCopy:
         copier = self.copier
@@ -356,39 +394,7 @@ def _add(result: CopyResult, moved: Moved) -> None:
     moved.check()
 
 
-def _unique_blobs(images: list[Manifest]) -> list[Descriptor]:
-    seen: dict[str, Descriptor] = {}
-    for image in images:
-        for blob in image.blobs:
-            seen.setdefault(blob.digest, blob)
-    return list(seen.values())
-
-
-def _check_child(src: Reference, child: Descriptor, manifest: Manifest) -> None:
-    """The child must be what its index says: an image manifest of the announced type and size."""
-    if manifest.is_index:
-        raise ManifestInvalid(f"{src}: child {child.digest} is an index (nested indexes are not supported)")
-    if child.media_type and manifest.media_type != child.media_type:
-        raise ManifestInvalid(f"{src}: child {child.digest} is {manifest.media_type}, its index says "
-                              f"{child.media_type}")
-    if len(manifest.raw) != child.size:
-        raise ManifestInvalid(f"{src}: child {child.digest} has {len(manifest.raw)} bytes, its index says "
-                              f"{child.size}")
-
-
 def _requests(sc: RegistryClient, dc: RegistryClient, before: tuple[Counter, Counter]) -> dict[str, dict[str, int]]:
     source = sc.transport.snapshot() - before[0]
     target = dc.transport.snapshot() - before[1] if dc is not sc else Counter()
     return {"source": dict(sorted(source.items())), "target": dict(sorted(target.items()))}
-
-
-@contextlib.contextmanager
-def _sides(src: Reference | None, dst: Reference) -> Iterator[None]:
-    """Errors leave a copy saying which side they met: the registry's host tells, unless both are one."""
-    try:
-        yield
-    except RegistryError as error:
-        if error.side is None and error.registry and (src is None or src.registry != dst.registry):
-            error.side = ("source" if src is not None and error.registry == src.registry else
-                          "target" if error.registry == dst.registry else None)
-        raise

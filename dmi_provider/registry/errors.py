@@ -4,8 +4,10 @@ config.ini) is the caller's to say (dmi_provider/hints.py), from the error's typ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 
 from dmi_provider.errors import DmiError
 
@@ -138,3 +140,14 @@ def registry_error_text(body: bytes) -> tuple[str | None, str]:
     if detail and not isinstance(detail, (dict, list)):
         message = f"{message} ({detail})" if message else str(detail)
     return (str(code) if code else None), message[:500]
+
+
+@contextlib.contextmanager
+def sides(src: str | None, dst: str) -> Iterator[None]:
+    """Errors leave a copy saying which side they met: the registry's host tells, unless both are one."""
+    try:
+        yield
+    except RegistryError as error:
+        if error.side is None and error.registry and src != dst:
+            error.side = ("source" if error.registry == src else "target" if error.registry == dst else None)
+        raise

@@ -194,3 +194,23 @@ def filter_index(index: Manifest, platforms: tuple[str, ...]) -> tuple[Manifest,
     raw = json.dumps(data, indent=3).encode()
     filtered = Manifest.parse(raw, index.media_type)
     return filtered, filtered.children
+
+
+def unique_blobs(images: list[Manifest]) -> list[Descriptor]:
+    seen: dict[str, Descriptor] = {}
+    for image in images:
+        for blob in image.blobs:
+            seen.setdefault(blob.digest, blob)
+    return list(seen.values())
+
+
+def check_child(src: str, child: Descriptor, manifest: Manifest) -> None:
+    """The child must be what its index says: an image manifest of the announced type and size."""
+    if manifest.is_index:
+        raise ManifestInvalid(f"{src}: child {child.digest} is an index (nested indexes are not supported)")
+    if child.media_type and manifest.media_type != child.media_type:
+        raise ManifestInvalid(f"{src}: child {child.digest} is {manifest.media_type}, its index says "
+                              f"{child.media_type}")
+    if len(manifest.raw) != child.size:
+        raise ManifestInvalid(f"{src}: child {child.digest} has {len(manifest.raw)} bytes, its index says "
+                              f"{child.size}")

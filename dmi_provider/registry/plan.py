@@ -15,7 +15,7 @@ XCOM_MANIFEST_BYTES = 1 << 20  # manifest bytes one plan carries through XCom; t
 class CopyResult:
     source: str
     target: str
-    status: str  # copied | unchanged | dry-run
+    status: str  # copied | unchanged | dry-run | rejected | quarantined (verify)
     source_digest: str
     target_digest: str | None
     media_type: str
@@ -35,6 +35,8 @@ class CopyResult:
     referrers_copied: int = 0  # signatures, attestations, SBOMs … written with the image
     warnings: list[str] = field(default_factory=list)  # what was skipped, never failing the image
     duration: float = 0.0
+    verified_by: str | None = None  # verify: the fingerprints of the keys whose signatures were accepted
+    reason: str | None = None  # rejected or quarantined: why, in one line
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Columns added after version 1, as (table, column, SQL type): added in place to an older database.
 ADDED_IN_2 = (("dmi_mirror_history", "ratelimit_limit", "INTEGER"),
               ("dmi_mirror_history", "ratelimit_source", "VARCHAR(100)"),
@@ -16,6 +16,7 @@ ADDED_IN_2 = (("dmi_mirror_history", "ratelimit_limit", "INTEGER"),
               ("dmi_mirror_history", "warnings", "TEXT"))
 ADDED_IN_3 = (("dmi_mirror_history", "target_kind", "VARCHAR(20)"),
               ("dmi_mirror_state", "target_kind", "VARCHAR(20)"))
+ADDED_IN_4 = (("dmi_mirror_history", "verified_by", "TEXT"),)
 
 
 class Base(DeclarativeBase):
@@ -42,7 +43,7 @@ class MirrorHistory(Base):
     source_digest: Mapped[str | None] = mapped_column(String(100))
     target_digest: Mapped[str | None] = mapped_column(String(100))
     platforms: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(20))  # copied | unchanged | failed | dry-run
+    status: Mapped[str] = mapped_column(String(20))  # copied | unchanged | failed | dry-run | rejected | quarantined
     error: Mapped[str | None] = mapped_column(Text)
     bytes_transferred: Mapped[int] = mapped_column(BigInteger, default=0)
     blobs_copied: Mapped[int] = mapped_column(Integer, default=0)
@@ -55,6 +56,7 @@ class MirrorHistory(Base):
     referrers_copied: Mapped[int | None] = mapped_column(Integer)  # signatures, SBOMs … written with the image
     warnings: Mapped[str | None] = mapped_column(Text)  # what was skipped without failing the image
     target_kind: Mapped[str | None] = mapped_column(String(20))  # ecr, gar, acr, registry (None: before schema 3)
+    verified_by: Mapped[str | None] = mapped_column(Text)  # the fingerprints of the keys that verified it (verify)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

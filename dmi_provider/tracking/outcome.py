@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import overload
 
-STATUSES = ("copied", "unchanged", "failed", "dry-run")
+# rejected: its signatures or attestations did not verify (verify), the target tag untouched; quarantined: so,
+# and tagged in the quarantine repository instead.
+STATUSES = ("copied", "unchanged", "failed", "dry-run", "rejected", "quarantined")
 
 
 @dataclass
@@ -36,6 +38,7 @@ class MirrorOutcome:
     referrers_copied: int = 0
     warnings: str | None = None
     target_kind: str | None = None  # ecr, gar, acr, registry
+    verified_by: str | None = None  # verify: the fingerprints of the keys whose signatures were accepted
     started_at: datetime | None = None
     finished_at: datetime | None = None
 

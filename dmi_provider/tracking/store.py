@@ -20,6 +20,7 @@ from dmi_provider.tracking.database import TrackingError, busy_timeout, open_eng
 from dmi_provider.tracking.models import (
     ADDED_IN_2,
     ADDED_IN_3,
+    ADDED_IN_4,
     SCHEMA_VERSION,
     Base,
     MirrorHistory,
@@ -38,7 +39,7 @@ def _upgrade(conn: Connection, found: int) -> None:
     """Bring an older database to this schema in place: columns are only ever added, rows kept."""
     have = {(t, c["name"]) for t in ("dmi_mirror_history", "dmi_mirror_state")
             for c in inspect(conn).get_columns(t)}
-    added = (ADDED_IN_2 if found < 2 else ()) + (ADDED_IN_3 if found < 3 else ())
+    added = (ADDED_IN_2 if found < 2 else ()) + (ADDED_IN_3 if found < 3 else ()) + (ADDED_IN_4 if found < 4 else ())
     for table, column, sql_type in added:
         if (table, column) not in have:
             conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
@@ -63,7 +64,7 @@ def _update_state(session: Session, outcome: MirrorOutcome, now: datetime, state
     state.source, state.dag_id, state.section = outcome.source, outcome.dag_id, outcome.section
     state.target_kind = outcome.target_kind or state.target_kind
     state.last_status, state.last_run_id, state.last_checked = outcome.status, outcome.run_id, now
-    digest = outcome.target_digest if outcome.status != "failed" else None
+    digest = outcome.target_digest if outcome.status in ("copied", "unchanged") else None
     if digest:
         if state.first_mirrored is None:
             state.first_mirrored = now

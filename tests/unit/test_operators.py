@@ -209,3 +209,23 @@ def test_a_retried_record_task_writes_each_row_once(group):
     _out, ti, _events = run(ops, ["pull", "tag", "ensure", "push", "record"])
     run(ops, ["record"], ti=ti)  # Airflow runs record again (a retry, or "clear task")
     assert sorted(r["status"] for r in store.history()) == ["copied", "unchanged"]
+
+
+def test_an_image_that_does_not_verify_fails_its_group_records_quarantined_and_sends_no_event(group):
+    # Issue 27: the push of tag 1 is refused by verification; tag 2 (unchanged) is kept; the record task writes
+    # the quarantined row with its reason and sends no Asset event for it.
+    from dmi_provider.registry.gate import RejectedImage
+
+    ops, store = group
+    FakeEngine.fail = RejectedImage("no signature by any of verify-keys for sha256:…: quarantined at "
+                                    "fake.example:5000/quarantine/istio/proxyv2:1", outcome="quarantined")
+    FakeEngine.fail_on = ":1"
+    out, _ti, events = run(ops, ["pull", "tag", "ensure", "push", "record"])
+    assert isinstance(out["push"], AirflowFailException)  # not retried: the same bytes fail again
+    assert "quarantined at fake.example:5000/quarantine/istio/proxyv2:1" in str(out["push"])
+    assert isinstance(out["record"], AirflowFailException)
+    rows = {r["target"].rsplit(":", 1)[1]: r for r in store.history()}
+    assert rows["1"]["status"] == "quarantined" and "no signature by any of verify-keys" in rows["1"]["error"]
+    assert rows["1"]["target_digest"] is None
+    assert rows["stable"]["status"] == "unchanged"
+    assert not any(e.added for e in events.values())

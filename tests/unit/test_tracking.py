@@ -76,7 +76,7 @@ def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
     db.commit()
     db.close()
     url = f"sqlite:///{path}"
-    with pytest.raises(RuntimeError, match="has schema 1, older than this DMI's 3: the next mirror task"):
+    with pytest.raises(RuntimeError, match="has schema 1, older than this DMI's 4: the next mirror task"):
         TrackingStore(url, read_only=True).history()
     store = TrackingStore(url)
     store.record(MirrorOutcome("d", "r2", "s", "docker.io/a:1", "ecr/a:1", "unchanged", ratelimit_remaining=40,

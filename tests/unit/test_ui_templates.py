@@ -42,11 +42,12 @@ def test_every_page_escapes_a_hostile_section_and_tag(tmp_path):
     url = f"sqlite:///{tmp_path / 'ui.db'}"
     store = TrackingStore(url)
     at = datetime(2026, 11, 20, 8, tzinfo=UTC)
-    for n, status in enumerate(("copied", "failed")):
+    for n, status in enumerate(("copied", "failed", "quarantined")):
         store.record(MirrorOutcome("dmi_mirror", f"manual__{SECTION}{n}", SECTION, f"hub.example/x/y:{SECTION}",
                                    TARGET, status, target_digest="sha256:" + "a" * 64 if n == 0 else None,
-                                   error=ERROR if status == "failed" else None, ratelimit_remaining=9,
-                                   ratelimit_limit=10, ratelimit_source=SECTION, blobs_copied=1, finished_at=at))
+                                   error=ERROR if status != "copied" else None, ratelimit_remaining=9,
+                                   ratelimit_limit=10, ratelimit_source=SECTION, blobs_copied=1, finished_at=at,
+                                   verified_by="SHA256:" + SECTION if n == 0 else None))
     store.close()
     env = {"PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(tmp_path / "home"), "AIRFLOW_CONN_DMI_TRACKING": url,
            "DMI_CONFIG": str(tmp_path / "none.ini")}
@@ -67,6 +68,10 @@ def test_every_page_escapes_a_hostile_section_and_tag(tmp_path):
     assert f'value="{escaped_section}"' in pages["state of the section"]  # the filter keeps the hostile value
     assert "<a href=\"./?section=%3Cscript%3E" in pages["state"]  # links carry it quoted
     assert "You may not start runs of " + escaped_section in pages["forbidden"]
+    # verify (issue 27): the verified badge names the key, a quarantined image shows as such
+    assert f'<span class="badge verified" title="verified: signed by SHA256:{escaped_section}">verified</span>' \
+        in pages["history"]
+    assert '<span class="quarantined">quarantined</span>' in pages["history"]
 
 
 def test_the_charts_escape_what_they_label():
