@@ -89,6 +89,9 @@ def _verify_spec(args: argparse.Namespace) -> VerifySpec:
         if args.verify_attestation or args.verify_annotation or args.quarantine:
             raise ValueError("--verify-attestation, --verify-annotation and --quarantine need --verify-key")
         return VerifySpec()
+    if args.engine == "docker" or args.no_referrers:
+        raise ValueError("--verify-key needs the registry engine and the signatures copied with the image: drop "
+                         f"{'--engine docker' if args.engine == 'docker' else '--no-referrers'}")
     try:
         keys = verify_keys(" ".join(args.verify_key), Path.cwd())
         attestations = verify_attestations(" ".join(args.verify_attestation), Path.cwd())

@@ -8,6 +8,7 @@ from __future__ import annotations
 from importlib import import_module
 
 from dmi_provider.engines.base import Engine, EngineSetup, RunHooks, Tuning
+from dmi_provider.errors import DmiError
 
 ENGINES = {
     "registry": "dmi_provider.engines.registry:RegistryEngine",
@@ -20,6 +21,9 @@ def make_engine(name: str, setup: EngineSetup) -> Engine:
         module, _, cls = ENGINES[name].partition(":")
     except KeyError:
         raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}") from None
+    if name != "registry" and setup.gate is not None and setup.gate.active:
+        # Only the registry engine writes the tag after verifying: another would publish unverified images.
+        raise DmiError(f"verify needs engine = registry, not {name}", retryable=False)
     return getattr(import_module(module), cls)(setup)
 
 

@@ -292,6 +292,8 @@ def test_dmi_copy_verifies_with_verify_key_and_dmi_plan_says_what_it_will_check(
     assert client.get_manifest(f"{ns}/no", "1").status_code == 404
     private = dmi(*base, f"{host}/{ns}/no:1", "--verify-key", str(tmp_path / "cosign.key"))
     assert private.returncode == 2 and "this is a private key" in private.stderr
+    daemon = dmi(*base, f"{host}/{ns}/no:1", "--verify-key", str(tmp_path / "cosign.pub"), "--engine", "docker")
+    assert daemon.returncode == 2 and "--verify-key needs the registry engine" in daemon.stderr
     done = dmi(*base, f"{host}/{ns}/yes:1", "--verify-key", str(tmp_path / "other.pub"), "--verify-key",
                str(tmp_path / "cosign.pub"))
     assert done.returncode == 0, done.stderr[-2000:]
@@ -339,3 +341,42 @@ def test_verification_costs_no_source_request(proxy_factory, open_registry, fact
     assert counts["verified"][0] == [(m, p) for m, p in counts["plain"][0]]  # the same requests at the source
     extra = counts["verified"][1] - counts["plain"][1]
     assert 0 < extra <= 8  # at the target: .sig, .att, the fallback index, the two payload blobs, the tag's PUT
+
+
+def test_through_the_dag_one_image_published_one_quarantined(airflow_env, open_registry, factory, tmp_path):
+    from dmi_provider.tracking.store import TrackingStore
+
+    ns, trusted = f"vdag{next(_ns)}", Signer()
+    client, good, bad = rig_client(open_registry), factory.image(), factory.image()
+    signed(client, f"{ns}/good", good, trusted)
+    signed(client, f"{ns}/bad", bad, Signer())
+    (tmp_path / "cosign.pub").write_bytes(pem(trusted))
+    config = _config(tmp_path / "config.ini", f"""
+        [DEFAULT]
+        refresh = 1w
+        source-registry = {open_registry.host}
+        target = registry
+        target-registry = {open_registry.host}
+        insecure-registries = {open_registry.host}
+        tag = 1
+        project = dagmirror
+        verify = signature
+        verify-keys = cosign.pub
+        on-verify-failure = quarantine
+
+        [good]
+        image = {ns}/good
+
+        [bad]
+        image = {ns}/bad
+    """)
+    db = tmp_path / "tracking.db"
+    run = airflow_env.run("dmi_mirror", config, env={"DB_PATH": str(db), "DMI_CACHE_DIR": str(tmp_path)})
+    assert run["state"] == "failed", run["log"][-5000:]  # the quarantined image's group fails the run
+    assert client.get_manifest(f"dagmirror/{ns}/good", "1").content == good.manifest
+    assert client.get_manifest(f"dagmirror/{ns}/bad", "1").status_code == 404
+    assert client.get_manifest(f"quarantine/dagmirror/{ns}/bad", "1").content == bad.manifest
+    rows = {r["section"]: r for r in TrackingStore(f"sqlite:///{db}").history()}
+    assert rows["good"]["status"] == "copied" and rows["good"]["verified_by"] == load_key("k", pem(trusted)).fingerprint
+    assert rows["bad"]["status"] == "quarantined" and "signed by another key" in rows["bad"]["error"]
+    assert "section 'bad': RejectedImage: " in run["log"]  # the push task's one line
