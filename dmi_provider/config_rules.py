@@ -136,6 +136,15 @@ def verify_rules(sec: Section) -> None:
         sec.bad("verify-attestations", "applies only with verify = attestations")
     if "quarantine-repository" in sec.own and sec.get("on-verify-failure") != "quarantine":
         sec.bad("quarantine-repository", "applies only with on-verify-failure = quarantine")
+    quarantine = (sec.get("quarantine-repository") or "").strip("/")
+    if quarantine and quarantine in (sec.get("target-repository"), _project_image(sec)):
+        sec.bad("quarantine-repository", "is the target repository: an image that does not verify would get the "
+                                         "very tag it is kept from; name another repository")
+
+
+def _project_image(sec: Section) -> str:
+    project, image = (sec.raw.get("project") or "").strip("/ "), (sec.raw.get("image") or "").strip("/ ")
+    return f"{project}/{image}" if project and image else ""
 
 
 SOURCE_HOSTS = {"ecr": "the ECR host, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com",

@@ -29,6 +29,7 @@ from dmi_provider.config import MirrorConfig, lane_of
 from dmi_provider.errors import DmiError
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tags import describe_filter
+from dmi_provider.tracking.outcome import STATUSES
 
 
 def _schedule(spec: MirrorSpec) -> str:
@@ -205,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("history", help="the mirror history (or --state: the current state) as a table")
     p.add_argument("--image", help="only targets or sources containing this text")
-    p.add_argument("--status", choices=("copied", "unchanged", "failed", "dry-run"))
+    p.add_argument("--status", choices=STATUSES)
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--state", action="store_true", help="one row per target: digest, first mirrored, last changed")
     p.add_argument("--db", help="SQLAlchemy URL of the tracking database (default: the dmi_tracking connection, "

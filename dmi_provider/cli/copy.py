@@ -72,7 +72,7 @@ def _copy_spec(args: argparse.Namespace, src: Reference, dst: Reference, insecur
     from dmi_provider.spec import BudgetSpec, EngineSpec, SelectionSpec, SourceSpec, TargetSpec, TransferSpec
 
     return MirrorSpec(
-        section="dmi copy", verify=_verify_spec(args),
+        section="dmi copy", verify=_verify_spec(args, dst),
         source=SourceSpec(registry=src.registry, repository=src.repository),
         target=TargetSpec(kind="registry", registry=dst.registry, repository=dst.repository),
         selection=SelectionSpec(platforms=tuple(args.platform),
@@ -81,14 +81,17 @@ def _copy_spec(args: argparse.Namespace, src: Reference, dst: Reference, insecur
         engine=EngineSpec(name=args.engine, docker_url=args.docker_url))
 
 
-def _verify_spec(args: argparse.Namespace) -> VerifySpec:
+def _verify_spec(args: argparse.Namespace, dst: Reference) -> VerifySpec:
     """--verify-key and its friends as the section keys they stand for; a bad one is a ValueError."""
     from dmi_provider.config_verify import verify_annotations, verify_attestations, verify_keys
+    from dmi_provider.registry.reference import check_path
 
     if not args.verify_key:
         if args.verify_attestation or args.verify_annotation or args.quarantine:
             raise ValueError("--verify-attestation, --verify-annotation and --quarantine need --verify-key")
         return VerifySpec()
+    if not dst.tag:
+        raise ValueError("--verify-key gates a tag: give DST a tag (a digest is published as soon as it is written)")
     if args.engine == "docker" or args.no_referrers:
         raise ValueError("--verify-key needs the registry engine and the signatures copied with the image: drop "
                          f"{'--engine docker' if args.engine == 'docker' else '--no-referrers'}")
@@ -98,8 +101,12 @@ def _verify_spec(args: argparse.Namespace) -> VerifySpec:
         annotations = verify_annotations(",".join(args.verify_annotation), Path.cwd())
     except ValueError as exc:
         raise ValueError(f"--verify-key: {exc}") from None
+    quarantine = check_path(args.quarantine.strip("/")) if args.quarantine else None
+    if quarantine and quarantine == dst.repository:
+        raise ValueError("--quarantine names the target repository: an image that does not verify would get the "
+                         "very tag it is kept from")
     return VerifySpec("attestations" if attestations else "signature", keys, attestations, annotations,
-                      "quarantine" if args.quarantine else "fail", args.quarantine)
+                      "quarantine" if quarantine else "fail", quarantine)
 
 
 def cmd_copy(args: argparse.Namespace) -> int:

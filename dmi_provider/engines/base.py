@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from dmi_provider.hooks.connections import RegistryLogin
@@ -112,5 +112,12 @@ def open_copier(setup: EngineSetup) -> Copier:
         locations = BlobLocations(default_cache_path() if tuning.blob_cache else None)
     return Copier(pool, workers=tuning.workers, progress=hooks.say, locations=locations, budget=setup.budget,
                   known=hooks.known or {}, referrers=setup.spec.selection.referrers, tag_lists=hooks.tag_lists,
-                  stall=stall, gate=setup.gate)
+                  stall=stall, gate=_namespaced(setup.gate, endpoint))
+
+
+def _namespaced(gate: Gate | None, endpoint: Endpoint) -> Gate | None:
+    """The quarantine repository where the target's are: under the endpoint's namespace (GAR's PROJECT/REPO)."""
+    if gate is None or not gate.quarantine or not endpoint.namespace:
+        return gate
+    return replace(gate, quarantine=f"{endpoint.namespace}/{gate.quarantine}")
 

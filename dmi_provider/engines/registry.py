@@ -41,6 +41,8 @@ class RegistryEngine:
         except RejectedImage:
             raise  # not published, whatever the tag holds
         except RegistryError:
+            if self.copier.gate is not None and self.copier.gate.active:
+                raise  # verify: "the tag already holds it" is no verdict; only what verified is published
             # An IMMUTABLE tag (ECR) refuses a re-push even of the digest it holds: that is success.
             held = None if plan.filtered else self.copier.target_digest(plan.target)
             if held is None or held != plan.source_digest:

@@ -106,7 +106,7 @@ def public_key_text(kind: str, ref: str) -> str:
 
         try:
             return str(Variable.get(ref))
-        except (AirflowNotFoundException, KeyError):
+        except Exception:  # the Task SDK says so with AirflowRuntimeError(VARIABLE_NOT_FOUND), older ones otherwise
             raise DmiError(f"verify-keys: variable {ref!r} does not exist: create it with the public key's PEM "
                            "text, or change verify-keys") from None
     from airflow.sdk import BaseHook

@@ -290,6 +290,11 @@ class RegistryClient:
         finally:
             r.close()
 
+    def delete_manifest(self, repo: str, digest: str) -> None:
+        """DELETE a manifest by digest (a registry may refuse: 405 UNSUPPORTED where deletion is off)."""
+        self.send(Call("DELETE", f"/v2/{repo}/manifests/{digest}", push_scope(repo), ok=(202, 200, 204),
+                       retry=False))
+
     def read_blob(self, repo: str, digest: str, limit: int) -> bytes:
         """A small blob whole (a signature payload); more than `limit` bytes is refused, never read on."""
         with self.open_blob(repo, digest) as r:

@@ -20,7 +20,7 @@ from dmi_provider.registry.blobs import STALL_TIMEOUT, BlobCopy, Moved, mib, out
 from dmi_provider.registry.budget import PullBudget, PullsShort
 from dmi_provider.registry.client import RegistryClient
 from dmi_provider.registry.errors import DigestMismatch, ManifestInvalid, PinMoved, RegistryError, sides
-from dmi_provider.registry.gate import Gate, RejectedImage, judge, quarantine_parts, subjects
+from dmi_provider.registry.gate import Gate, RejectedImage, judge, quarantine_parts, subjects, withdraw
 from dmi_provider.registry.locations import BlobLocations
 from dmi_provider.registry.manifest import (
     INDEX_TYPES,
@@ -332,20 +332,19 @@ class ImageCopy:
             raise RegistryError(f"{dst}: not verified ({verdict.reason}), and {len(missing)} referrer(s) were not "
                                 f"copied: {missing[0]}", retryable=True)
         if gate.quarantine is None:
+            withdraw(self.dc, dst.repository, plan.manifests, say)
             say(f"{dst}: rejected: {verdict.reason}; the target tag is left as it was")
             raise RejectedImage(f"{verdict.reason}: not published (the target tag is left as it was)")
         ref, (children, blobs) = dst.tag or top.digest, quarantine_parts(self.dc, dst.repository, top, plan.manifests)
-        self._blobs_to(gate.quarantine).run(blobs).check()
-        for manifest, at in [*((c, c.digest) for c in children), (top, ref)]:
+        c = self.copier  # the blobs from the target repository: mounted, not read again
+        BlobCopy(self.dc, self.dc, dst.repository, gate.quarantine, c.locations, say, c.workers).run(blobs).check()
+        for manifest, at in [*((m, m.digest) for m in children), (top, ref)]:
             self._put(at, manifest, gate.quarantine)
+        withdraw(self.dc, dst.repository, plan.manifests, say)
         where = f"{self.dc.registry}/{gate.quarantine}:{ref}"
         say(f"{dst}: quarantined at {where}: {verdict.reason}")
         raise RejectedImage(f"{verdict.reason}: quarantined at {where} (the target tag is left as it was)",
                             outcome="quarantined", quarantined_at=where)
-
-    def _blobs_to(self, repo: str) -> BlobCopy:  # within the target registry: mounted, not read again
-        c = self.copier
-        return BlobCopy(self.dc, self.dc, self.dst.repository, repo, c.locations, c.say, c.workers, False, c.stall)
 
     def _blobs(self, fresh: bool = False) -> BlobCopy:
         copier = self.copier

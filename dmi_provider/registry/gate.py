@@ -13,7 +13,7 @@ from dmi_provider.registry.errors import NotFound, RegistryError
 from dmi_provider.registry.manifest import Descriptor, Manifest, unique_blobs
 from dmi_provider.registry.referrers import fallback_tag
 from dmi_provider.verify import Evidence, Verdict, VerifyPolicy, evidence_from, verify
-from dmi_provider.verify.evidence import BUNDLE, DSSE, IN_TOTO, MAX_BLOB
+from dmi_provider.verify.evidence import BUNDLE, DSSE, IN_TOTO, MAX_BLOB, EvidenceError
 
 MAX_REFERRERS = 50  # signed referrers read per digest (each one GET at the target)
 
@@ -62,17 +62,34 @@ def evidence_at(dc: RegistryClient, repo: str, digest: str) -> Evidence:
         listed = list(index.children) if index is not None and index.is_index else []
     signed = [d for d in listed if _signed_type(d.artifact_type)][:MAX_REFERRERS]
     referrers = [dc.get_manifest(repo, d.digest).raw for d in signed]
-    blob: Callable[[str], bytes] = lambda d: dc.read_blob(repo, d, MAX_BLOB)  # noqa: E731
-    return evidence_from(sig.raw if sig else None, att.raw if att else None, referrers, blob)
+    return evidence_from(sig.raw if sig else None, att.raw if att else None, referrers, _reader(dc, repo))
+
+
+def _reader(dc: RegistryClient, repo: str) -> Callable[[str], bytes]:
+    """Blobs from the target; one it refuses for good (too large, gone) is that evidence refused, not the
+    copy failed: a source must not turn its own rejection into a failure that is never quarantined."""
+    def read(digest: str) -> bytes:
+        try:
+            return dc.read_blob(repo, digest, MAX_BLOB)
+        except RegistryError as exc:
+            if exc.retryable:
+                raise
+            raise EvidenceError(f"blob {digest}: {exc}") from None
+    return read
 
 
 def judge(dc: RegistryClient, repo: str, digests: list[str], policy: VerifyPolicy) -> Verdict:
     """Every digest must verify (the index's, or each kept platform's when a platform filter wrote a new
     index); the first that does not gives the reason."""
+    if not digests:  # fail closed: nothing to verify is nothing verified
+        return Verdict(False, "no image digest to verify (the index lists no platform)")
     keys: list[str] = []
     checked = 0
     for digest in digests:
-        verdict = verify(digest, evidence_at(dc, repo, digest), policy)
+        try:
+            verdict = verify(digest, evidence_at(dc, repo, digest), policy)
+        except EvidenceError as exc:  # a digest that is not sha256: nothing signs it the way cosign does
+            return Verdict(False, str(exc), None, checked)
         checked += verdict.checked
         if not verdict.ok:
             return Verdict(False, verdict.reason, None, checked)
@@ -96,3 +113,15 @@ def quarantine_parts(dc: RegistryClient, repo: str, top: Manifest, fetched: list
     images = [top] if not top.is_index else [known.get(c.digest) or dc.get_manifest(repo, c.digest)
                                                for c in top.children]
     return (images if top.is_index else []), unique_blobs(images)
+
+
+def withdraw(dc: RegistryClient, repo: str, written: list[Manifest], say: Callable[[str], None]) -> None:
+    """What a rejected copy wrote by digest, deleted again (the top first), so that the mirror does not serve
+    it to a pull by digest either; a registry that refuses deletion keeps it, untagged, and the log says so."""
+    for manifest in reversed(written):
+        try:
+            dc.delete_manifest(repo, manifest.digest)
+        except RegistryError as exc:
+            say(f"{dc.registry}/{repo}: warning: the rejected {manifest.digest} stays reachable by digest (the "
+                f"registry did not delete it: {exc})")
+            return

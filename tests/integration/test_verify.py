@@ -98,7 +98,7 @@ def test_an_image_that_does_not_verify_never_gets_the_tag(open_registry, factory
                 "unsigned": "no signature", "tampered": "changed after signing"}[case]
     assert expected in str(exc.value) and "not published" in str(exc.value)
     assert client.get_manifest(f"{ns}/dst", "1").status_code == 404  # no tag
-    assert client.get_manifest(f"{ns}/dst", artifact.digest).status_code == 200  # by digest only
+    assert client.get_manifest(f"{ns}/dst", artifact.digest).status_code == 404  # withdrawn: not by digest either
 
 
 def test_an_earlier_good_digest_under_the_tag_stays_when_the_new_one_is_rejected(open_registry, factory):
@@ -122,6 +122,7 @@ def test_a_rejected_image_is_tagged_in_the_quarantine_repository(open_registry, 
     assert exc.value.outcome == "quarantined"
     assert exc.value.quarantined_at == f"{open_registry.host}/quarantine/{ns}/dst:1"
     assert client.get_manifest(f"{ns}/dst", "1").status_code == 404
+    assert client.get_manifest(f"{ns}/dst", artifact.digest).status_code == 404
     assert client.get_manifest(f"quarantine/{ns}/dst", "1").content == artifact.manifest
     for blob in artifact.blobs:
         assert client.get_blob(f"quarantine/{ns}/dst", blob.digest) == blob.data
@@ -259,6 +260,13 @@ def test_bad_verify_settings_are_named_one_line_each(tmp_path):
         [pointless]
         image = e
         verify-attestations = slsa
+
+        [self-quarantine]
+        image = f
+        verify = signature
+        verify-keys = connection:k
+        on-verify-failure = quarantine
+        quarantine-repository = mirror/f
     """)
     done = dmi("validate", str(config))
     assert done.returncode == 2
@@ -270,6 +278,7 @@ def test_bad_verify_settings_are_named_one_line_each(tmp_path):
     assert "section 'daemon': verify = 'signature': needs engine = registry" in out
     assert "section 'pointless': verify-attestations = 'slsa': applies only with verify = signature or " \
            "attestations" in out
+    assert "section 'self-quarantine': quarantine-repository = 'mirror/f': is the target repository" in out
 
 
 def test_dmi_copy_verifies_with_verify_key_and_dmi_plan_says_what_it_will_check(open_registry, factory, tmp_path):
@@ -294,6 +303,8 @@ def test_dmi_copy_verifies_with_verify_key_and_dmi_plan_says_what_it_will_check(
     assert private.returncode == 2 and "this is a private key" in private.stderr
     daemon = dmi(*base, f"{host}/{ns}/no:1", "--verify-key", str(tmp_path / "cosign.pub"), "--engine", "docker")
     assert daemon.returncode == 2 and "--verify-key needs the registry engine" in daemon.stderr
+    by_digest = dmi(*base, f"{host}/{ns}/no@{artifact.digest}", "--verify-key", str(tmp_path / "cosign.pub"))
+    assert by_digest.returncode == 2 and "--verify-key gates a tag" in by_digest.stderr
     done = dmi(*base, f"{host}/{ns}/yes:1", "--verify-key", str(tmp_path / "other.pub"), "--verify-key",
                str(tmp_path / "cosign.pub"))
     assert done.returncode == 0, done.stderr[-2000:]

@@ -183,3 +183,16 @@ def test_budget_chart_and_headline_carry_their_numbers():
     assert 'data-remaining="88" data-waiting="2"' in line
     assert "<strong>docker.io</strong>: 88 of 100 pulls left for 192.0.2.1 (as of 2026-11-29 12:04 UTC); 2 images " \
         "waiting for pulls" in line
+
+
+def test_the_quarantine_repository_lives_where_the_target_repositories_do():
+    # GAR's repositories are PROJECT/REPOSITORY/<path>: the quarantine one too, else GAR refuses the writes.
+    from dmi_provider.engines.base import _namespaced
+    from dmi_provider.registry.gate import Gate
+    from dmi_provider.targets.base import Endpoint
+    from dmi_provider.verify import VerifyPolicy
+
+    gate = Gate(VerifyPolicy(), "quarantine/istio/proxyv2")
+    assert _namespaced(gate, Endpoint("europe-docker.pkg.dev", namespace="proj/mirror")).quarantine == \
+        "proj/mirror/quarantine/istio/proxyv2"  # type: ignore[union-attr]
+    assert _namespaced(gate, Endpoint("123.dkr.ecr.eu-west-1.amazonaws.com")) is gate
