@@ -20,7 +20,7 @@ from dmi_provider.registry.gate import Gate
 from dmi_provider.registry.locations import BlobLocations, default_cache_path
 from dmi_provider.registry.pool import SharedClients, plain_http
 from dmi_provider.registry.reference import Reference
-from dmi_provider.registry.referrers import TagListings
+from dmi_provider.registry.referrers import ReferrerFilter, TagListings
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.targets.base import Endpoint
 
@@ -111,8 +111,14 @@ def open_copier(setup: EngineSetup) -> Copier:
     else:
         locations = BlobLocations(default_cache_path() if tuning.blob_cache else None)
     return Copier(pool, workers=tuning.workers, progress=hooks.say, locations=locations, budget=setup.budget,
-                  known=hooks.known or {}, referrers=setup.spec.selection.referrers, tag_lists=hooks.tag_lists,
+                  known=hooks.known or {}, referrers=_referrers(setup), tag_lists=hooks.tag_lists,
                   stall=stall, gate=_namespaced(setup.gate, endpoint))
+
+
+def _referrers(setup: EngineSetup) -> ReferrerFilter:
+    """What travels; with verify, the signatures and attestations first under `referrers-max`."""
+    only = setup.spec.selection.referrers
+    return replace(only, first=("signature", "attestation")) if setup.gate and setup.gate.active else only
 
 
 def _namespaced(gate: Gate | None, endpoint: Endpoint) -> Gate | None:

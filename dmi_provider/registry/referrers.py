@@ -54,6 +54,7 @@ class ReferrerFilter:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     most: int = DEFAULT_MAX  # per subject, newest first (`referrers-max`): a flood of referrers is not copied
+    first: tuple[str, ...] = ()  # kinds kept before any other under `most` (what verify needs)
 
     def allows(self, artifact_type: str | None, kind: str | None = None) -> bool:
         kind = kind or kind_of(artifact_type)
@@ -154,7 +155,9 @@ class Finder:
         most = self.only.most
         if len(wanted) <= most:
             return wanted
-        order = sorted(range(len(wanted)), key=lambda i: (dict(wanted[i].annotations).get(CREATED) or "", -i),
+        first = self.only.first
+        order = sorted(range(len(wanted)), key=lambda i: (kind_of(wanted[i].artifact_type) in first,
+                                                          dict(wanted[i].annotations).get(CREATED) or "", -i),
                        reverse=True)
         self.warn(f"{len(wanted)} referrers of {subject}: the newest {most} travel, {len(wanted) - most} stay "
                   "behind (referrers-max)")

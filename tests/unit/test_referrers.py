@@ -48,3 +48,23 @@ def test_a_plan_never_sets_aside_the_manifests_dmi_made_and_one_too_large_leaves
     plan = Plan("s/a:1", "t/a:1", index.digest, None, OCI_INDEX, manifests=[big, small, filtered])
     carried = plan.to_dict(carried=1 << 20)
     assert [bool(m.get("aside")) for m in carried["manifests"]] == [True, False, False]
+
+
+def test_under_referrers_max_what_verify_needs_travels_first():
+    # Review of issue 27: daily vulnerability reports must not push the one signature out of referrers-max.
+    from dmi_provider.registry.manifest import Descriptor
+    from dmi_provider.registry.referrers import CREATED, Finder, ReferrerFilter
+
+    def referrer(kind: str, day: int) -> Descriptor:
+        return Descriptor("application/vnd.oci.image.manifest.v1+json", f"sha256:{day:064x}", 100,
+                          artifact_type=kind, annotations=((CREATED, f"2026-11-{day:02d}T00:00:00Z"),))
+
+    listed = [referrer("application/vnd.dev.sigstore.bundle.v0.3+json", 1)] + [
+        referrer("application/spdx+json", day) for day in range(2, 12)]
+    warned: list[str] = []
+    plain = Finder(None, None, "r", "r", None, ReferrerFilter(most=3), warned.append)  # type: ignore[arg-type]
+    assert listed[0] not in plain._newest("sha256:" + "f" * 64, listed)  # the newest three SBOMs only
+    gated = Finder(None, None, "r", "r", None, ReferrerFilter(most=3, first=("signature", "attestation")),
+                   warned.append)  # type: ignore[arg-type]
+    kept = gated._newest("sha256:" + "f" * 64, listed)
+    assert listed[0] in kept and len(kept) == 3
