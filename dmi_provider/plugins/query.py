@@ -134,7 +134,7 @@ def failed_task_links(rows: list[dict]) -> dict[int, str]:
     from airflow.utils.state import TaskInstanceState
     from sqlalchemy import or_, select
 
-    failed = [r for r in rows if r["status"] == "failed" and r.get("dag_id") and r.get("run_id")]
+    failed = [r for r in rows if r["status"] in FAILING and r.get("dag_id") and r.get("run_id")]
     if not failed:
         return {}
     runs = {(r["dag_id"], r["run_id"]) for r in failed}
@@ -289,7 +289,7 @@ def history_view(user: BaseUser, ask: HistoryAsk) -> dict:
         "chart": _runs_chart(dag_ids, ask.dag_id),
         "table": table(columns, found, "No history matches these filters.",
                        Paging(params, ask.sort or "finished", ask.dir, ask.page, path="history")),
-        "links": failed_task_links([r for r in found if r["status"] == "failed"][:500]),
+        "links": failed_task_links([r for r in found if r["status"] in FAILING][:500]),
     }
 
 
