@@ -146,7 +146,20 @@ class Finder:
         missing = [d for d in wanted if self.dc.head_manifest(self.dst_repo, d.digest) is None]
         if self.fetch is None:
             return [Attached(subject, f"referrer {d.artifact_type or d.media_type}", None) for d in missing]
-        return list(self._referrers(subject, [d.digest for d in missing]).values())
+        held = [d for d in wanted if d not in missing]
+        return list(self._referrers(subject, [d.digest for d in missing]).values()) + self._unindexed(subject, held)
+
+    def _unindexed(self, subject: str, held: list[Descriptor]) -> list[Attached]:
+        """Referrers the target holds but does not list (its fallback index failed to be written before): listed
+        again, from the target's own copies (no pull). A target with the referrers API lists them itself."""
+        if not held or self.dc.referrers(self.dst_repo, subject) is not None:
+            return []
+        try:
+            listed = {c.digest for c in self.dc.get_manifest(self.dst_repo, fallback_tag(subject)).children}
+        except NotFound:
+            listed = set()
+        return [Attached(subject, f"referrer {d.artifact_type or d.media_type} (listed again)", None,
+                         [self.dc.get_manifest(self.dst_repo, d.digest)]) for d in held if d.digest not in listed]
 
     def _newest(self, subject: str, wanted: list[Descriptor]) -> list[Descriptor]:
         """At most `referrers-max` of a subject's referrers: the newest by their `created` annotation, then

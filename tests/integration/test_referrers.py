@@ -300,3 +300,34 @@ def test_a_flood_of_referrers_brings_the_newest_referrers_max_fetched_in_one_cla
     assert sorted(e["digest"] for e in listed) == sorted(newest)
     for digest in newest:  # byte for byte
         assert raw(client, f"{ns}/b", digest) == raw(client, f"{ns}/app", digest)
+
+
+def test_a_fallback_index_that_failed_to_be_written_is_written_by_the_next_run(proxy_factory, open_registry):
+    # Review of issue 26: the referrer manifests were written but the target's fallback index was refused;
+    # the next run sees them unlisted and lists them (from the target's copies: no pull), instead of never.
+    from tests.rig.proxy import Fault
+
+    ns, factory = f"ref{next(_ns)}", ImageFactory(seed=36)
+    client = rig_client(open_registry)
+    image = factory.image()
+    for blob in image.blobs:
+        client.put_blob(f"{ns}/app", blob.data)
+    client.put_manifest(f"{ns}/app", "1", image.manifest, image.media_type)
+    sboms = [sbom(image.media_type, image.digest, len(image.manifest), name=f"n{i}") for i in range(2)]
+    for s in sboms:
+        put(client, f"{ns}/app", s.digest, s)
+    client.put_manifest(f"{ns}/app", tag_of(image.digest), referrers_index(sboms), OCI_INDEX)
+    source, target = proxy_factory(open_registry), proxy_factory(open_registry)
+    source.referrers_api = True
+    target.inject(Fault(method="PUT", path=f"/manifests/{tag_of(image.digest)}$", status=500, times=None))
+    src, dst = parse_reference(f"{source.host}/{ns}/app:1"), parse_reference(f"{target.host}/{ns}/b:1")
+    first = copier(source, target).copy(src, dst)
+    assert first.warnings and all("not copied" in w for w in first.warnings)
+    assert client.get_manifest(f"{ns}/b", tag_of(image.digest)).status_code == 404
+    target.reset()
+    pulls = source.count("GET", "manifest")
+    second = copier(source, target).copy(src, dst)
+    assert second.warnings == []
+    listed = json.loads(raw(client, f"{ns}/b", tag_of(image.digest)))["manifests"]
+    assert sorted(e["digest"] for e in listed) == sorted(s.digest for s in sboms)
+    assert source.count("GET", "manifest") == pulls  # listed again from the target's copies
