@@ -94,6 +94,9 @@ def test_an_image_that_does_not_verify_never_gets_the_tag(open_registry, factory
         copier(open_registry, gate(key if case != "tampered" else trusted)).copy(
             *refs(open_registry, f"{ns}/src", f"{ns}/dst"))
     assert exc.value.outcome == "rejected" and not exc.value.retryable
+    if case == "unsigned":  # the whole line, as the history row and the task log show it
+        assert str(exc.value) == (f"no signature for {artifact.digest}: none found (no cosign .sig, no signature "
+                                  "referrer): not published (the target tag is left as it was)")
     expected = {"wrong key": "signed by another key", "another digest": f"names {elsewhere.digest}",
                 "unsigned": "no signature", "tampered": "changed after signing"}[case]
     assert expected in str(exc.value) and "not published" in str(exc.value)
@@ -138,6 +141,15 @@ def test_attestations_must_be_there_and_signed(open_registry, factory):
     result = copier(open_registry, gate(signer, mode="attestations", attestations=("spdx",))).copy(
         *refs(open_registry, f"{ns}/src", f"{ns}/dst"))
     assert result.target_digest == artifact.digest
+    # Signed by the trusted key, attested by another: the attestation does not count.
+    put(client, f"{ns}/src", tag_of(artifact.digest, ".att"), attestation(Signer(), artifact.digest,
+                                                                           "https://slsa.dev/provenance/v1"))
+    with pytest.raises(RejectedImage) as exc:
+        copier(open_registry, gate(signer, mode="attestations", attestations=("slsa",))).copy(
+            *refs(open_registry, f"{ns}/src", f"{ns}/other"))
+    assert str(exc.value) == ("attestation https://slsa.dev/provenance/v1 missing (found: none); 1 of that type not "
+                              "accepted (cosign .att): signed by another key, or changed after signing: not "
+                              "published (the target tag is left as it was)")
 
 
 def test_a_multi_arch_image_verifies_the_index_and_a_filtered_one_each_platform(open_registry, factory):
