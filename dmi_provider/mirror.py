@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dmi_provider.registry.copy import CopyResult, Plan
+from dmi_provider.registry.plan import XCOM_MANIFEST_BYTES
 from dmi_provider.spec import MirrorSpec
 from dmi_provider.tracking.outcome import MirrorOutcome
 
@@ -32,8 +33,9 @@ class Pulled:
         return any(p.changed for p in self.plans)
 
     def to_xcom(self) -> dict:
+        room = [XCOM_MANIFEST_BYTES]  # for all the plans: a listed section's tags share one XCom value
         return {"target_host": self.target_host, "dry_run": self.dry_run, "changed": self.changed,
-                "plans": [p.to_dict() for p in self.plans]}
+                "plans": [p.to_dict(room) for p in self.plans]}
 
     @classmethod
     def from_xcom(cls, data: dict) -> Pulled:
@@ -49,9 +51,17 @@ class RunInfo:
     finished_at: datetime | None = None
 
 
-def manifests_to_xcom(fetched: dict[str, tuple[str, bytes]]) -> dict[str, list[str]]:
-    """Manifests already paid for, as JSON for a deferred task's kwargs: digest -> [media type, base64]."""
-    return {digest: [media_type, base64.b64encode(raw).decode()] for digest, (media_type, raw) in fetched.items()}
+def manifests_to_xcom(fetched: dict[str, tuple[str, bytes]], room: int = XCOM_MANIFEST_BYTES
+                      ) -> dict[str, list[str]]:
+    """Manifests already paid for, as JSON for a deferred task's kwargs: digest -> [media type, base64]; those
+    past `room` bytes in all are left out (the trigger's kwargs live in the metadata database): the resumed
+    task pays for them again."""
+    out = {}
+    for digest, (media_type, raw) in fetched.items():
+        if len(raw) <= room:
+            room -= len(raw)
+            out[digest] = [media_type, base64.b64encode(raw).decode()]
+    return out
 
 
 def manifests_from_xcom(data: dict | None) -> dict[str, tuple[str, bytes]]:

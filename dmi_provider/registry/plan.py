@@ -79,10 +79,11 @@ class Plan:
             source_pulls=self.source_pulls, warnings=list(self.warnings), duration=round(self.duration, 3),
         )
 
-    def to_dict(self, carried: int = XCOM_MANIFEST_BYTES) -> dict:
+    def to_dict(self, carried: int | list[int] = XCOM_MANIFEST_BYTES) -> dict:
         """JSON-safe data. Manifests travel whole while their bytes add up to `carried`, the image's first;
-        the rest go by digest only and are read again by the writer (a referrer manifest may be 4 MiB)."""
-        room = [carried]
+        the rest go by digest only and are read again by the writer (a referrer manifest may be 4 MiB).
+        `carried` as a one-item list is a room shared with other plans (one XCom value holds them all)."""
+        room = carried if isinstance(carried, list) else [carried]
 
         def fits(m: Manifest) -> bool:
             if m.annotation(SOURCE_DIGEST):  # made by DMI (a filtered or partial index): the source has it not

@@ -68,3 +68,31 @@ def test_under_referrers_max_what_verify_needs_travels_first():
                    warned.append)  # type: ignore[arg-type]
     kept = gated._newest("sha256:" + "f" * 64, listed)
     assert listed[0] in kept and len(kept) == 3
+
+
+def test_the_plans_of_one_xcom_value_share_its_manifest_room():
+    # Review of issue 26 item 3: a section listed by tags-* filters hands all its plans on in one XCom value.
+    import json
+
+    from dmi_provider.mirror import Pulled
+    from dmi_provider.registry.manifest import OCI_MANIFEST, Manifest
+    from dmi_provider.registry.plan import Plan
+
+    def image(n: int) -> Manifest:
+        body = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "annotations": {"pad": str(n) * 600_000},
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2,
+                           "digest": "sha256:" + "1" * 64}, "layers": []}
+        return Manifest.parse(json.dumps(body).encode(), OCI_MANIFEST)
+
+    plans = [Plan(f"s/a:{n}", f"t/a:{n}", image(n).digest, None, OCI_MANIFEST, manifests=[image(n)]) for n in range(3)]
+    carried = Pulled("t", False, plans).to_xcom()
+    assert [bool(p["manifests"][0].get("aside")) for p in carried["plans"]] == [False, True, True]
+
+
+def test_a_deferred_task_carries_at_most_the_xcom_room_of_manifests():
+    from dmi_provider.mirror import manifests_from_xcom, manifests_to_xcom
+
+    fetched = {f"sha256:{n:064x}": ("application/vnd.oci.image.manifest.v1+json", bytes([n]) * 700_000)
+               for n in range(3)}
+    kept = manifests_from_xcom(manifests_to_xcom(fetched))
+    assert list(kept) == [f"sha256:{0:064x}"] and kept[f"sha256:{0:064x}"] == fetched[f"sha256:{0:064x}"]
