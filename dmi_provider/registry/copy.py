@@ -1,11 +1,9 @@
 """Copy images between registries without a Docker daemon: digest-exact and thrifty.
 
-One image, src -> dst (an `ImageCopy`, which holds both clients and both repositories):
-1. HEAD source and target; equal digests -> nothing to do, and no manifest GET on the source.
-2. GET the top manifest by digest (and each child an index lists, unless the target has it already).
-3. Each blob once (blobs.py): HEAD at the target, else a cross-repository mount, else GET source
-   streamed into one PUT at the target with sha256 and size checked on the way (memory stays flat).
-4. Child manifests by digest, then the top manifest by tag, only once everything they reference exists.
+One image, src -> dst (an `ImageCopy`, holding both clients and repositories): 1. HEAD source and target;
+equal digests: nothing to do, no manifest GET. 2. GET the top manifest by digest (and each child the target
+lacks). 3. Each blob once (blobs.py): found, mounted, or streamed from the source into one PUT, checked on
+the way. 4. Child manifests by digest, then the top manifest by tag (with verify: once it verified, gate.py).
 """
 
 from __future__ import annotations
@@ -109,6 +107,7 @@ class ImageCopy:
     dst: Reference
     sc: RegistryClient
     dc: RegistryClient
+    held: bool = False  # verify: the target held the top manifest before this copy (a rejection leaves it)
 
     # -- planning ------------------------------------------------------------------------------------
     def plan(self, platforms: tuple[str, ...], force: bool, fetch: bool) -> Plan:
@@ -275,7 +274,8 @@ class ImageCopy:
             *children, top = plan.manifests
             for child in children:
                 self._put(child.digest, child)
-            # Verified first: by digest now, its tag only once its signatures (copied next) check out.
+            if gated:  # by digest now, its tag only once its signatures (copied next) check out
+                self.held = dc.head_manifest(dst.repository, top.digest) is not None
             result.target_digest = self._put(top.digest if gated else dst.tag or top.digest, top)
             result.manifests_copied += len(plan.manifests)
             say(f"{src} -> {dst}: {'wrote (untagged until verified)' if gated else 'copied'} {result.target_digest}: "
@@ -332,7 +332,7 @@ class ImageCopy:
             raise RegistryError(f"{dst}: not verified ({verdict.reason}), and {len(missing)} referrer(s) were not "
                                 f"copied: {missing[0]}", retryable=True)
         if gate.quarantine is None:
-            withdraw(self.dc, dst.repository, plan.manifests, say)
+            withdraw(self.dc, dst.repository, plan.manifests[:-1] if self.held else plan.manifests, say)
             say(f"{dst}: rejected: {verdict.reason}; the target tag is left as it was")
             raise RejectedImage(f"{verdict.reason}: not published (the target tag is left as it was)")
         ref, (children, blobs) = dst.tag or top.digest, quarantine_parts(self.dc, dst.repository, top, plan.manifests)
@@ -340,7 +340,7 @@ class ImageCopy:
         BlobCopy(self.dc, self.dc, dst.repository, gate.quarantine, c.locations, say, c.workers).run(blobs).check()
         for manifest, at in [*((m, m.digest) for m in children), (top, ref)]:
             self._put(at, manifest, gate.quarantine)
-        withdraw(self.dc, dst.repository, plan.manifests, say)
+        withdraw(self.dc, dst.repository, plan.manifests[:-1] if self.held else plan.manifests, say)
         where = f"{self.dc.registry}/{gate.quarantine}:{ref}"
         say(f"{dst}: quarantined at {where}: {verdict.reason}")
         raise RejectedImage(f"{verdict.reason}: quarantined at {where} (the target tag is left as it was)",

@@ -113,6 +113,12 @@ def test_an_earlier_good_digest_under_the_tag_stays_when_the_new_one_is_rejected
     with pytest.raises(RejectedImage, match="no signature"):
         copier(open_registry, gate(signer)).copy(*refs(open_registry, f"{ns}/src", f"{ns}/dst"))
     assert client.get_manifest(f"{ns}/dst", "1").content == good.manifest
+    # The key rotated away, a forced re-copy of the digest the tag holds: rejected, and the tag stays (what the
+    # target held before the copy is never withdrawn).
+    push(client, f"{ns}/src", "1", good)
+    with pytest.raises(RejectedImage, match="signed by another key"):
+        copier(open_registry, gate(Signer())).copy(*refs(open_registry, f"{ns}/src", f"{ns}/dst"), force=True)
+    assert client.get_manifest(f"{ns}/dst", "1").content == good.manifest
 
 
 def test_a_rejected_image_is_tagged_in_the_quarantine_repository(open_registry, factory):
