@@ -103,10 +103,14 @@ def public_key_text(kind: str, ref: str) -> str:
 
     if kind == "variable":
         from airflow.sdk import Variable
+        from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
 
         try:
             return str(Variable.get(ref))
-        except Exception:  # the Task SDK says so with AirflowRuntimeError(VARIABLE_NOT_FOUND), older ones otherwise
+        except (AirflowRuntimeError, KeyError) as exc:  # the Task SDK: AirflowRuntimeError(VARIABLE_NOT_FOUND)
+            error = getattr(getattr(exc, "error", None), "error", None)
+            if isinstance(exc, AirflowRuntimeError) and error != ErrorType.VARIABLE_NOT_FOUND:
+                raise
             raise DmiError(f"verify-keys: variable {ref!r} does not exist: create it with the public key's PEM "
                            "text, or change verify-keys") from None
     from airflow.sdk import BaseHook

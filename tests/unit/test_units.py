@@ -196,3 +196,19 @@ def test_the_quarantine_repository_lives_where_the_target_repositories_do():
     assert _namespaced(gate, Endpoint("europe-docker.pkg.dev", namespace="proj/mirror")).quarantine == \
         "proj/mirror/quarantine/istio/proxyv2"  # type: ignore[union-attr]
     assert _namespaced(gate, Endpoint("123.dkr.ecr.eu-west-1.amazonaws.com")) is gate
+
+
+def test_a_verify_key_held_by_a_variable_or_a_connection_and_one_that_is_missing(monkeypatch):
+    import json
+
+    from dmi_provider.errors import DmiError
+    from dmi_provider.hooks.connections import public_key_text
+
+    monkeypatch.setenv("AIRFLOW_VAR_COSIGN_PUB", "-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----\n")
+    monkeypatch.setenv("AIRFLOW_CONN_RELEASE_KEY", json.dumps({"conn_type": "generic", "extra": {"public_key": "PEM"}}))
+    assert public_key_text("variable", "cosign_pub").startswith("-----BEGIN PUBLIC KEY-----")
+    assert public_key_text("connection", "release_key") == "PEM"
+    with pytest.raises(DmiError, match="verify-keys: variable 'nope' does not exist: create it"):
+        public_key_text("variable", "nope")
+    with pytest.raises(DmiError, match="verify-keys: connection 'nope' does not exist"):
+        public_key_text("connection", "nope")
