@@ -57,6 +57,9 @@ def _describe(config: MirrorConfig) -> str:
                              f"{target}:<the same tags>")
             extras = [f"task group {lane_of(spec)}", f"target {spec.target.kind}", f"engine {spec.engine.name}",
                       f"platforms {', '.join(spec.selection.platforms) or 'all'}"]
+            if spec.verify.mode != "none":  # what a copy must carry before its tag is written
+                where = f", else quarantined in {spec.quarantine}" if spec.quarantine else ""
+                extras.append(f"verify {spec.verify.mode} ({len(spec.verify.keys)} key(s){where})")
             lines.append(f"      {'; '.join(extras)}")
     return "\n".join(lines)
 

@@ -345,6 +345,8 @@ def test_dmi_copy_verifies_with_verify_key_and_dmi_plan_says_what_it_will_check(
         verify-attestations = slsa
         on-verify-failure = quarantine
     """)
+    validated = dmi("validate", str(config))
+    assert f"; verify attestations (1 key(s), else quarantined in quarantine/planned/{ns}/src)" in validated.stdout
     plan = dmi("plan", str(config))
     assert plan.returncode == 0, plan.stderr[-2000:]
     fingerprint = load_key("k", pem(trusted)).fingerprint
