@@ -87,7 +87,7 @@ class BlobCopy:
         if blob.foreign:
             self.say(f"  blob {blob.digest[:19]} skipped: non-distributable layer ({mib(blob.size)})")
             return "skipped", 0
-        with _first_writer(self.dc.registry, blob.digest, self.dst_repo) as other:
+        with _first_writer(self.dc.registry, blob.digest, self.dst_repo, self.sc.registry) as other:
             return self._outlasting(blob, other)
 
     def _outlasting(self, blob: Descriptor, other: str | None) -> tuple[str, int]:
@@ -99,7 +99,7 @@ class BlobCopy:
 
     def _copy_once(self, blob: Descriptor, other: str | None, started: float) -> tuple[str, int]:
         sc, dc, dst_repo, short = self.sc, self.dc, self.dst_repo, blob.digest[:19]
-        holders = self.locations.holders(dc.registry, blob.digest) | ({other} if other else set())
+        holders = self.locations.holders(dc.registry, blob.digest, sc.registry) | ({other} if other else set())
         # In a repository without tags a blob is there only if an earlier, failed copy left it (the hints say).
         if (not self.fresh or dst_repo in holders) and dc.blob_exists(dst_repo, blob.digest):
             self.locations.add(dc.registry, blob.digest, dst_repo)
@@ -112,7 +112,7 @@ class BlobCopy:
         with self.locations.writing(dc.registry, blob.digest, dst_repo) as waited:
             # Look again once the lease is ours: another worker may have written the blob while this one
             # waited, or finished and let go of its lease between the look above and this one's take.
-            now = self.locations.holders(dc.registry, blob.digest)
+            now = self.locations.holders(dc.registry, blob.digest, sc.registry)
             if waited or now - holders:  # find it or mount it from there
                 if dst_repo in now and dc.blob_exists(dst_repo, blob.digest):
                     if opened:
@@ -196,7 +196,7 @@ class BlobCopy:
                                retry=False, location=location or None)
         elapsed = max(time.monotonic() - started, 1e-6)
         _SERVED.add((sc.registry, self.src_repo, blob.digest))
-        self.locations.add(dc.registry, blob.digest, self.dst_repo)
+        self.locations.add(dc.registry, blob.digest, self.dst_repo, sc.registry)  # these bytes came from sc
         self.say(f"  blob {short} copied {mib(blob.size)} in {elapsed:.2f}s ({mib(blob.size / elapsed)}/s)")
         return "copied", blob.size
 
@@ -287,17 +287,18 @@ def _sourced(error: RegistryError, registry: str) -> RegistryError:
 
 # (source registry, repository, digest) seen served by the source in this process: mounts need no HEAD.
 _SERVED: set[tuple[str, str, str]] = set()
-# Blobs being written right now, per target registry: (registry, digest) -> (done, repository written to).
-_WRITING: dict[tuple[str, str], tuple[threading.Event, str]] = {}
+# Blobs being written right now: (target registry, digest, source registry) -> (done, repository written to).
+_WRITING: dict[tuple[str, str, str], tuple[threading.Event, str]] = {}
 _WRITING_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _first_writer(registry: str, digest: str, repository: str) -> Iterator[str | None]:
+def _first_writer(registry: str, digest: str, repository: str, origin: str) -> Iterator[str | None]:
     """Copies running side by side (sections of `dmi sync`, images sharing a base) that need one blob at one
     registry: the first writes it, the others wait and then mount it from there (or find it), instead of
-    reading it from the source again. Yields the repository another copy wrote it to, or None."""
-    key = (registry, digest)
+    reading it from the source again. Yields the repository another copy from the same source (`origin`)
+    wrote it to, or None: another source's bytes are not this one's to mount."""
+    key = (registry, digest, origin)
     with _WRITING_LOCK:
         found = _WRITING.get(key)
         if found is None:

@@ -30,8 +30,11 @@ def default_cache_path() -> Path:
 
 
 class BlobLocations:
+    """Hints: (registry, digest) -> the repositories that hold it, each with its origin (the source registry that
+    served its bytes; "" when unknown). A copy mounts only from hints of its own source, or of no known one."""
+
     def __init__(self, path: str | os.PathLike[str] | None = None):
-        self._memory: dict[tuple[str, str], set[str]] = {}
+        self._memory: dict[tuple[str, str], dict[str, str]] = {}
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         if path is not None:
@@ -44,36 +47,47 @@ class BlobLocations:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS blob_locations (registry TEXT NOT NULL, digest TEXT NOT NULL, "
                        "repository TEXT NOT NULL, seen REAL NOT NULL, PRIMARY KEY (registry, digest, repository))")
+            if "origin" not in {row[1] for row in db.execute("PRAGMA table_info(blob_locations)")}:
+                db.execute("ALTER TABLE blob_locations ADD COLUMN origin TEXT NOT NULL DEFAULT ''")
             self._db = db
         except (OSError, ValueError, sqlite3.Error) as exc:
             log.debug("blob location cache %s unavailable (%s); keeping locations in memory", path, exc)
 
-    def holders(self, registry: str, digest: str) -> set[str]:
+    def holders(self, registry: str, digest: str, origin: str | None = None) -> set[str]:
+        """The repositories of `registry` holding `digest`; `origin`: only those whose bytes came from that
+        source registry, or from no known one (a hostile source's manifest cannot borrow another's layers)."""
         with self._lock:
-            found = set(self._memory.get((registry, digest), ()))
+            held = self._memory.get((registry, digest), {})
+            found = {r for r, o in held.items() if origin is None or o in ("", origin)}
             if self._db is not None:
                 try:
                     rows = self._db.execute(
-                        "SELECT repository FROM blob_locations WHERE registry = ? AND digest = ? "
-                        "ORDER BY seen DESC LIMIT ?", (registry, digest, MAX_HINTS)).fetchall()
+                        "SELECT repository FROM blob_locations WHERE registry = ? AND digest = ? AND (? IS NULL OR "
+                        "origin IN ('', ?)) ORDER BY seen DESC LIMIT ?",
+                        (registry, digest, origin, origin, MAX_HINTS)).fetchall()
                     found.update(r[0] for r in rows)
                 except sqlite3.Error as exc:
                     log.debug("blob location cache read failed: %s", exc)
             return found
 
-    def add(self, registry: str, digest: str, repository: str) -> None:
+    def add(self, registry: str, digest: str, repository: str, origin: str = "") -> None:
+        """A hint; `origin`: the source registry whose bytes were written there ("": unknown, an origin known
+        already is kept)."""
         with self._lock:
-            self._memory.setdefault((registry, digest), set()).add(repository)
+            held = self._memory.setdefault((registry, digest), {})
+            held[repository] = origin or held.get(repository, "")
             if self._db is not None:
                 try:
-                    self._db.execute("INSERT OR REPLACE INTO blob_locations VALUES (?, ?, ?, ?)",
-                                     (registry, digest, repository, time.time()))
+                    self._db.execute("INSERT INTO blob_locations (registry, digest, repository, seen, origin) VALUES "
+                                     "(?, ?, ?, ?, ?) ON CONFLICT (registry, digest, repository) DO UPDATE SET seen = "
+                                     "excluded.seen, origin = CASE WHEN excluded.origin = '' THEN origin ELSE "
+                                     "excluded.origin END", (registry, digest, repository, time.time(), origin))
                 except sqlite3.Error as exc:
                     log.debug("blob location cache write failed: %s", exc)
 
     def forget(self, registry: str, digest: str, repository: str) -> None:
         with self._lock:
-            self._memory.get((registry, digest), set()).discard(repository)
+            self._memory.get((registry, digest), {}).pop(repository, None)
             if self._db is not None:
                 try:
                     self._db.execute("DELETE FROM blob_locations WHERE registry = ? AND digest = ? AND repository = ?",

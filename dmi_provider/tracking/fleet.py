@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, true, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -55,22 +55,25 @@ class SharedBlobLocations(BlobLocations):
         self._backoff = 0.0  # the last back-off; 0 while the database answers
 
     # -- the hints -----------------------------------------------------------------------------------
-    def holders(self, registry: str, digest: str) -> set[str]:
-        found = super().holders(registry, digest)
+    def holders(self, registry: str, digest: str, origin: str | None = None) -> set[str]:
+        found = super().holders(registry, digest, origin)
+        known = (or_(BlobLocation.origin.is_(None), BlobLocation.origin.in_(("", origin))) if origin is not None
+                 else true())
         rows = self._sql(lambda c: c.execute(
-            select(BlobLocation.repository).where(BlobLocation.host == registry, BlobLocation.digest == digest)
+            select(BlobLocation.repository).where(BlobLocation.host == registry, BlobLocation.digest == digest, known)
             .order_by(BlobLocation.seen.desc()).limit(MAX_HINTS)).scalars().all())
         return found | set(rows or ())
 
-    def add(self, registry: str, digest: str, repository: str) -> None:
-        super().add(registry, digest, repository)
+    def add(self, registry: str, digest: str, repository: str, origin: str = "") -> None:
+        super().add(registry, digest, repository, origin)
 
         def upsert(c):
             where = (BlobLocation.host == registry, BlobLocation.digest == digest,
                      BlobLocation.repository == repository)
-            if not c.execute(update(BlobLocation).where(*where).values(seen=time.time())).rowcount:
+            values = {"seen": time.time(), **({"origin": origin} if origin else {})}  # a known origin is kept
+            if not c.execute(update(BlobLocation).where(*where).values(**values)).rowcount:
                 c.execute(insert(BlobLocation).values(host=registry, digest=digest, repository=repository,
-                                                      seen=time.time()))
+                                                      seen=time.time(), origin=origin))
 
         self._sql(upsert, conflict_ok=True)
 

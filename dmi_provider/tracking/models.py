@@ -16,7 +16,7 @@ ADDED_IN_2 = (("dmi_mirror_history", "ratelimit_limit", "INTEGER"),
               ("dmi_mirror_history", "warnings", "TEXT"))
 ADDED_IN_3 = (("dmi_mirror_history", "target_kind", "VARCHAR(20)"),
               ("dmi_mirror_state", "target_kind", "VARCHAR(20)"))
-ADDED_IN_4 = (("dmi_mirror_history", "verified_by", "TEXT"),)
+ADDED_IN_4 = (("dmi_mirror_history", "verified_by", "TEXT"), ("dmi_blob_locations", "origin", "VARCHAR(255)"))
 
 
 class Base(DeclarativeBase):
@@ -99,6 +99,7 @@ class BlobLocation(Base):
     digest: Mapped[str] = mapped_column(String(100), primary_key=True)
     repository: Mapped[str] = mapped_column(String(512), primary_key=True)
     seen: Mapped[float] = mapped_column(Float)  # epoch seconds
+    origin: Mapped[str | None] = mapped_column(String(255))  # the source registry whose bytes these are ("": unknown)
 
 
 class Lease(Base):

@@ -37,7 +37,7 @@ MIGRATE_ATTEMPTS = 8
 
 def _upgrade(conn: Connection, found: int) -> None:
     """Bring an older database to this schema in place: columns are only ever added, rows kept."""
-    have = {(t, c["name"]) for t in ("dmi_mirror_history", "dmi_mirror_state")
+    have = {(t, c["name"]) for t in ("dmi_mirror_history", "dmi_mirror_state", "dmi_blob_locations")
             for c in inspect(conn).get_columns(t)}
     added = (ADDED_IN_2 if found < 2 else ()) + (ADDED_IN_3 if found < 3 else ()) + (ADDED_IN_4 if found < 4 else ())
     for table, column, sql_type in added:

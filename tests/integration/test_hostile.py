@@ -365,6 +365,37 @@ def test_a_manifest_naming_another_repositorys_blob_does_not_get_it_mounted(evil
     assert not any(m == "GET" and "/blobs/" in p for m, p, _ in evil.seen)  # never read: refused at the HEAD
 
 
+def test_a_source_that_lies_about_holding_a_blob_still_gets_no_mount_of_another_sources_layer(
+        evil, open_registry, factory, repo_name):
+    # Review of issue 26 item 1: a hostile registry answers 200 to every blob HEAD. The hint of the private
+    # layer says which source its bytes came from (open_registry), so this source's manifest cannot borrow it.
+    from dmi_provider.registry.errors import DigestMismatch
+    from dmi_provider.registry.locations import BlobLocations
+
+    private = factory.image(layers=[factory.layer(128 * 1024)])
+    theirs = repo_name("private")
+    push(rig_client(open_registry), theirs, "v1", private)
+    locations = BlobLocations()
+    for blob in private.blobs:
+        locations.add(open_registry.host, blob.digest, theirs, "quay.example")  # as its copy from quay recorded
+    lure = private.manifest
+    evil.routes = {
+        "/v2/evil/app/manifests/": (200, {"Content-Type": json.loads(lure)["mediaType"],
+                                          "Docker-Content-Digest": "sha256:" + hashlib.sha256(lure).hexdigest()}, lure),
+        "/v2/evil/app/blobs/": (200, {"Content-Type": "application/octet-stream"}, b"not the layer"),  # HEAD: 200
+        "/v2/": (200, {}, b"{}"),
+    }
+    ours = repo_name("evil")
+    with pytest.raises(DigestMismatch):
+        Copier(make_pool(evil, open_registry), locations=locations).copy(ref(evil, "evil/app"),
+                                                                         ref(open_registry, ours))
+    target = rig_client(open_registry)
+    assert all(target.request("HEAD", f"/v2/{ours}/blobs/{b.digest}", target.scope(ours)).status_code == 404
+               for b in private.blobs)  # nothing mounted
+    assert locations.holders(open_registry.host, private.blobs[0].digest, "quay.example") == {theirs}
+    assert locations.holders(open_registry.host, private.blobs[0].digest, evil.host) == set()
+
+
 def test_a_trickling_source_fails_its_blob_at_the_stall_timeout_and_holds_no_upload_slot(
         proxy_factory, open_registry, factory, repo_name):
     import contextlib

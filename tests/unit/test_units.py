@@ -212,3 +212,28 @@ def test_a_verify_key_held_by_a_variable_or_a_connection_and_one_that_is_missing
         public_key_text("variable", "nope")
     with pytest.raises(DmiError, match="verify-keys: connection 'nope' does not exist"):
         public_key_text("connection", "nope")
+
+
+def test_blob_location_hints_know_their_origin_and_an_old_cache_file_gains_it(tmp_path):
+    import sqlite3
+
+    from dmi_provider.registry.locations import BlobLocations
+
+    path = tmp_path / "blob-locations.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE blob_locations (registry TEXT NOT NULL, digest TEXT NOT NULL, repository TEXT NOT NULL, "
+                "seen REAL NOT NULL, PRIMARY KEY (registry, digest, repository))")
+    old.execute("INSERT INTO blob_locations VALUES ('r', 'd', 'legacy', 1.0)")
+    old.commit()
+    old.close()
+    hints = BlobLocations(path)
+    hints.add("r", "d", "mine", "docker.io")
+    hints.add("r", "d", "theirs", "quay.io")
+    hints.add("r", "d", "mine")  # seen again, origin unknown this time: the known one is kept
+    assert hints.holders("r", "d", "docker.io") == {"legacy", "mine"}  # an unknown origin is not excluded
+    assert hints.holders("r", "d", "evil.example") == {"legacy"}
+    assert hints.holders("r", "d") == {"legacy", "mine", "theirs"}
+    hints.close()
+    again = BlobLocations(path)  # the file alone, a new process
+    assert again.holders("r", "d", "docker.io") == {"legacy", "mine"}
+    again.close()
