@@ -9,7 +9,7 @@ import json
 import re
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -172,13 +172,9 @@ def _refresh(value: str, _base: Path) -> Refresh:
     return parse_refresh(value)
 
 
-def _json_file(value: str, base: Path) -> tuple[str, str, Any]:
-    """(path, text, parsed JSON) of a file inside config.ini's folder: a regular file, size-capped (read at
-    DAG parse time, so nothing may hang or escape there)."""
-    folder = base.resolve()
-    path = (folder / value).resolve()
-    if not path.is_relative_to(folder):
-        raise ValueError(f"{path} is outside the config's folder {folder}: keep policy files beside config.ini")
+def read_small_file(path: Path, limit: int, what: str) -> str:
+    """A small text file read at DAG parse time: it must be a regular file (a FIFO would hang parsing) of at
+    most `limit` bytes; every failure a ValueError naming the path."""
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -187,14 +183,25 @@ def _json_file(value: str, base: Path) -> tuple[str, str, Any]:
         raise ValueError(f"cannot read {path}: {exc}") from None
     if not stat.S_ISREG(info.st_mode):
         raise ValueError(f"{path} is not a regular file")
-    if info.st_size > MAX_POLICY_BYTES:
-        raise ValueError(f"{path} has {info.st_size} bytes; a policy file has at most {MAX_POLICY_BYTES}")
+    if info.st_size > limit:
+        raise ValueError(f"{path} has {info.st_size} bytes; {what} has at most {limit}")
     try:
         with open(path, "rb") as handle:
-            text = handle.read(MAX_POLICY_BYTES + 1).decode("utf-8")
-        return str(path), text, json.loads(text)
+            return handle.read(limit + 1).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read {path}: {exc}") from None
+
+
+def _json_file(value: str, base: Path) -> tuple[str, str, Any]:
+    """(path, text, parsed JSON) of a file inside config.ini's folder: a regular file, size-capped (read at
+    DAG parse time, so nothing may hang or escape there)."""
+    folder = base.resolve()
+    path = (folder / value).resolve()
+    if not path.is_relative_to(folder):
+        raise ValueError(f"{path} is outside the config's folder {folder}: keep policy files beside config.ini")
+    text = read_small_file(path, MAX_POLICY_BYTES, "a policy file")
+    try:
+        return str(path), text, json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not JSON: {exc}") from None
 
@@ -313,3 +320,24 @@ class Key:
     parse: Parser = _text
     value: Any = None  # the value when the key is not set
     targets: tuple[str, ...] = ()  # the targets it applies to; empty: all
+
+
+# -- the key table's fields (spec.py): each key declared once, on the field it sets ---------------------
+KEY, KEYS_OF, NODE, FIELDS = "dmi.key", "dmi.keys", "dmi.node", "dmi.fields"
+
+
+def key(name: str, default: str, help: str, parse: Any = _text, value: Any = None,
+        targets: tuple[str, ...] = ()) -> Any:
+    """A field set by one key: `default` as documented, `value` when the key is not set."""
+    return field(default=value, metadata={KEY: Key(name, default, help, parse, value, targets)})
+
+
+def derived(*keys: Key, default: Any = None) -> Any:
+    """A field the section reader works out from several keys (config.py names how)."""
+    return field(default=default, metadata={KEYS_OF: keys})
+
+
+def node(cls: type, **keys: Key) -> Any:
+    """A part of the tree: one of ours (its fields carry their keys), or a class of another module whose
+    fields are set from `keys` (field name -> key)."""
+    return field(default_factory=cls, metadata={NODE: cls, FIELDS: keys})

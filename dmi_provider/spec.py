@@ -3,7 +3,8 @@
 Each config.ini key is declared once, on the field it sets (`key`), or among the keys a field is worked out
 from (`derived`: the section reader computes it), or on a field of a class from another module (`node`).
 The reader (config.py), `dmi keys`, README's key table and the operators all come from this tree, so a new
-key is one field here (and its README row). Plain Python: no Airflow import here.
+key is one field here (and its README row). The field helpers are config_keys.py's; the `verify*` keys' part
+of the tree (`VerifySpec`) sits with their parsers in config_verify.py. Plain Python: no Airflow import here.
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from dmi_provider.config_keys import (
     DEFAULT_POOL_SLOTS,
     DEFAULT_TARGET_UPLOADS,
     ENGINES,
+    FIELDS,
     GAR_LOCATION_RE,
     GAR_REPOSITORY_RE,
     GCP_KMS_RE,
     GCP_PROJECT_RE,
+    KEY,
+    KEYS_OF,
+    NODE,
     SOURCES,
     TARGETS,
     Key,
@@ -51,15 +56,11 @@ from dmi_provider.config_keys import (
     _repository_tags,
     _size,
     _text,
+    derived,
+    key,
+    node,
 )
-from dmi_provider.config_verify import (
-    ON_FAILURE,
-    VERIFY_MODES,
-    KeySource,
-    verify_annotations,
-    verify_attestations,
-    verify_keys,
-)
+from dmi_provider.config_verify import VerifySpec
 from dmi_provider.registry.blobs import STALL_BYTES, STALL_TIMEOUT
 from dmi_provider.registry.network import Network
 from dmi_provider.registry.reference import DOCKER_HUB, check_host, check_path, check_tag
@@ -68,25 +69,9 @@ from dmi_provider.registry.referrers import HARD_MAX as REFERRERS_HARD_MAX
 from dmi_provider.registry.referrers import ReferrerFilter
 from dmi_provider.tags import DEFAULT_MAX, HARD_MAX, TagFilter, check_range, check_tag_or_pin, split_pin
 
-KEY, KEYS_OF, NODE, FIELDS = "dmi.key", "dmi.keys", "dmi.node", "dmi.fields"
 ECR, GAR, ACR = ("ecr",), ("gar",), ("acr",)
 
 
-def key(name: str, default: str, help: str, parse: Any = _text, value: Any = None,
-        targets: tuple[str, ...] = ()) -> Any:
-    """A field set by one key: `default` as documented, `value` when the key is not set."""
-    return field(default=value, metadata={KEY: Key(name, default, help, parse, value, targets)})
-
-
-def derived(*keys: Key, default: Any = None) -> Any:
-    """A field the section reader works out from several keys (config.py names how)."""
-    return field(default=default, metadata={KEYS_OF: keys})
-
-
-def node(cls: type, **keys: Key) -> Any:
-    """A part of the tree: one of ours (its fields carry their keys), or a class of another module whose
-    fields are set from `keys` (field name -> key)."""
-    return field(default_factory=cls, metadata={NODE: cls, FIELDS: keys})
 
 
 @dataclass(frozen=True)
@@ -418,37 +403,6 @@ class EngineSpec:
         "names (spaces or commas) spread the sections over them in config order; start each worker with its own "
         "queue (`airflow celery worker -q default,NAME`)", _each(_queue), ())
     queue: str | None = None  # the one of `queues` this section's daemon tasks use (config order)
-
-
-@dataclass(frozen=True)
-class VerifySpec:
-    """Verify before publish: what an image must carry before the target tag is written (see "Verify before
-    publish")."""
-
-    mode: str = key(
-        "verify", "`none`", "`signature`: the target tag is written only once a cosign signature of the image's "
-        "digest by one of `verify-keys` verifies, as the target holds it after the copy; `attestations`: and the "
-        "in-toto attestations of `verify-attestations`, signed by one of them; `none`: no check. Needs "
-        "`engine = registry` and `referrers = true`", _choice(*VERIFY_MODES), "none")
-    keys: tuple[KeySource, ...] = key(
-        "verify-keys", "none (required by `verify`)", "public keys, any one of which may sign (so keys rotate): PEM "
-        "files (relative to config.ini's folder; ECDSA P-256/P-384/P-521, Ed25519, RSA ≥ 2048 bits, as `cosign "
-        "generate-key-pair` and KMS keys export), `connection:ID` (the connection's password or extra "
-        "`public_key`) or `variable:NAME`; a private key is refused", verify_keys, ())
-    attestations: tuple[str, ...] = key(
-        "verify-attestations", "none", "`verify = attestations`: predicate types that must be present, each in a "
-        "statement about the digest signed by one of `verify-keys`: `slsa` (provenance v1 or v0.2), `spdx`, "
-        "`cyclonedx`, `vuln`, or full URIs; none listed: at least one signed attestation", verify_attestations, ())
-    annotations: tuple[tuple[str, str], ...] = key(
-        "verify-annotations", "none", "`key=value` claims the signature's payload must carry (`cosign sign -a "
-        "key=value`), separated by commas", verify_annotations, ())
-    on_failure: str = key(
-        "on-verify-failure", "`fail`", "`fail`: an image that does not verify fails its group and is not published "
-        "(the target tag keeps what it had); `quarantine`: it is tagged in `quarantine-repository` instead, and "
-        "fails its group too", _choice(*ON_FAILURE), "fail")
-    quarantine_repository: str | None = key(
-        "quarantine-repository", "`quarantine/<target repository>`", "`on-verify-failure = quarantine`: the target "
-        "registry's repository where images that did not verify are tagged (for inspection)", _one(check_path))
 
 
 @dataclass(frozen=True)

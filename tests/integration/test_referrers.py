@@ -55,6 +55,18 @@ def signed_image(client, repo: str, signer: Signer, factory: ImageFactory) -> di
             "top_sbom": top_sbom, "amd64_sbom": amd64_sbom}
 
 
+def image_with_sboms(client, repo: str, count: int, seed: int):  # type: ignore[no-untyped-def]
+    """An image under tag 1 and `count` SPDX referrers of it (their manifests by digest, no index yet)."""
+    image = ImageFactory(seed=seed).image()
+    for blob in image.blobs:
+        client.put_blob(repo, blob.data)
+    client.put_manifest(repo, "1", image.manifest, image.media_type)
+    sboms = [sbom(image.media_type, image.digest, len(image.manifest), name=f"n{i}") for i in range(count)]
+    for s in sboms:
+        put(client, repo, s.digest, s)
+    return image, sboms
+
+
 def copier(*registries, only: ReferrerFilter | None = None) -> Copier:  # type: ignore[no-untyped-def]
     return Copier(ClientPool(plain_http([r.host for r in registries]), use_docker_config=False),
                   referrers=only or ReferrerFilter(), progress=lambda _: None)
@@ -244,15 +256,8 @@ def test_a_flood_of_referrers_brings_the_newest_referrers_max_fetched_in_one_cla
     from dmi_provider.registry.copy import Plan
     from dmi_provider.registry.referrers import CREATED
 
-    ns, factory = f"ref{next(_ns)}", ImageFactory(seed=35)
-    client = rig_client(open_registry)
-    image = factory.image()
-    for blob in image.blobs:
-        client.put_blob(f"{ns}/app", blob.data)
-    client.put_manifest(f"{ns}/app", "1", image.manifest, image.media_type)
-    sboms = [sbom(image.media_type, image.digest, len(image.manifest), name=f"n{i}") for i in range(60)]
-    for s in sboms:
-        put(client, f"{ns}/app", s.digest, s)
+    ns, client = f"ref{next(_ns)}", rig_client(open_registry)
+    image, sboms = image_with_sboms(client, f"{ns}/app", 60, seed=35)
     index = json.loads(referrers_index(sboms))
     for i, entry in enumerate(index["manifests"]):  # listed oldest first, except the five newest at the top
         entry["annotations"] = {CREATED: f"2026-{1 + i // 28:02d}-{1 + i % 28:02d}T00:00:00Z"}
@@ -307,15 +312,8 @@ def test_a_fallback_index_that_failed_to_be_written_is_written_by_the_next_run(p
     # the next run sees them unlisted and lists them (from the target's copies: no pull), instead of never.
     from tests.rig.proxy import Fault
 
-    ns, factory = f"ref{next(_ns)}", ImageFactory(seed=36)
-    client = rig_client(open_registry)
-    image = factory.image()
-    for blob in image.blobs:
-        client.put_blob(f"{ns}/app", blob.data)
-    client.put_manifest(f"{ns}/app", "1", image.manifest, image.media_type)
-    sboms = [sbom(image.media_type, image.digest, len(image.manifest), name=f"n{i}") for i in range(2)]
-    for s in sboms:
-        put(client, f"{ns}/app", s.digest, s)
+    ns, client = f"ref{next(_ns)}", rig_client(open_registry)
+    image, sboms = image_with_sboms(client, f"{ns}/app", 2, seed=36)
     client.put_manifest(f"{ns}/app", tag_of(image.digest), referrers_index(sboms), OCI_INDEX)
     source, target = proxy_factory(open_registry), proxy_factory(open_registry)
     source.referrers_api = True

@@ -291,7 +291,7 @@ def test_bad_verify_settings_are_named_one_line_each(tmp_path):
     out = done.stdout + done.stderr
     assert "section 'private': verify-keys = 'cosign.key': " in out and "this is a private key" in out
     assert "section 'junk': verify-keys = 'junk.pub missing.pub': " in out
-    assert f"{tmp_path / 'missing.pub'}: no such file" in out
+    assert f"no such file: {tmp_path / 'missing.pub'}" in out
     assert "section 'nokeys': verify-keys: missing: verify = attestations needs verify-keys" in out
     assert "section 'daemon': verify = 'signature': needs engine = registry" in out
     assert "section 'pointless': verify-attestations = 'slsa': applies only with verify = signature or " \
