@@ -4,8 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 # Debian packages the test rig runs for real (see README, "Tests").
-APT_PACKAGES := docker-registry skopeo docker.io apache2-utils postgresql chromium tinyproxy redis-server
-APT_COMMANDS := docker-registry skopeo dockerd htpasswd chromium tinyproxy redis-server
+APT_PACKAGES := docker-registry skopeo docker.io containerd apache2-utils postgresql chromium tinyproxy redis-server
+APT_COMMANDS := docker-registry skopeo dockerd ctr htpasswd chromium tinyproxy redis-server
 # What `make demo` and `make demo-ui` need: registries and htpasswd (no browser, no PostgreSQL).
 DEMO_APT_PACKAGES := docker-registry apache2-utils
 DEMO_APT_COMMANDS := docker-registry htpasswd

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from dmi_provider import __version__
+from dmi_provider.cli.clusters import cluster_config_parser
 from dmi_provider.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_NO_HISTORY,
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_history)
 
     prune_parser(sub)
+    cluster_config_parser(sub)
 
     p = sub.add_parser("keys", help="list every config.ini key, its default and what it accepts")
     p.add_argument("--markdown", action="store_true", help="as README's Markdown table")

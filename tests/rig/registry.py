@@ -29,6 +29,7 @@ class Registry:
     tls: tuple[Path, Path] | None = None  # (certificate, key): serve HTTPS
     realm: str | None = None  # token auth: where clients are sent for tokens (a cloud's front), else the server's
     ca: Path | None = None  # what a client trusts to reach it over HTTPS (readiness check)
+    access_log: bool = False  # every request a line in registry.log (combined format)
 
     @property
     def host(self) -> str:
@@ -45,7 +46,7 @@ class Registry:
     def _config(self) -> dict:
         config: dict = {
             "version": 0.1,
-            "log": {"level": "info", "accesslog": {"disabled": True}},
+            "log": {"level": "info", "accesslog": {"disabled": not self.access_log}},
             "storage": {
                 "filesystem": {"rootdirectory": str(self.root / "data")},
                 "delete": {"enabled": True},
@@ -91,6 +92,12 @@ class Registry:
         verify = ssl.create_default_context(cafile=str(self.ca)) if self.ca else True
         self.service.start(lambda: httpx.get(f"{self.url}/v2/", timeout=1, verify=verify).status_code in (200, 401))
         return self
+
+    def requests(self) -> list[str]:
+        """The access log's request lines (`GET /v2/… HTTP/1.1`), oldest first (with `access_log`)."""
+        text = (self.root / "registry.log").read_text(errors="replace") if self.service else ""
+        return [line.split('"')[1] for line in text.splitlines() if line.count('"') >= 2 and '" ' in line
+                and line.split('"')[1].split(" ")[0] in ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE")]
 
     def stop(self) -> None:
         if self.service:
