@@ -87,6 +87,7 @@ def containerd_files(mirrors: Iterable[Mirrored], config: str, fallback: bool = 
         by_upstream.setdefault(m.upstream, []).append(m)
     files = {}
     for upstream, group in by_upstream.items():
-        url = ((upstreams or {}).get(upstream) or upstream_url(upstream)) if fallback else None
+        plain = any(m.upstream_plain_http for m in group)
+        url = ((upstreams or {}).get(upstream) or upstream_url(upstream, plain)) if fallback else None
         files[f"{upstream}/hosts.toml"] = hosts_toml(upstream, group, url, config)
     return files, left_out

@@ -27,7 +27,7 @@ def _registry(m: Mirrored, fallback: bool, upstreams: dict[str, str]) -> list[st
         return lines + (["insecure = true"] if m.plain_http else [])
     scheme, _, where = upstreams.get(m.upstream, "").rpartition("://")
     lines.append(f"location = {json.dumps(f'{where}/{m.repository}' if where else m.upstream_name)}")
-    lines += ["insecure = true"] if scheme == "http" else []
+    lines += ["insecure = true"] if scheme == "http" or (not where and m.upstream_plain_http) else []
     lines += ["", "[[registry.mirror]]", f"location = {json.dumps(m.mirror_name)}"]
     return lines + (["insecure = true"] if m.plain_http else [])
 

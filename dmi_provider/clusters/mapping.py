@@ -37,6 +37,7 @@ class Mirrored:
     refresh_seconds: float | None  # None: mirrored once
     ca_bundle: str | None = None  # target-ca-bundle: the CA the mirror's certificate comes from
     target_repository: str = ""  # config.ini's (project/image or target-repository), for hints
+    upstream_plain_http: bool = False  # the source is in insecure-registries
 
     @property
     def upstream_name(self) -> str:
@@ -106,7 +107,7 @@ def mirrored(spec: MirrorSpec) -> Mirrored:
     return Mirrored(spec.section, spec.source.registry, spec.source.repository, host, path, tags,
                     spec.selection.filter, host in spec.transfer.insecure_registries, _credentials(spec, host),
                     interval.total_seconds() if interval else None, spec.target.ca_bundle,
-                    spec.target.repository)
+                    spec.target.repository, spec.source.registry in spec.transfer.insecure_registries)
 
 
 def mirrors_of(config: MirrorConfig, sections: Iterable[str] = ()) -> list[Mirrored]:

@@ -242,3 +242,17 @@ def test_kyverno_rules_rewrite_the_forms_of_each_mirrored_repository_and_nothing
     for untouched in ("alpine-extra:1", "myorg/alpine:1", "istio/proxyv2-extra:1", "quay.io/coreos/etcdctl:1",
                       "ghcr.io/library/alpine:3"):
         assert rewrite(untouched) == untouched
+
+
+def test_a_plain_http_upstream_stays_plain_http_in_the_fallback(tmp_path, capsys):
+    text = "[DEFAULT]\nrefresh = 1d\n[own]\nsource-registry = registry.local:5000\ninsecure-registries = " \
+           "registry.local:5000\ntarget = registry\ntarget-registry = mirror.local\nimage = app\ntag = 1.0\n" \
+           "source-repository = team\nproject = team\n"
+    code, out, _ = run(tmp_path, capsys, "--format", "containerd", "--out", str(tmp_path / "d"), text=text)
+    toml = tomllib.loads((tmp_path / "d" / "registry.local:5000" / "hosts.toml").read_text())
+    assert code == 0 and toml == {"server": "http://registry.local:5000",
+                                  "host": {"https://mirror.local": {"capabilities": ["pull", "resolve"]}}}
+    code, out, _ = run(tmp_path, capsys, "--format", "cri-o", text=text)
+    assert tomllib.loads(out.split("\n", 1)[1])["registry"] == [
+        {"prefix": "registry.local:5000/team/app", "location": "registry.local:5000/team/app", "insecure": True,
+         "mirror": [{"location": "mirror.local/team/app"}]}]
