@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from dmi_provider import __version__
+from dmi_provider.cli.check_images import check_images_parser
 from dmi_provider.cli.clusters import cluster_config_parser
 from dmi_provider.cli.common import (
     EXIT_BAD_INPUT,
@@ -220,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_history)
 
     prune_parser(sub)
+    check_images_parser(sub)
     cluster_config_parser(sub)
 
     p = sub.add_parser("keys", help="list every config.ini key, its default and what it accepts")
