@@ -66,15 +66,30 @@ def cmd_cluster_config(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     for line in [*_warnings(args, mirrors), *(f"left out: {why}" for why in left_out)]:
         print(f"dmi cluster-config: {line}", file=sys.stderr)
-    for name, text in files.items():
-        if args.out:
-            path = Path(args.out) / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path}")
-        else:
+    if not args.out:
+        for name, text in files.items():
             print(f"# --- {name}\n{text}", end="")
+        return 0
+    out = Path(args.out)
+    for name, text in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+    for path in _left_behind(out, args.format, files):
+        path.unlink()
+        print(f"removed {path} (an earlier run wrote it; config.ini no longer mirrors that registry)")
     return 0
+
+
+def _left_behind(out: Path, fmt: str, files: dict[str, str]) -> list[Path]:
+    """hosts.toml files an earlier `--format containerd` run wrote for registries no longer mirrored: left in
+    place, containerd would still send those pulls to the mirror. Only files with our header go."""
+    if fmt != "containerd":
+        return []
+    mark = "# Written by `dmi cluster-config --format containerd`"
+    return [path for path in sorted(out.glob("*/hosts.toml"))
+            if path.relative_to(out).as_posix() not in files and path.read_text(errors="replace").startswith(mark)]
 
 
 def _upstream(text: str) -> tuple[str, str]:

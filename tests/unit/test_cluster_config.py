@@ -256,3 +256,15 @@ def test_a_plain_http_upstream_stays_plain_http_in_the_fallback(tmp_path, capsys
     assert tomllib.loads(out.split("\n", 1)[1])["registry"] == [
         {"prefix": "registry.local:5000/team/app", "location": "registry.local:5000/team/app", "insecure": True,
          "mirror": [{"location": "mirror.local/team/app"}]}]
+
+
+def test_a_registry_no_longer_mirrored_loses_the_hosts_toml_an_earlier_run_wrote_and_nothing_else(tmp_path, capsys):
+    out = tmp_path / "certs.d"
+    assert run(tmp_path, capsys, "--format", "containerd", "--out", str(out))[0] == 0
+    (out / "ghcr.io").mkdir()
+    (out / "ghcr.io" / "hosts.toml").write_text('server = "https://ghcr.io"\n')  # the admin's own file
+    code, stdout, _ = run(tmp_path, capsys, "--format", "containerd", "--out", str(out), "--section", "alpine")
+    assert code == 0
+    assert f"removed {out / 'quay.io' / 'hosts.toml'}" in stdout
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("hosts.toml")) == ["docker.io/hosts.toml",
+                                                                                     "ghcr.io/hosts.toml"]
