@@ -117,8 +117,9 @@ def cmd_check_images(args: argparse.Namespace) -> int:
                                                                                           uses)
     if verdicts is None:
         return EXIT_BAD_INPUT
-    if not uses:
-        _say(f"no container images in {', '.join(args.files)}")
+    if not uses:  # an empty pipe (helm failed upstream of it) must not pass as "nothing missing"
+        _say(f"no container images in {', '.join('<stdin>' if f == '-' else f for f in args.files)}")
+        return EXIT_BAD_INPUT
     if args.json:
         print(json.dumps([v.to_dict() for v in verdicts], indent=2))
     else:

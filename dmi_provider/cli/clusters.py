@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from dmi_provider.cli.common import EXIT_BAD_INPUT, load
+from dmi_provider.clusters.containerd import HEADER as CONTAINERD_HEADER
 
 FORMATS = ("containerd", "cri-o", "rewrite", "kyverno")
 
@@ -31,21 +33,29 @@ def _files(args: argparse.Namespace, mirrors: list, config: str) -> tuple[dict[s
         if args.json:
             return {"rewrite.json": json.dumps(mapping, indent=2) + "\n"}, []
         return {"rewrite.yaml": head + yaml.safe_dump(mapping, sort_keys=False, width=1000)}, []
-    return {"kyverno-clusterpolicy.yaml": head + yaml.safe_dump(kyverno_policy(mirrors), sort_keys=False,
-                                                                   width=1000)}, []
+    policy, left_out = kyverno_policy(mirrors)
+    return {"kyverno-clusterpolicy.yaml": head + yaml.safe_dump(policy, sort_keys=False, width=1000)}, left_out
 
 
 def _warnings(args: argparse.Namespace, mirrors: list) -> list[str]:
-    """A mirror that needs a login is configured, but the runtime does not get the kubelet's credentials for it."""
+    """What the runtimes' files cannot carry: the kubelet's credentials for a mirror, CRI-O's CA files."""
     if args.format not in ("containerd", "cri-o"):
         return []
     lines, seen = [], set()
     for m in mirrors:
-        if m.credentials and m.host not in seen:
-            seen.add(m.host)
-            lines.append(f"warning: {m.host} ([{m.section}]) needs {m.credentials} credentials, and {args.format} "
-                         "does not pass the kubelet's image credentials to a mirror: give the nodes a login for it, "
-                         "or use --format rewrite (the kubelet's credential provider then logs in)")
+        if m.host in seen:
+            continue
+        seen.add(m.host)
+        if m.credentials:
+            cloud = not m.credentials.startswith("connection ")
+            way = ("or use --format rewrite or kyverno (the kubelet's credential provider then logs in)" if cloud
+                   else "or use --format rewrite with an imagePullSecret for it")
+            lines.append(f"warning: {m.host} ([{m.section}]) needs a login ({m.credentials}), and {args.format} "
+                         f"does not pass the kubelet's image credentials to a mirror: give the nodes a login for it, "
+                         f"{way}")
+        if m.ca_bundle and args.format == "cri-o":
+            lines.append(f"warning: {m.host} ([{m.section}]) has a private CA (target-ca-bundle {m.ca_bundle}): "
+                         f"put it on each node as /etc/containers/certs.d/{m.host}/ca.crt")
     return lines
 
 
@@ -61,8 +71,8 @@ def cmd_cluster_config(args: argparse.Namespace) -> int:
     except MappingError as exc:
         for line in exc.problems:
             print(f"dmi cluster-config: {line}", file=sys.stderr)
-        print(f"dmi cluster-config: nothing written ({len(exc.problems)} problem(s); --partial writes the rest)",
-              file=sys.stderr)
+        hint = "; --partial writes the rest" if exc.fixable and not args.partial else ""
+        print(f"dmi cluster-config: nothing written ({len(exc.problems)} problem(s){hint})", file=sys.stderr)
         return EXIT_BAD_INPUT
     for line in [*_warnings(args, mirrors), *(f"left out: {why}" for why in left_out)]:
         print(f"dmi cluster-config: {line}", file=sys.stderr)
@@ -70,33 +80,45 @@ def cmd_cluster_config(args: argparse.Namespace) -> int:
         for name, text in files.items():
             print(f"# --- {name}\n{text}", end="")
         return 0
-    out = Path(args.out)
+    return _write(Path(args.out), files, args, Path(args.config).name)
+
+
+def _write(out: Path, files: dict[str, str], args: argparse.Namespace, config: str) -> int:
+    """The files under OUT, each replaced whole (runtimes read them on every pull); a file DMI did not write is
+    kept unless --force."""
+    foreign = [out / name for name in files if (out / name).exists() and not _ours((out / name).read_text(
+        errors="replace"))]
+    if foreign and not args.force:
+        for path in foreign:
+            print(f"dmi cluster-config: {path} exists and was not written by dmi cluster-config: move it, or "
+                  "--force to replace it", file=sys.stderr)
+        return EXIT_BAD_INPUT
     for name, text in files.items():
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        part = path.with_name(f".{path.name}.dmi-part")
+        part.write_text(text)
+        os.replace(part, path)
         print(f"wrote {path}")
-    for path in _left_behind(out, args.format, files):
-        path.unlink()
-        print(f"removed {path} (an earlier run wrote it; config.ini no longer mirrors that registry)")
+    if args.format == "containerd" and not args.section:  # with --section, the rest of config.ini is not here
+        header = CONTAINERD_HEADER.format(config=config)
+        for path in sorted(out.glob("*/hosts.toml")):
+            if path.relative_to(out).as_posix() not in files and path.read_text(errors="replace").startswith(header):
+                path.unlink()
+                print(f"removed {path} (written from {config} before; it no longer mirrors that registry)")
     return 0
 
 
-def _left_behind(out: Path, fmt: str, files: dict[str, str]) -> list[Path]:
-    """hosts.toml files an earlier `--format containerd` run wrote for registries no longer mirrored: left in
-    place, containerd would still send those pulls to the mirror. Only files with our header go."""
-    if fmt != "containerd":
-        return []
-    mark = "# Written by `dmi cluster-config --format containerd`"
-    return [path for path in sorted(out.glob("*/hosts.toml"))
-            if path.relative_to(out).as_posix() not in files and path.read_text(errors="replace").startswith(mark)]
+def _ours(text: str) -> bool:
+    return text.startswith("# Written by `dmi cluster-config")
 
 
 def _upstream(text: str) -> tuple[str, str]:
     from dmi_provider.registry.reference import InvalidReference, check_host
 
     registry, sep, url = text.partition("=")
-    if not sep or not url.startswith(("http://", "https://")):
+    scheme, _, host = url.partition("://")
+    if not sep or scheme not in ("http", "https") or not host.strip("/"):
         raise argparse.ArgumentTypeError(f"{text!r}: expected REGISTRY=URL, e.g. docker.io=https://hub-cache.local")
     try:
         return check_host(registry), url.rstrip("/")
@@ -112,13 +134,16 @@ def cluster_config_parser(sub: argparse._SubParsersAction) -> None:
                    "DIR/registries.conf.d/50-dmi-mirror.conf; rewrite: upstream -> mirror references (YAML, --json "
                    "for JSON) with kustomize images; kyverno: a ClusterPolicy rewriting Pods")
     p.add_argument("--out", metavar="DIR", help="write the files under DIR (default: print them)")
-    p.add_argument("--no-fallback", action="store_true", help="containerd, cri-o: pull only from the mirror, never "
-                   "from the upstream (default: the upstream serves what the mirror lacks)")
+    p.add_argument("--no-fallback", action="store_true", help="the mirrored images only from the mirror, never from "
+                   "the upstream (default: the upstream serves what the mirror lacks). containerd: every image of a "
+                   "mirrored registry; cri-o: the mirrored repositories (other images pull as before)")
     p.add_argument("--upstream", action="append", default=[], type=_upstream, metavar="REGISTRY=URL",
-                   help="containerd, cri-o: where the fallback pulls REGISTRY from (a pull-through cache, a "
-                   "proxy); default the registry itself (docker.io: https://registry-1.docker.io)")
+                   help="where the fallback pulls REGISTRY from (a pull-through cache, a proxy); default the "
+                   "registry itself (docker.io: https://registry-1.docker.io). cri-o: for the mirrored repositories")
     p.add_argument("--partial", action="store_true", help="write what the format can express and name the "
                    "sections left out (default: write nothing when one cannot be expressed)")
     p.add_argument("--section", action="append", default=[], help="only this section (repeatable)")
     p.add_argument("--json", action="store_true", help="rewrite: the map as JSON")
+    p.add_argument("--force", action="store_true", help="--out: replace files there that dmi cluster-config did "
+                   "not write (default: refuse)")
     p.set_defaults(func=cmd_cluster_config)

@@ -177,7 +177,7 @@ def _pair(m: Mirrored, ref: Reference) -> tuple[str, str] | None:
     return None
 
 
-def _left_out(m: Mirrored, tag: str, named: bool) -> str | None:
+def _left_out(m: Mirrored, tag: str, named: bool, at_mirror: bool = False) -> str | None:
     """Why section `m` does not mirror `tag`, or None when it names the tag or its filters keep it."""
     if named:
         return None
@@ -188,8 +188,9 @@ def _left_out(m: Mirrored, tag: str, named: bool) -> str | None:
         by = " and ".join(chosen.removed)
         return f"[{m.section}] mirrors {m.upstream_name}, but its {by} leave{'s' if len(chosen.removed) == 1 else ''}" \
                f" out {tag}"
-    listed = ", ".join(src or dst for src, dst in m.tags)
-    return f"[{m.section}] mirrors {m.upstream_name}, but not tag {tag} (it names {listed})"
+    listed = ", ".join(dst if at_mirror else src or dst for src, dst in m.tags)
+    return f"[{m.section}] mirrors {m.upstream_name}, but not tag {tag} (it names {listed}" + \
+        (" at the mirror)" if at_mirror else ")")
 
 
 def _filter_note(m: Mirrored) -> str:
@@ -203,7 +204,8 @@ def _tag(ref: Reference, m: Mirrored, check: Check) -> Verdict:
     src, dst = pair or (tag, tag)  # a tag no section names keeps its name at the mirror (filters rename none)
     state = check.history.state(m, src, dst) if check.history else None
     copied = state is not None and state["first_mirrored"] is not None
-    why_not = _left_out(m, tag, pair is not None)
+    at_mirror = ref.name == m.mirror_name and ref.name != m.upstream_name
+    why_not = _left_out(m, tag, pair is not None, at_mirror)
     if why_not and not copied:
         return Verdict("", MISSING, why_not, ref, m.section)
     note = f"no longer selected by [{m.section}]: not refreshed" if why_not else (

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable
 
 from dmi_provider.clusters.mapping import MappingError, Mirrored, conflicts, upstream_url
+from dmi_provider.registry.reference import looks_like_host
 
 HEADER = "# Written by `dmi cluster-config --format containerd` from {config}; regenerate it, do not edit it."
 
@@ -23,6 +24,25 @@ def inexpressible(m: Mirrored) -> str | None:
         return (f"[{m.section}]: target-tag writes {m.upstream_name}:{src} as {dst}; containerd cannot rename "
                 f"tags: use --format rewrite")
     return None
+
+
+def crossings(mirrors: list[Mirrored]) -> list[str]:
+    """A host in R's hosts.toml answers every path of R under its prefix: a repository another registry's
+    section wrote there would be served for R's image of that name. One line per such section."""
+    lines = []
+    for r in mirrors:
+        for m in mirrors:
+            if m.upstream == r.upstream or m.host != r.host or r.prefix is None or m.prefix is None:
+                continue
+            rest = m.path[len(r.prefix):] if m.path.startswith(r.prefix) else None
+            if rest is None or looks_like_host(rest.split("/", 1)[0]):
+                continue  # outside r's prefix, or under a registry-named folder no r image can have
+            lines.append(f"[{m.section}] writes {m.upstream_name} to {m.mirror_name}, where {r.upstream}'s hosts.toml "
+                         f"([{r.section}]) sends {r.upstream}/{rest} pulls: that image would come from "
+                         f"{m.upstream}; give each registry its own folder (target-repository = "
+                         f"{m.upstream}/{m.repository})")
+            break
+    return list(dict.fromkeys(lines))
 
 
 def _suggestion(m: Mirrored) -> str:
@@ -62,8 +82,8 @@ def hosts_toml(upstream: str, mirrors: list[Mirrored], fallback: str | None, con
     lines = [HEADER.format(config=config), f"# {upstream}: {len(mirrors)} section(s) mirrored"]
     if fallback:
         lines.append(f"server = {json.dumps(fallback)}  # the upstream, for images the mirror does not hold")
-    else:
-        url, first = ordered[0]
+    else:  # the first mirror host is the server itself: listed once, asked once per miss
+        (url, first), ordered = ordered[0], ordered[1:]
         lines.append(f"server = {json.dumps(url)}  # no fallback: images the mirror lacks fail to pull")
         lines += _entry(url, first, top=True)
     for url, group in ordered:
@@ -77,10 +97,10 @@ def containerd_files(mirrors: Iterable[Mirrored], config: str, fallback: bool = 
     """{relative path: text} of the hosts directory, and the lines of sections left out (`partial`); raises
     MappingError naming every section containerd cannot express (and every conflict) otherwise."""
     mirrors = list(mirrors)
-    problems = conflicts(mirrors)
+    problems = conflicts(mirrors) + crossings(mirrors)
     left_out = [why for m in mirrors if (why := inexpressible(m))]
     if problems or (left_out and not partial):
-        raise MappingError(problems + left_out)
+        raise MappingError(problems + left_out, fixable=not problems)
     kept = [m for m in mirrors if inexpressible(m) is None]
     by_upstream: dict[str, list[Mirrored]] = {}
     for m in kept:

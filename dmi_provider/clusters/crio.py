@@ -38,7 +38,7 @@ def crio_files(mirrors: Iterable[Mirrored], config: str, fallback: bool = True,
     problems = conflicts(mirrors)
     left_out = [why for m in mirrors if (why := inexpressible(m))]
     if problems or (left_out and not partial):
-        raise MappingError(problems + left_out)
+        raise MappingError(problems + left_out, fixable=not problems)
     seen: set[str] = set()
     lines = [HEADER.format(config=config)]
     for m in mirrors:

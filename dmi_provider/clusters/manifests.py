@@ -61,8 +61,8 @@ def _objects(doc: Any) -> Iterator[Any]:
 
 
 def _pod_specs(obj: Any) -> Iterator[dict]:
-    """Every mapping with a `containers` list, in document order. Each node is visited once: YAML aliases
-    share nodes, and a document of nested aliases must not be walked exponentially."""
+    """Every mapping with a `containers` (or init, ephemeral) list, in document order. Each node is visited
+    once: YAML aliases share nodes, and a document of nested aliases must not be walked exponentially."""
     seen: set[int] = set()
     stack = [obj]
     while stack:
@@ -71,7 +71,7 @@ def _pod_specs(obj: Any) -> Iterator[dict]:
             continue
         seen.add(id(node))
         if isinstance(node, dict):
-            spec = isinstance(node.get("containers"), list)
+            spec = any(isinstance(node.get(k), list) for k in CONTAINER_LISTS)  # `containers: null` still one
             if spec:
                 yield node
             children = [v for k, v in node.items() if not (spec and k in CONTAINER_LISTS)]
@@ -96,8 +96,8 @@ def _uses(file: str, obj: Any) -> Iterator[ImageUse]:
         for list_name in CONTAINER_LISTS:
             items = spec.get(list_name)
             for container in items if isinstance(items, list) else ():
-                if not isinstance(container, dict) or "image" not in container:
-                    continue
+                if not isinstance(container, dict) or container.get("image") is None:
+                    continue  # a template may leave the image to be filled in
                 image = container["image"]
                 problem = None if isinstance(image, str) else f"the image field is not text: {image!r}"
                 yield ImageUse(file, kind, namespace, name, _text(container.get("name"), "(no name)"), list_name,
@@ -127,7 +127,7 @@ def _files(path: str) -> list[Path]:
     here = Path(path)
     if not here.is_dir():
         return [here]
-    found = sorted(p for p in here.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+    found = sorted(p for p in here.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
     if not found:
         raise ManifestError([f"{path}: a directory without {', '.join(SUFFIXES)} files"])
     return found

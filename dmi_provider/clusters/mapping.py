@@ -16,8 +16,9 @@ from dmi_provider.tags import TagFilter, split_pin
 class MappingError(DmiError):
     """Mappings a runtime cannot express, or a mirror host config.ini does not tell; one line per problem."""
 
-    def __init__(self, problems: Iterable[str]):
+    def __init__(self, problems: Iterable[str], fixable: bool = False):
         self.problems = tuple(problems)
+        self.fixable = fixable  # every problem is a section --partial would leave out
         super().__init__("\n".join(self.problems))
 
 
@@ -95,7 +96,7 @@ def _credentials(spec: MirrorSpec, host: str) -> str | None:
     kind = spec.target.kind
     if kind in ("ecr", "gar", "acr"):
         return {"ecr": "AWS ECR", "gar": "Google Artifact Registry", "acr": "Azure Container Registry"}[kind]
-    return f"the login of connection {spec.target.conn_id}" if spec.target.conn_id else None
+    return f"connection {spec.target.conn_id}" if spec.target.conn_id else None
 
 
 def mirrored(spec: MirrorSpec) -> Mirrored:
@@ -104,7 +105,8 @@ def mirrored(spec: MirrorSpec) -> Mirrored:
         raise MappingError([f"[{spec.section}]: the mirror's host is not known before a run: set {missing}"])
     tags = tuple((split_pin(src)[0], dst) for src, dst in spec.pairs())
     interval = spec.refresh.interval if spec.refresh else None
-    return Mirrored(spec.section, spec.source.registry, spec.source.repository, host, path, tags,
+    # Registry names are case-insensitive; runtimes look them up in lowercase (a folder per registry).
+    return Mirrored(spec.section, spec.source.registry.lower(), spec.source.repository, host.lower(), path, tags,
                     spec.selection.filter, host in spec.transfer.insecure_registries, _credentials(spec, host),
                     interval.total_seconds() if interval else None, spec.target.ca_bundle,
                     spec.target.repository, spec.source.registry in spec.transfer.insecure_registries)
@@ -130,16 +132,19 @@ def mirrors_of(config: MirrorConfig, sections: Iterable[str] = ()) -> list[Mirro
 
 
 def conflicts(mirrors: Iterable[Mirrored]) -> list[str]:
-    """One line per upstream repository that two sections send to different mirror repositories."""
-    first: dict[str, Mirrored] = {}
+    """One line per upstream repository that two sections send to different mirror repositories, and per mirror
+    repository that two upstream repositories share (a pull of one would get the other's images)."""
+    by_upstream: dict[str, Mirrored] = {}
+    by_mirror: dict[str, Mirrored] = {}
     lines = []
     for m in mirrors:
-        seen = first.setdefault(m.upstream_name, m)
-        if seen is m:
-            continue
-        here, there = m.mirror_name, seen.mirror_name
-        if here != there:
-            lines.append(f"[{seen.section}] and [{m.section}] both mirror {m.upstream_name}, to {there} and to "
-                         f"{here}: a runtime maps one upstream repository to one place; send both to one")
+        seen = by_upstream.setdefault(m.upstream_name, m)
+        if seen is not m and seen.mirror_name != m.mirror_name:
+            lines.append(f"[{seen.section}] and [{m.section}] both mirror {m.upstream_name}, to {seen.mirror_name} "
+                         f"and to {m.mirror_name}: a runtime maps one upstream repository to one place; send both "
+                         "to one")
+        other = by_mirror.setdefault(m.mirror_name, m)
+        if other is not m and other.upstream_name != m.upstream_name:
+            lines.append(f"[{other.section}] and [{m.section}] both write {m.mirror_name}, from "
+                         f"{other.upstream_name} and from {m.upstream_name}: give each its own target-repository")
     return lines
-

@@ -30,7 +30,7 @@ class InvalidReference(ValueError):
     """An image reference, repository, tag or host that the distribution grammar refuses."""
 
 
-def _looks_like_host(component: str) -> bool:
+def looks_like_host(component: str) -> bool:
     return "." in component or ":" in component or component == "localhost" or component.startswith("[")
 
 
@@ -120,7 +120,7 @@ def parse_reference(text: str, default_tag: str | None = "latest") -> Reference:
     if colon > slash:
         rest, tag = rest[:colon], check_tag(rest[colon + 1 :])
     first, _, remainder = rest.partition("/")
-    if remainder and _looks_like_host(first):
+    if remainder and looks_like_host(first):
         registry, path = check_host(first), remainder
     else:
         registry, path = DOCKER_HUB, rest

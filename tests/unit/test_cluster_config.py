@@ -39,7 +39,7 @@ project = library
 source-registry = quay.io
 image = coreos/etcd
 tags-matching = v3\\.5\\..*
-target-repository = mirror/coreos/etcd
+target-repository = quay.io/coreos/etcd
 
 [harbor]
 target = registry
@@ -89,10 +89,10 @@ def test_containerd_writes_a_hosts_toml_per_upstream_registry_with_prefixes_and_
           capabilities = ["pull", "resolve"]
         """)
     quay = tomllib.loads((tmp_path / "d" / "quay.io" / "hosts.toml").read_text())
-    assert quay == {"server": "https://quay.io", "host": {f"https://{ECR}/v2/mirror": {
+    assert quay == {"server": "https://quay.io", "host": {f"https://{ECR}/v2/quay.io": {
         "capabilities": ["pull", "resolve"], "override_path": True}}}
     # ECR needs a login the runtime does not get from the kubelet for a mirror: said once per host.
-    assert err.count(f"warning: {ECR} ([aws/proxyv2]) needs AWS ECR credentials") == 1
+    assert err.count(f"warning: {ECR} ([aws/proxyv2]) needs a login (AWS ECR)") == 1
     assert "harbor.local" not in err
 
 
@@ -100,7 +100,8 @@ def test_containerd_without_fallback_pulls_only_from_the_mirror_and_upstream_mov
     code, out, _ = run(tmp_path, capsys, "--format", "containerd", "--no-fallback", "--section", "quay")
     assert code == 0
     toml = tomllib.loads(out.split("\n", 1)[1])
-    assert toml["server"] == f"https://{ECR}/v2/mirror" and toml["override_path"] is True
+    assert toml["server"] == f"https://{ECR}/v2/quay.io" and toml["override_path"] is True
+    assert "host" not in toml  # the server is the mirror: not listed twice
     code, out, _ = run(tmp_path, capsys, "--format", "containerd", "--upstream", "docker.io=http://hub-cache.local:5000",
                        "--section", "alpine")
     assert tomllib.loads(out.split("\n", 1)[1])["server"] == "http://hub-cache.local:5000"
@@ -162,7 +163,7 @@ def test_gar_puts_project_and_repository_before_the_path(tmp_path, capsys):
     toml = tomllib.loads(out.split("\n", 1)[1])
     assert toml["host"] == {"https://europe-docker.pkg.dev/v2/my-proj/mirror": {"capabilities": ["pull", "resolve"],
                                                                                "override_path": True}}
-    assert "needs Google Artifact Registry credentials" in err
+    assert "needs a login (Google Artifact Registry)" in err
 
 
 def test_cri_o_drop_in_follows_the_registries_conf_rules(tmp_path, capsys):
@@ -186,7 +187,7 @@ def test_cri_o_drop_in_follows_the_registries_conf_rules(tmp_path, capsys):
     assert by_prefix["docker.io/library/alpine"] == {"prefix": "docker.io/library/alpine",
                                                      "location": "docker.io/library/alpine",
                                                      "mirror": [{"location": f"{ECR}/library/alpine"}]}
-    assert by_prefix["quay.io/coreos/etcd"]["mirror"] == [{"location": f"{ECR}/mirror/coreos/etcd"}]
+    assert by_prefix["quay.io/coreos/etcd"]["mirror"] == [{"location": f"{ECR}/quay.io/coreos/etcd"}]
     assert by_prefix["docker.io/library/nginx"]["mirror"] == [{"location": "harbor.local:8443/library/nginx",
                                                                "insecure": True}]
     code, out, _ = run(tmp_path, capsys, "--format", "cri-o", "--no-fallback", "--section", "alpine")
@@ -201,11 +202,11 @@ def test_rewrite_maps_every_written_form_tag_and_digest(tmp_path, capsys):
     mapping = yaml.safe_load(out.split("\n", 1)[1])
     assert mapping["repositories"]["alpine"] == f"{ECR}/library/alpine"
     assert mapping["images"]["istio/proxyv2:1.7.0"] == f"{ECR}/istio/proxyv2:1.7.0"
-    assert {"name": "quay.io/coreos/etcd", "newName": f"{ECR}/mirror/coreos/etcd"} in mapping["kustomize"]["images"]
+    assert {"name": "quay.io/coreos/etcd", "newName": f"{ECR}/quay.io/coreos/etcd"} in mapping["kustomize"]["images"]
     digest = "sha256:" + "a" * 64
     cases = {"alpine:3.20": f"{ECR}/library/alpine:3.20", f"alpine@{digest}": f"{ECR}/library/alpine@{digest}",
              f"docker.io/istio/proxyv2:1.7.0@{digest}": f"{ECR}/istio/proxyv2:1.7.0@{digest}",
-             "quay.io/coreos/etcd:v3.5.9": f"{ECR}/mirror/coreos/etcd:v3.5.9",
+             "quay.io/coreos/etcd:v3.5.9": f"{ECR}/quay.io/coreos/etcd:v3.5.9",
              "nginx": "harbor.local:8443/library/nginx",
              "quay.io/other/thing:1": None, "istio/pilot:1.7.0": None}
     for image, expected in cases.items():
@@ -214,10 +215,16 @@ def test_rewrite_maps_every_written_form_tag_and_digest(tmp_path, capsys):
     assert json.loads(out.split("\n", 1)[1]) == mapping
 
 
-def test_kyverno_rules_rewrite_the_forms_of_each_mirrored_repository_and_nothing_else():
-    policy = kyverno_policy(mirrors())
-    assert policy["kind"] == "ClusterPolicy" and len(policy["spec"]["rules"]) == 4
-    rules = {}
+def test_kyverno_rules_rewrite_only_the_tags_the_mirror_holds():
+    text = CONFIG + "\n[pinned]\nimage = busybox\ntag = 1.36\ntarget-tag = stable\nproject = library\n" \
+                    "\n[semver]\nimage = redis\ntags-semver = >=7 <8\nproject = library\n"
+    policy, left_out = kyverno_policy(mirrors(text))
+    assert policy["kind"] == "ClusterPolicy"
+    assert left_out == ["[semver]: its tags are chosen at run time (tags-semver >=7 <8), which a policy cannot tell "
+                        "at admission: not in the policy (use the map with dmi check-images in CI)"]
+    rules = []
+    names = [rule["name"] for rule in policy["spec"]["rules"]]
+    assert len(names) == len(set(names)) == 5
     for rule in policy["spec"]["rules"]:
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", rule["name"]) and len(rule["name"]) <= 63
         each = rule["mutate"]["foreach"]
@@ -226,23 +233,30 @@ def test_kyverno_rules_rewrite_the_forms_of_each_mirrored_repository_and_nothing
         image = each[0]["patchStrategicMerge"]["spec"]["containers"][0]["image"]
         call = r"\{\{ regex_replace_all\('(.*)', '\{\{ element.image \}\}', '(.*)'\) \}\}"
         pattern, replacement = re.fullmatch(call, image).group(1, 2)
-        rules[rule["name"]] = (pattern, replacement.replace("${1}", r"\1"))
+        rules.append((pattern, re.sub(r"\$\{(\d)\}", r"\\\1", replacement)))
 
     def rewrite(image: str) -> str:
-        for pattern, replacement in rules.values():
+        for pattern, replacement in rules:
             if re.fullmatch(pattern, image):  # the precondition, RE2 syntax Python reads the same
                 return re.sub(pattern, replacement, image)
         return image
 
+    digest = "sha256:" + "b" * 64
     assert rewrite("alpine:3.20") == f"{ECR}/library/alpine:3.20"
-    assert rewrite("docker.io/library/alpine") == f"{ECR}/library/alpine"
-    assert rewrite("index.docker.io/library/alpine@sha256:" + "b" * 64) == f"{ECR}/library/alpine@sha256:" + "b" * 64
+    assert rewrite(f"index.docker.io/library/alpine:3.19@{digest}") == f"{ECR}/library/alpine:3.19@{digest}"
     assert rewrite("istio/proxyv2:1.7.0") == f"{ECR}/istio/proxyv2:1.7.0"
-    assert rewrite("quay.io/coreos/etcd:v3.5.9") == f"{ECR}/mirror/coreos/etcd:v3.5.9"
-    for untouched in ("alpine-extra:1", "myorg/alpine:1", "istio/proxyv2-extra:1", "quay.io/coreos/etcdctl:1",
-                      "ghcr.io/library/alpine:3"):
-        assert rewrite(untouched) == untouched
-
+    assert rewrite("quay.io/coreos/etcd:v3.5.9") == f"{ECR}/quay.io/coreos/etcd:v3.5.9"
+    assert rewrite("busybox:1.36") == f"{ECR}/library/busybox:stable"
+    for untouched in ("alpine:3.18", "docker.io/library/alpine", f"alpine@{digest}", "alpine-extra:3.20",
+                      "myorg/alpine:3.20", "istio/proxyv2-extra:1.7.0", "quay.io/coreos/etcd:v3.4.0",
+                      "quay.io/coreos/etcdctl:v3.5.9", "ghcr.io/library/alpine:3.20", "redis:7.2", "busybox:1.37"):
+        assert rewrite(untouched) == untouched, untouched
+    # Long section names still give unique names.
+    many = "[DEFAULT]\nrefresh = 1d\ntarget = registry\ntarget-registry = m.local\n" + "".join(
+        f"\n[a-very-long-section-name-for-the-team-platform-services-{i}]\nimage = app{i}\ntag = 1\n"
+        f"project = team\n" for i in range(2))
+    names = [r["name"] for r in kyverno_policy(mirrors(many))[0]["spec"]["rules"]]
+    assert len(set(names)) == 2 and all(len(n) <= 63 for n in names)
 
 def test_a_plain_http_upstream_stays_plain_http_in_the_fallback(tmp_path, capsys):
     text = "[DEFAULT]\nrefresh = 1d\n[own]\nsource-registry = registry.local:5000\ninsecure-registries = " \
@@ -258,13 +272,52 @@ def test_a_plain_http_upstream_stays_plain_http_in_the_fallback(tmp_path, capsys
          "mirror": [{"location": "mirror.local/team/app"}]}]
 
 
-def test_a_registry_no_longer_mirrored_loses_the_hosts_toml_an_earlier_run_wrote_and_nothing_else(tmp_path, capsys):
+def test_a_later_run_removes_only_what_an_earlier_run_of_this_config_wrote_for_registries_it_dropped(
+        tmp_path, capsys):
     out = tmp_path / "certs.d"
     assert run(tmp_path, capsys, "--format", "containerd", "--out", str(out))[0] == 0
     (out / "ghcr.io").mkdir()
     (out / "ghcr.io" / "hosts.toml").write_text('server = "https://ghcr.io"\n')  # the admin's own file
+    (out / "gcr.io").mkdir()  # another config's
+    (out / "gcr.io" / "hosts.toml").write_text((out / "quay.io" / "hosts.toml").read_text().replace(
+        "from config.ini", "from other.ini"))
+    # --section writes a part of config.ini: nothing else is removed.
     code, stdout, _ = run(tmp_path, capsys, "--format", "containerd", "--out", str(out), "--section", "alpine")
-    assert code == 0
+    assert code == 0 and "removed" not in stdout
+    without_quay = CONFIG.replace("source-registry = quay.io\n", "").replace(
+        "target-repository = quay.io/coreos/etcd", "target-repository = coreos/etcd")
+    code, stdout, err = run(tmp_path, capsys, "--format", "containerd", "--out", str(out), text=without_quay)
+    assert code == 0, err
     assert f"removed {out / 'quay.io' / 'hosts.toml'}" in stdout
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("hosts.toml")) == ["docker.io/hosts.toml",
-                                                                                     "ghcr.io/hosts.toml"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("hosts.toml")) == [
+        "docker.io/hosts.toml", "gcr.io/hosts.toml", "ghcr.io/hosts.toml"]
+
+
+def test_a_file_dmi_did_not_write_is_replaced_only_with_force(tmp_path, capsys):
+    out = tmp_path / "certs.d"
+    (out / "docker.io").mkdir(parents=True)
+    (out / "docker.io" / "hosts.toml").write_text('server = "https://corp-cache.local"\n')
+    code, stdout, err = run(tmp_path, capsys, "--format", "containerd", "--out", str(out))
+    assert code == 2 and stdout == ""
+    assert f"{out / 'docker.io' / 'hosts.toml'} exists and was not written by dmi cluster-config" in err
+    assert "corp-cache" in (out / "docker.io" / "hosts.toml").read_text() and not (out / "quay.io").exists()
+    assert run(tmp_path, capsys, "--format", "containerd", "--out", str(out), "--force")[0] == 0
+    assert "corp-cache" not in (out / "docker.io" / "hosts.toml").read_text()
+    assert not list(out.rglob("*.dmi-part"))
+
+
+def test_a_mirror_path_another_registry_wrote_is_refused_where_its_hosts_toml_would_serve_it(tmp_path, capsys):
+    """docker.io's hosts.toml sends docker.io/coreos/etcd to the mirror host: quay.io's etcd must not be there."""
+    crossing = CONFIG.replace("target-repository = quay.io/coreos/etcd", "target-repository = coreos/etcd")
+    code, out, err = run(tmp_path, capsys, "--format", "containerd", text=crossing)
+    assert code == 2 and out == ""
+    assert (f"[quay] writes quay.io/coreos/etcd to {ECR}/coreos/etcd, where docker.io's hosts.toml ([aws/proxyv2]) "
+            "sends docker.io/coreos/etcd pulls: that image would come from quay.io; give each registry its own "
+            "folder (target-repository = quay.io/coreos/etcd)") in err
+    assert "--partial" not in err  # --partial would not help
+    # Two upstream repositories into one mirror repository: refused by every format.
+    same = CONFIG + "\n[etcd-hub]\nimage = etcd\nsource-repository = coreos\ntag = 3\n" \
+                    "target-repository = quay.io/coreos/etcd\n"
+    code, _, err = run(tmp_path, capsys, "--format", "rewrite", text=same)
+    assert code == 2 and (f"[quay] and [etcd-hub] both write {ECR}/quay.io/coreos/etcd, from quay.io/coreos/etcd "
+                          "and from docker.io/coreos/etcd") in err
