@@ -7,6 +7,8 @@ the stand-in's access log."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,3 +132,38 @@ def test_an_image_dmi_does_not_mirror_falls_back_to_the_upstream_or_fails_withou
     assert "not found" in pull.output
     assert hub.requests()[hub_seen:] == []
     assert pull.urls() and all(u.startswith(world["mirror"].url) for u in pull.urls())
+
+
+def _crio_pull(world: dict, conf: Path, name: str) -> subprocess.CompletedProcess[str]:
+    """A pull as CRI-O makes it: containers/image (here through Debian's skopeo) reading the generated
+    registries.conf, the upstream name as pods write it."""
+    out = world["root"] / f"pulled-{name.replace('/', '_').replace(':', '_')}-{conf.parent.parent.name}"
+    return subprocess.run(["skopeo", "--registries-conf", str(conf), "--debug", "copy", "--retry-times", "0",
+                           f"docker://{name}", f"dir:{out}"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HOME": str(world["root"])})
+
+
+def test_the_cri_o_drop_in_sends_containers_image_pulls_to_the_mirror(world):
+    """The library CRI-O pulls with reads the drop-in: mirrored repositories come from the mirror (renames of
+    any shape), an unmirrored one from the upstream it names."""
+    mirror, hub = world["mirror"], world["hub"]
+    out = world["root"] / "crio"
+    done = dmi("cluster-config", str(world["config"]), "--format", "cri-o", "--out", str(out),
+               "--upstream", f"docker.io={hub.url}")
+    assert done.returncode == 0, done.stderr
+    conf = out / "registries.conf.d" / "50-dmi-mirror.conf"
+    hub_seen = len(hub.requests())
+    for name in ("istio/proxyv2:1.7.0", "istio/pilot:1.7.0"):
+        mirror_seen = len(mirror.requests())
+        pull = _crio_pull(world, conf, f"docker.io/{name}")
+        assert pull.returncode == 0, pull.stderr[-3000:]
+        assert f'Loading registries configuration \\"{conf}\\"' in pull.stderr
+        assert "docker.io/v2" not in pull.stderr and "registry-1" not in pull.stderr
+        path = "mirror/istio/pilot" if "pilot" in name else "istio/proxyv2"
+        served = mirror.requests()[mirror_seen:]
+        assert any(r.startswith(f"GET /v2/{path}/manifests/") for r in served), served
+        assert any(r.startswith(f"GET /v2/{path}/blobs/sha256:") for r in served), served
+    assert hub.requests()[hub_seen:] == []  # nothing of the mirrored images from upstream
+    # library/nginx is in no section: containers/image pulls it from docker.io as before (not tried here:
+    # no network), and the drop-in holds no entry for it.
+    assert "library/nginx" not in conf.read_text()
