@@ -121,7 +121,7 @@ def _upstream(text: str) -> tuple[str, str]:
     if not sep or scheme not in ("http", "https") or not host.strip("/"):
         raise argparse.ArgumentTypeError(f"{text!r}: expected REGISTRY=URL, e.g. docker.io=https://hub-cache.local")
     try:
-        return check_host(registry), url.rstrip("/")
+        return check_host(registry).lower(), url.rstrip("/")
     except InvalidReference as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
