@@ -17,6 +17,7 @@ from dmi_provider.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_NO_HISTORY,
     Flags,
+    columns,
     load,
     log_to_stderr,
     peak_rss_mib,
@@ -115,9 +116,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     if not table:
         print("no mirror history yet" if not args.state else "no mirrored images yet")
         return 0
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *table, strict=True)]
-    for line in (header, *table):
-        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
+    for line in columns([header, *table]):
+        print(line)
     return 0
 
 

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from dmi_provider.cli.common import EXIT_BAD_INPUT, load, tracking_db
+from dmi_provider.cli.common import EXIT_BAD_INPUT, columns, load, tracking_db
 from dmi_provider.clusters.check import (
     MIRRORED,
     STALE,
@@ -91,9 +91,7 @@ def _row(v: Verdict) -> tuple[str, str, str, str]:
 
 def _table(verdicts: list[Verdict]) -> list[str]:
     header = ("STATUS", "IMAGE", "MIRROR", "USED BY")
-    rows = [header, *(_row(v) for v in verdicts)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return ["  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return columns([header, *(_row(v) for v in verdicts)])
 
 
 def cmd_check_images(args: argparse.Namespace) -> int:
@@ -113,17 +111,17 @@ def cmd_check_images(args: argparse.Namespace) -> int:
         for line in exc.problems:
             _say(line)
         return EXIT_BAD_INPUT
+    if not uses:  # an empty pipe (helm failed upstream of it) must not pass as "nothing missing"
+        _say(f"no container images in {', '.join('<stdin>' if f == '-' else f for f in args.files)}")
+        return EXIT_BAD_INPUT
     verdicts = judge(uses, Check(config, mirrors)) if args.no_history else _with_history(args, config, mirrors,
                                                                                           uses)
     if verdicts is None:
         return EXIT_BAD_INPUT
-    if not uses:  # an empty pipe (helm failed upstream of it) must not pass as "nothing missing"
-        _say(f"no container images in {', '.join('<stdin>' if f == '-' else f for f in args.files)}")
-        return EXIT_BAD_INPUT
     if args.json:
         print(json.dumps([v.to_dict() for v in verdicts], indent=2))
     else:
-        for line in _table(verdicts) if verdicts else ():
+        for line in _table(verdicts):
             print(line)
         print(summary(verdicts, history=not args.no_history))
         lines = suggest(verdicts, Check(config, mirrors)) if args.suggest else []

@@ -40,6 +40,12 @@ def tracking_db(url: str | None, conn_id: str) -> str:
     return tracking_url(conn_id, current_environment().db_path, cli=True)
 
 
+def columns(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows (the header first) as lines of left-aligned columns two spaces apart."""
+    widths = [max(len(str(x)) for x in col) for col in zip(*rows, strict=True)]
+    return ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
 def log_to_stderr(level: int) -> None:
     """DMI's own log lines (progress, warnings) on stderr, bare."""
     import logging
